@@ -1,0 +1,38 @@
+# `make demo` and `make test` set up everything they need on a fresh Debian machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test demo lint format benchmark services bench-test clean
+
+$(STAMP): pyproject.toml
+	scripts/ensure-services.sh venv
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[standalone,test]'
+	touch $@
+
+services:
+	scripts/ensure-services.sh redis
+
+test: $(STAMP) services
+	$(BIN)/ruff check dartwing benchmarks
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: $(STAMP) services
+	$(BIN)/dartwing-jobs demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check dartwing benchmarks
+	$(BIN)/ruff format --check dartwing benchmarks
+
+format: $(STAMP)
+	$(BIN)/ruff format dartwing benchmarks
+	$(BIN)/ruff check --fix dartwing benchmarks
+
+benchmark: $(STAMP) services
+	$(BIN)/python benchmarks/throughput.py $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,41 @@
+"""Dartwing Background Job Engine: the public Python API.
+
+from dartwing.dartwing_core.background_jobs import job_handler, TransientError, PermanentError
+"""
+
+from .engine import Engine
+from .errors import (
+	DartwingError,
+	DuplicateJob,
+	InvalidState,
+	JobCanceled,
+	JobTimedOut,
+	NotFound,
+	PermanentError,
+	PermissionDenied,
+	QueueFull,
+	TransientError,
+	ValidationError,
+)
+from .progress import JobContext
+from .registry import job_handler, registry
+from .settings import Settings
+
+__all__ = [
+	"DartwingError",
+	"DuplicateJob",
+	"Engine",
+	"InvalidState",
+	"JobCanceled",
+	"JobContext",
+	"JobTimedOut",
+	"NotFound",
+	"PermanentError",
+	"PermissionDenied",
+	"QueueFull",
+	"Settings",
+	"TransientError",
+	"ValidationError",
+	"job_handler",
+	"registry",
+]

@@ -1,0 +1,53 @@
+"""Queue port over RQ: one RQ queue per priority, drained by workers in priority order."""
+
+import logging
+
+from redis import Redis
+from rq import Queue as RQQueue
+from rq.command import send_stop_job_command
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Job
+
+from ..states import PRIORITIES
+
+logger = logging.getLogger("dartwing.jobs")
+EXECUTE = "dartwing.dartwing_core.background_jobs.executor.run"
+# RQ's own timeout is a backstop behind the executor's deadline, which fires first and is handled.
+BACKSTOP_SECONDS = 30
+WAITING = {"queued", "started", "deferred", "scheduled"}
+
+
+class RqQueue:
+	def __init__(self, redis: Redis, prefix: str = "dartwing"):
+		self.redis = redis
+		self.queues = {p: RQQueue(f"{prefix}-{p.lower()}", connection=redis) for p in PRIORITIES}
+
+	def in_priority_order(self) -> list[RQQueue]:
+		return [self.queues[p] for p in PRIORITIES]
+
+	def enqueue(self, job_id: str, queue_job_id: str, priority: str, timeout: int) -> None:
+		self.queues[priority].enqueue_call(
+			func=EXECUTE,
+			args=(job_id, queue_job_id),
+			job_id=queue_job_id,
+			timeout=(timeout or 0) + BACKSTOP_SECONDS,
+			result_ttl=0,  # the database keeps the outcome
+			failure_ttl=24 * 3600,
+			description=f"dartwing job {job_id}",
+		)
+
+	def is_waiting(self, queue_job_id: str) -> bool:
+		try:
+			job = Job.fetch(queue_job_id, connection=self.redis)
+		except NoSuchJobError:
+			return False
+		return job.get_status(refresh=False) in WAITING
+
+	def stop(self, queue_job_id: str) -> None:
+		try:
+			send_stop_job_command(self.redis, queue_job_id)
+		except (NoSuchJobError, InvalidJobOperation):
+			pass  # not running anywhere: nothing to stop
+
+	def depth(self) -> dict[str, int]:
+		return {p: q.count for p, q in self.queues.items()}

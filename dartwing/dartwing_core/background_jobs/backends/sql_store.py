@@ -1,0 +1,273 @@
+"""Store port over SQLAlchemy Core: SQLite by default, MariaDB/MySQL or PostgreSQL by URL.
+
+Tables (`tab<DocType>`, Frappe's column names and standard columns) and indexes are built from
+the doctype JSON, so this store and a Frappe site hold the same rows.
+"""
+
+import os
+import threading
+import weakref
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import make_url
+
+from .. import schema
+from ..errors import UniqueViolation, ValidationError
+from ..ports import Filter
+
+_LONG_TEXT = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+_DATETIME = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+_COLUMN_TYPES = {
+	"Data": sa.String(140),
+	"Link": sa.String(140),
+	"Select": sa.String(140),
+	"Int": sa.Integer(),
+	"Check": sa.SmallInteger(),
+	"Float": sa.Float(),
+	"Percent": sa.Float(),
+	"Datetime": _DATETIME,
+	"Small Text": sa.Text(),
+	"Text": sa.Text(),
+	"Long Text": _LONG_TEXT,
+	"Code": _LONG_TEXT,
+	"JSON": _LONG_TEXT,
+}
+
+
+def normalize_url(url: str) -> str:
+	"""Accept plain scheme names and pick the drivers this project installs."""
+	parsed = make_url(url)
+	driver = {"mysql": "mysql+pymysql", "mariadb": "mysql+pymysql", "postgresql": "postgresql+psycopg"}
+	if parsed.drivername in driver:
+		parsed = parsed.set(drivername=driver[parsed.drivername])
+	if parsed.drivername.startswith("mysql") and "charset" not in parsed.query:
+		parsed = parsed.update_query_dict({"charset": "utf8mb4"})
+	return parsed.render_as_string(hide_password=False)
+
+
+def build_metadata() -> tuple[sa.MetaData, dict[str, sa.Table]]:
+	metadata = sa.MetaData()
+	tables = {}
+	for doctype in schema.DOCTYPES:
+		columns = [
+			sa.Column("name", sa.String(140), primary_key=True),
+			sa.Column("creation", _DATETIME),
+			sa.Column("modified", _DATETIME),
+			sa.Column("modified_by", sa.String(140)),
+			sa.Column("owner", sa.String(140)),
+			sa.Column("docstatus", sa.SmallInteger(), nullable=False, server_default="0"),
+			sa.Column("idx", sa.Integer(), nullable=False, server_default="0"),
+		]
+		for field in schema.data_fields(doctype):
+			columns.append(
+				sa.Column(
+					field["fieldname"],
+					_COLUMN_TYPES[field["fieldtype"]],
+					unique=bool(field.get("unique")) or None,
+					index=bool(field.get("search_index")) or None,
+				)
+			)
+		table = sa.Table(schema.table_name(doctype), metadata, *columns)
+		for fields in schema.composite_indexes(doctype):
+			sa.Index(f"{'_'.join(fields)}_index", *(table.c[f] for f in fields), _table=table)
+		tables[doctype] = table
+	return metadata, tables
+
+
+class SqlStore:
+	def __init__(self, url: str):
+		self.url = normalize_url(url)
+		self.dialect = make_url(self.url).get_backend_name()
+		options = {"pool_pre_ping": True}
+		if self.dialect == "sqlite":
+			options["connect_args"] = {"timeout": 30, "check_same_thread": False}
+		elif self.dialect == "mysql":
+			options["isolation_level"] = "READ COMMITTED"
+		self.engine = sa.create_engine(self.url, **options)
+		if self.dialect == "sqlite":
+			_make_sqlite_safe(self.engine)
+		self.metadata, self.tables = build_metadata()
+		self._local = threading.local()
+		# A forked RQ work-horse must not share its parent's sockets or file handles.
+		ref = weakref.ref(self)
+		os.register_at_fork(after_in_child=lambda: (s := ref()) and s.engine.dispose(close=False))
+
+	def create_schema(self) -> None:
+		"""Create missing tables and indexes, and add columns new doctype fields need."""
+		quote = self.engine.dialect.identifier_preparer.quote
+		with self.engine.begin() as conn:
+			self.metadata.create_all(conn, checkfirst=True)
+			inspector = sa.inspect(conn)
+			for table in self.tables.values():
+				present = {c["name"] for c in inspector.get_columns(table.name)}
+				for column in table.columns:
+					if column.name not in present:
+						kind = column.type.compile(dialect=self.engine.dialect)
+						conn.exec_driver_sql(
+							f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(column.name)} {kind}"
+						)
+
+	def drop_schema(self) -> None:
+		self.metadata.drop_all(self.engine, checkfirst=True)
+
+	@contextmanager
+	def transaction(self) -> Iterator[None]:
+		if getattr(self._local, "conn", None) is not None:
+			yield
+			return
+		with self.engine.begin() as conn:
+			self._local.conn = conn
+			try:
+				yield
+			finally:
+				self._local.conn = None
+
+	@contextmanager
+	def _connection(self, write: bool) -> Iterator[sa.Connection]:
+		current = getattr(self._local, "conn", None)
+		if current is not None:
+			yield current
+		elif write:
+			with self.engine.begin() as conn:
+				yield conn
+		else:
+			with self.engine.connect() as conn:
+				conn.execution_options(dartwing_read_only=True)
+				yield conn
+				conn.rollback()
+
+	def get(self, doctype: str, name: str, *, for_update: bool = False) -> dict | None:
+		table = self.tables[doctype]
+		query = sa.select(table).where(table.c.name == name)
+		if for_update and self.dialect != "sqlite":
+			query = query.with_for_update()
+		with self._connection(write=for_update) as conn:
+			row = conn.execute(query).mappings().first()
+		return dict(row) if row else None
+
+	def get_all(
+		self,
+		doctype: str,
+		filters: Sequence[Filter] = (),
+		fields: Sequence[str] = ("*",),
+		order_by: str | None = None,
+		limit: int | None = None,
+		offset: int = 0,
+	) -> list[dict]:
+		table = self.tables[doctype]
+		columns = [table] if tuple(fields) == ("*",) else [self._column(table, f) for f in fields]
+		query = sa.select(*columns).where(*self._where(table, filters))
+		for part in (order_by or "").split(","):
+			if part.strip():
+				field, _, direction = part.strip().partition(" ")
+				column = self._column(table, field)
+				query = query.order_by(column.desc() if direction.strip().lower() == "desc" else column.asc())
+		if limit is not None:
+			query = query.limit(limit)
+		if offset:
+			query = query.offset(offset)
+		with self._connection(write=False) as conn:
+			return [dict(r) for r in conn.execute(query).mappings()]
+
+	def count(self, doctype: str, filters: Sequence[Filter] = ()) -> int:
+		table = self.tables[doctype]
+		query = sa.select(sa.func.count()).select_from(table).where(*self._where(table, filters))
+		with self._connection(write=False) as conn:
+			return conn.execute(query).scalar_one()
+
+	def count_by(self, doctype: str, field: str, filters: Sequence[Filter] = ()) -> dict[str, int]:
+		table = self.tables[doctype]
+		column = self._column(table, field)
+		query = sa.select(column, sa.func.count()).where(*self._where(table, filters)).group_by(column)
+		with self._connection(write=False) as conn:
+			return {key: count for key, count in conn.execute(query)}
+
+	def insert(self, doctype: str, row: dict) -> None:
+		table = self.tables[doctype]
+		now = datetime.now()
+		values = {**schema.defaults(doctype), "creation": now, "modified": now, **row}
+		values.setdefault("owner", "Administrator")
+		values.setdefault("modified_by", values["owner"])
+		unknown = set(values) - set(table.c.keys())
+		if unknown:
+			raise ValidationError(doctype, f"unknown fields {sorted(unknown)}")
+		try:
+			with self._connection(write=True) as conn, conn.begin_nested():
+				conn.execute(table.insert().values(**values))
+		except sa.exc.IntegrityError as exc:
+			raise UniqueViolation(str(exc.orig)) from exc
+
+	def update(self, doctype: str, name: str, values: dict, expect: Sequence[Filter] = ()) -> bool:
+		table = self.tables[doctype]
+		query = table.update().where(table.c.name == name, *self._where(table, expect)).values(**values)
+		try:
+			with self._connection(write=True) as conn:
+				return conn.execute(query).rowcount == 1
+		except sa.exc.IntegrityError as exc:
+			raise UniqueViolation(str(exc.orig)) from exc
+
+	def delete(self, doctype: str, filters: Sequence[Filter]) -> int:
+		table = self.tables[doctype]
+		with self._connection(write=True) as conn:
+			return conn.execute(table.delete().where(*self._where(table, filters))).rowcount
+
+	@staticmethod
+	def _column(table: sa.Table, field: str) -> sa.Column:
+		try:
+			return table.c[field]
+		except KeyError:
+			raise ValidationError(field, f"is not a field of {table.name[3:]}") from None
+
+	def _where(self, table: sa.Table, filters: Sequence[Filter]) -> list:
+		clauses = []
+		for field, op, value in filters:
+			column = self._column(table, field)
+			op = op.lower()
+			if op == "=":
+				clauses.append(column.is_(None) if value is None else column == value)
+			elif op == "!=":
+				clauses.append(column.is_not(None) if value is None else column != value)
+			elif op in ("<", "<=", ">", ">="):
+				clauses.append(column.operate(_COMPARISONS[op], value))
+			elif op == "in":
+				clauses.append(column.in_(list(value)))
+			elif op == "not in":
+				clauses.append(column.not_in(list(value)))
+			elif op == "is":
+				clauses.append(column.is_not(None) if value == "set" else column.is_(None))
+			else:
+				raise ValidationError(field, f"unsupported filter operator {op!r}")
+		return clauses
+
+
+_COMPARISONS = {
+	"<": sa.sql.operators.lt,
+	"<=": sa.sql.operators.le,
+	">": sa.sql.operators.gt,
+	">=": sa.sql.operators.ge,
+}
+
+
+def _make_sqlite_safe(engine: sa.Engine) -> None:
+	"""WAL lets readers run beside the one writer; BEGIN IMMEDIATE takes the write lock up front
+	so two writers queue on busy_timeout instead of failing with 'database is locked'."""
+
+	@sa.event.listens_for(engine, "connect")
+	def _on_connect(dbapi_conn, _record):
+		dbapi_conn.isolation_level = None
+		cursor = dbapi_conn.cursor()
+		cursor.execute("PRAGMA journal_mode=WAL")
+		cursor.execute("PRAGMA synchronous=NORMAL")
+		cursor.execute("PRAGMA busy_timeout=30000")
+		cursor.close()
+
+	@sa.event.listens_for(engine, "begin")
+	def _on_begin(conn):
+		if conn.get_execution_options().get("dartwing_read_only"):
+			conn.exec_driver_sql("BEGIN")
+		else:
+			conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -1,0 +1,320 @@
+"""`dartwing-jobs`: the standalone command line. Every command takes --json and prints one JSON
+document; exit codes: 0 ok, 2 bad input, 3 duplicate, 4 not found, 5 not allowed now."""
+
+import functools
+import json
+import logging
+import os
+import sys
+from datetime import datetime, timezone
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from . import admin, cleanup, dead_letter, metrics, runtime, scheduler
+from .errors import DartwingError, DuplicateJob, ValidationError
+from .registry import import_handler_modules
+
+SAMPLES = "dartwing.dartwing_core.background_jobs.samples"
+console = Console()
+err_console = Console(stderr=True)
+
+
+class Context:
+	def __init__(self, db: str | None, redis: str | None, imports: tuple[str, ...], as_json: bool):
+		self.db, self.redis, self.imports, self.as_json = db, redis, imports, as_json
+		self._engine = None
+
+	@property
+	def engine(self):
+		if self._engine is None:
+			from .backends.standalone import build_engine
+
+			modules = [SAMPLES, *os.environ.get("DARTWING_IMPORTS", "").split(","), *self.imports]
+			import_handler_modules(modules)
+			self._engine = build_engine(self.db, self.redis)
+			runtime.configure(self._engine)
+		return self._engine
+
+	def emit(self, document, render=None) -> None:
+		if self.as_json:
+			click.echo(json.dumps(document, indent=2, default=str))
+		elif render:
+			render(document)
+		else:
+			console.print_json(data=document, default=str)
+
+
+def command(group, name=None, **kwargs):
+	"""A subcommand with the shared options, the Context, and DartwingError mapped to exit codes."""
+
+	def decorate(func):
+		@group.command(name, **kwargs)
+		@click.option("--db", envvar="DARTWING_DB_URL", help="Database URL (default: a SQLite file).")
+		@click.option(
+			"--redis", envvar="DARTWING_REDIS_URL", help="Redis URL (default: redis://127.0.0.1:6379/0)."
+		)
+		@click.option("--import", "imports", multiple=True, help="Module declaring handlers (repeatable).")
+		@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+		@functools.wraps(func)
+		def wrapper(db, redis, imports, as_json, **params):
+			ctx = Context(db, redis, imports, as_json)
+			try:
+				return func(ctx, **params)
+			except DartwingError as exc:
+				document = {"error": type(exc).__name__, "message": str(exc)}
+				if isinstance(exc, ValidationError):
+					document["field"] = exc.field
+				if isinstance(exc, DuplicateJob):
+					document.update(existing_job=exc.existing_job, existing_status=exc.existing_status)
+				if as_json:
+					click.echo(json.dumps(document, indent=2))
+				err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+				sys.exit(exc.exit_code)
+
+		return wrapper
+
+	return decorate
+
+
+def _utc(value: datetime | None) -> datetime | None:
+	if value is None or value.tzinfo is None:
+		return value
+	return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+@click.group(help=__doc__)
+@click.version_option(package_name="dartwing")
+def cli():
+	logging.basicConfig(
+		level=os.environ.get("DARTWING_LOG_LEVEL", "INFO"),
+		format="%(asctime)s %(levelname)s %(name)s %(message)s",
+		stream=sys.stderr,
+	)
+
+
+@command(cli)
+def init(ctx):
+	"""Create the tables and a Job Type for every declared handler that has none."""
+	ctx.engine.store.create_schema()
+	created = admin.sync_job_types(ctx.engine)
+	ctx.emit(
+		{"job_types_created": created, "job_types": sorted(ctx.engine.handlers.specs)},
+		lambda d: console.print(f"Schema ready; job types created: {', '.join(created) or 'none'}"),
+	)
+
+
+@cli.group()
+def org():
+	"""Organizations (tenants)."""
+
+
+@command(org, "add")
+@click.argument("name")
+@click.option(
+	"--max-queued", type=int, default=1000, show_default=True, help="Unfinished jobs allowed; 0: no limit."
+)
+def org_add(ctx, name, max_queued):
+	ctx.emit(_org_api(admin.add_organization(ctx.engine, name, max_queued)))
+
+
+@command(org, "suspend")
+@click.argument("name")
+def org_suspend(ctx, name):
+	ctx.emit(_org_api(admin.set_organization_status(ctx.engine, name, "Suspended")))
+
+
+@command(org, "resume")
+@click.argument("name")
+def org_resume(ctx, name):
+	ctx.emit(_org_api(admin.set_organization_status(ctx.engine, name, "Active")))
+
+
+def _org_api(row: dict) -> dict:
+	return {"organization": row["name"], "status": row["status"], "max_queued_jobs": row["max_queued_jobs"]}
+
+
+@command(cli)
+@click.argument("job_type")
+@click.option("--org", "organization", required=True, help="Organization the job belongs to.")
+@click.option("--params", default=None, help="Parameters as a JSON object.")
+@click.option("--priority", default=None, help="Low, Normal, High or Critical (default: the job type's).")
+@click.option("--depends-on", default=None, help="Job that must complete first.")
+@click.option("--user", default="Administrator", show_default=True)
+def submit(ctx, job_type, organization, params, priority, depends_on, user):
+	"""Submit a job; prints it at once, without waiting for it to run."""
+	job = ctx.engine.submit(job_type, organization, params, priority, depends_on, user, triggered_by="cli")
+	ctx.emit(job, _render_job)
+
+
+@command(cli)
+@click.argument("job_id")
+def status(ctx, job_id):
+	ctx.emit(ctx.engine.status(job_id), _render_job)
+
+
+@command(cli, "list")
+@click.option("--org", "organization")
+@click.option("--status", "status_")
+@click.option("--type", "job_type")
+@click.option("--since", type=click.DateTime(), help="Created at or after (ISO 8601).")
+@click.option("--until", type=click.DateTime(), help="Created before (ISO 8601).")
+@click.option("--limit", type=int, default=20, show_default=True)
+@click.option("--offset", type=int, default=0)
+def list_(ctx, organization, status_, job_type, since, until, limit, offset):
+	page = ctx.engine.list_jobs(organization, status_, job_type, _utc(since), _utc(until), limit, offset)
+	ctx.emit(page, _render_list)
+
+
+@command(cli)
+@click.argument("job_id")
+def history(ctx, job_id):
+	ctx.emit(ctx.engine.history(job_id), _render_history)
+
+
+@command(cli)
+@click.argument("job_id")
+@click.option("--user", default="Administrator", show_default=True)
+def cancel(ctx, job_id, user):
+	ctx.emit(ctx.engine.cancel(job_id, user), _render_job)
+
+
+@command(cli)
+@click.argument("job_id")
+@click.option("--user", default="Administrator", show_default=True)
+def retry(ctx, job_id, user):
+	"""Queue a Failed, Timed Out or Dead Letter job again now, with a fresh retry budget."""
+	ctx.emit(ctx.engine.retry(job_id, user), _render_job)
+
+
+@command(cli, "dead-letters")
+@click.option("--org", "organization")
+@click.option("--limit", type=int, default=100, show_default=True)
+def dead_letters(ctx, organization, limit):
+	jobs = dead_letter.list_dead_letters(ctx.engine, organization, limit)
+	ctx.emit({"jobs": jobs, "total": len(jobs)}, _render_list)
+
+
+@command(cli)
+@click.option(
+	"--older-than", type=float, default=None, help="Days (default: DARTWING_PURGE_AFTER_DAYS or 30)."
+)
+def purge(ctx, older_than):
+	"""Delete finished jobs and their logs older than the retention period."""
+	ctx.emit({"purged": cleanup.purge(ctx.engine, older_than)})
+
+
+@command(cli, "metrics")
+@click.option("--org", "organization")
+@click.option("--prometheus", is_flag=True, help="Prometheus text exposition format.")
+@click.option("--window-hours", type=float, default=24, show_default=True)
+def metrics_(ctx, organization, prometheus, window_hours):
+	data = metrics.collect(ctx.engine, organization, window_hours=window_hours)
+	if prometheus and not ctx.as_json:
+		click.echo(metrics.to_prometheus(data), nl=False)
+	else:
+		ctx.emit(data, _render_metrics)
+
+
+@command(cli)
+@click.option("--burst", is_flag=True, help="Exit once the queues are empty.")
+@click.option("-n", "--workers", "count", type=click.IntRange(1, 64), default=1, show_default=True)
+def worker(ctx, burst, count):
+	"""Run workers draining the Critical, High, Normal and Low queues in that order."""
+	from .worker import run_workers
+
+	failed = run_workers(ctx.engine, count, burst)
+	if ctx.as_json:
+		click.echo(json.dumps({"workers": count, "failed": failed}))
+	sys.exit(1 if failed else 0)
+
+
+@command(cli, "scheduler")
+@click.option("--once", is_flag=True, help="Run every periodic task once and exit.")
+@click.option("--interval", type=float, default=None, help="Seconds between passes (default 1).")
+def scheduler_(ctx, once, interval):
+	"""Retries, dependency release, orphan rescue, lost-message redispatch, cancel hard stops, cleanup."""
+	if once:
+		report = scheduler.tick(ctx.engine)
+		report["purge_daily"] = cleanup.purge_daily(ctx.engine)
+		ctx.emit(report)
+		return
+	scheduler.run_forever(ctx.engine, interval)
+
+
+@command(cli)
+@click.argument("job_id", required=False)
+@click.option("--org", "organization", help="Watch every unfinished job of an organization.")
+@click.option("--timeout", type=float, default=None, help="Give up after this many seconds.")
+def watch(ctx, job_id, organization, timeout):
+	"""Live progress bars until the job (or every job of the organization) has finished."""
+	from .watch import watch_jobs
+
+	if bool(job_id) == bool(organization):
+		raise ValidationError("job_id", "give a job id or --org, not both")
+	final = watch_jobs(ctx.engine, job_id, organization, timeout, quiet=ctx.as_json)
+	ctx.emit({"jobs": final}, lambda d: None)
+
+
+@command(cli)
+@click.option("--workers", "count", type=int, default=2, show_default=True)
+def demo(ctx, count):
+	"""Run every kind of job end to end with live progress, then print a summary."""
+	from .demo import run_demo
+
+	sys.exit(run_demo(ctx, count))
+
+
+def _render_job(job: dict) -> None:
+	table = Table(show_header=False, box=None)
+	for key, value in job.items():
+		if value not in (None, "", {}):
+			table.add_row(f"[bold]{key}[/bold]", json.dumps(value) if isinstance(value, dict) else str(value))
+	console.print(table)
+
+
+def _render_list(page: dict) -> None:
+	table = Table("job_id", "job_type", "organization", "status", "progress", "retries", "created_at")
+	for job in page["jobs"]:
+		table.add_row(
+			job["job_id"],
+			job["job_type"],
+			job["organization"],
+			job["status"],
+			f"{job['progress']:.0f}%",
+			str(job["retry_count"]),
+			job["created_at"],
+		)
+	console.print(table)
+	console.print(f"{len(page['jobs'])} of {page['total']}")
+
+
+def _render_history(document: dict) -> None:
+	table = Table("#", "timestamp", "from", "to", "actor", "message")
+	for e in document["entries"]:
+		table.add_row(
+			str(e["sequence"]),
+			e["timestamp"],
+			e["from_status"] or "",
+			e["to_status"],
+			e["actor"],
+			e["message"],
+		)
+	console.print(table)
+	console.print(
+		"hash chain: "
+		+ (
+			"[green]intact[/green]"
+			if document["chain_valid"]
+			else f"[red]BROKEN[/red] ({document['chain_problem']})"
+		)
+	)
+
+
+def _render_metrics(data: dict) -> None:
+	console.print_json(data=data)
+
+
+def main() -> None:
+	cli(prog_name="dartwing-jobs")

@@ -1,0 +1,46 @@
+"""The one place where jobs are handed to the dead-letter queue, and where admins read it."""
+
+import logging
+
+from . import states
+from .serialize import job_to_api
+from .transitions import JOB, transition
+
+logger = logging.getLogger("dartwing.jobs")
+
+
+def send(
+	engine, job: dict, *, error_type: str, error_message: str, traceback: str = "", actor: str
+) -> dict | None:
+	"""Park a job for review: a permanent error, exhausted retries, or a job that cannot run here."""
+	done = transition(
+		engine,
+		job,
+		states.DEAD_LETTER,
+		actor=actor,
+		message=f"Dead letter: {error_message}",
+		values={
+			"error_type": error_type,
+			"error_message": error_message[:10000],
+			"error_traceback": traceback or None,
+			"next_retry_at": None,
+			"lease_expires_at": None,
+			"completed_at": engine.now(),
+		},
+	)
+	if done:
+		logger.warning(
+			"Job dead-lettered job_id=%s type=%s error=%s", job["name"], job["job_type"], error_message
+		)
+		from .dependencies import settle_dependents
+
+		settle_dependents(engine, done)
+	return done
+
+
+def list_dead_letters(engine, organization: str | None = None, limit: int = 100) -> list[dict]:
+	filters = [("status", "=", states.DEAD_LETTER)]
+	if organization:
+		filters.append(("organization", "=", organization))
+	rows = engine.store.get_all(JOB, filters, order_by="modified desc", limit=limit)
+	return [job_to_api(r, engine.now()) for r in rows]

@@ -1,0 +1,377 @@
+"""The rules of the engine: submit, cancel, retry, read. Backends only translate these calls."""
+
+import hashlib
+import inspect
+import json
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+
+from . import states
+from .errors import (
+	DuplicateJob,
+	InvalidState,
+	NotFound,
+	PermissionDenied,
+	QueueFull,
+	UniqueViolation,
+	ValidationError,
+)
+from .ports import Events, Queue, Store
+from .registry import Registry, registry
+from .serialize import job_to_api, log_to_api
+from .settings import Settings
+from .transitions import JOB, LOG, log_row, new_name, transition
+
+logger = logging.getLogger("dartwing.jobs")
+
+
+def utcnow() -> datetime:
+	"""Naive UTC: what the standalone store keeps; the Frappe backend passes its own clock."""
+	return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Engine:
+	def __init__(
+		self,
+		store: Store,
+		queue: Queue,
+		events: Events,
+		settings: Settings | None = None,
+		handlers: Registry = registry,
+		clock: Callable[[], datetime] = utcnow,
+		lock_client=None,
+	):
+		self.store = store
+		self.queue = queue
+		self.events = events
+		self.settings = settings or Settings.from_env()
+		self.handlers = handlers
+		self.now = clock
+		self.lock_client = lock_client  # a redis client for periodic-task locks
+
+	# -- submit -------------------------------------------------------------------------------
+
+	def submit(
+		self,
+		job_type: str,
+		organization: str,
+		parameters: dict | str | None = None,
+		priority: str | None = None,
+		depends_on: str | None = None,
+		user: str = "Administrator",
+		triggered_by: str = "api",
+		roles: set[str] | None = None,
+	) -> dict:
+		"""Validate everything, then write the job and its first log row in one transaction and
+		hand it to the queue. Returns at once; nothing is written when a check fails."""
+		job_type_row = self._job_type_for_submit(job_type, roles)
+		params = self._parameters(parameters, job_type_row)
+		priority = priority or job_type_row.get("default_priority") or "Normal"
+		if priority not in states.PRIORITIES:
+			raise ValidationError(
+				"priority", f"must be one of {', '.join(states.PRIORITIES)}, not {priority!r}"
+			)
+		if not isinstance(user, str) or not user.strip():
+			raise ValidationError("user", "must be a non-empty string")
+		canonical = json.dumps(params, sort_keys=True, separators=(",", ":"))
+		job_hash = hashlib.sha256(f"{job_type}\0{organization}\0{canonical}".encode()).hexdigest()
+		now = self.now()
+		job = {
+			"name": new_name(),
+			"job_type": job_type,
+			"organization": organization,
+			"owner_user": user,
+			"owner": user,
+			"modified_by": user,
+			"triggered_by": triggered_by,
+			"priority": priority,
+			"input_parameters": canonical,
+			"job_hash": job_hash,
+			"active_hash": job_hash,
+			"max_retries": int(job_type_row["max_retries"]),
+			"timeout_seconds": int(job_type_row["default_timeout"]),
+			"retry_count": 0,
+			"progress": 0,
+			"depends_on": depends_on or None,
+			"transition_count": 0,
+			"creation": now,
+			"modified": now,
+		}
+		try:
+			with self.store.transaction():
+				org = self._organization_for_submit(organization)
+				self._refuse_duplicate(job_hash, job_type_row, now)
+				self._refuse_full_queue(org)
+				status = self._initial_status(depends_on, organization)
+				if status == states.QUEUED:
+					job.update(queued_at=now, queue_job_id=f"{job['name']}-1")
+				log = log_row(job, status, now, user, f"Submitted by {user}", 0)
+				job.update(status=status, transition_count=1, chain_head=log["entry_hash"])
+				self.store.insert(JOB, job)
+				self.store.insert(LOG, log)
+		except UniqueViolation:
+			existing = self.store.get_all(JOB, [("active_hash", "=", job_hash)], ["name", "status"], limit=1)
+			if existing:
+				raise DuplicateJob(existing[0]["name"], existing[0]["status"]) from None
+			raise
+		self.publish_status(job)
+		if job["status"] == states.QUEUED:
+			self.dispatch(job)
+		return job_to_api(job, self.now())
+
+	def _job_type_for_submit(self, job_type, roles) -> dict:
+		if not isinstance(job_type, str) or not job_type:
+			raise ValidationError("job_type", "is required")
+		row = self.store.get("Job Type", job_type)
+		if row is None:
+			raise ValidationError("job_type", f"unknown job type {job_type!r}")
+		if not row["is_enabled"]:
+			raise ValidationError("job_type", f"job type {job_type!r} is disabled")
+		if self.handlers.get(row["handler"]) is None:
+			raise ValidationError(
+				"job_type", f"handler {row['handler']!r} is not registered here (import its module)"
+			)
+		required_role = row.get("requires_permission")
+		if required_role and roles is not None and required_role not in roles:
+			raise PermissionDenied(f"job type {job_type!r} requires the role {required_role!r}")
+		return row
+
+	def _parameters(self, parameters, job_type_row: dict) -> dict:
+		if parameters is None or parameters == "":
+			parameters = {}
+		if isinstance(parameters, str):
+			try:
+				parameters = json.loads(parameters)
+			except ValueError as exc:
+				raise ValidationError("parameters", f"is not valid JSON: {exc}") from None
+		if not isinstance(parameters, dict):
+			raise ValidationError("parameters", f"must be a JSON object, not {type(parameters).__name__}")
+		try:
+			encoded = json.dumps(parameters, sort_keys=True, allow_nan=False)
+		except (TypeError, ValueError) as exc:
+			raise ValidationError("parameters", f"must be JSON-serializable: {exc}") from None
+		if len(encoded.encode()) > self.settings.max_parameter_bytes:
+			raise ValidationError("parameters", f"exceed {self.settings.max_parameter_bytes} bytes as JSON")
+		handler = self.handlers.get(job_type_row["handler"])
+		try:
+			inspect.signature(handler).bind(None, **parameters)
+		except TypeError as exc:
+			raise ValidationError(
+				"parameters", f"do not fit handler {job_type_row['handler']!r}: {exc}"
+			) from None
+		return parameters
+
+	def _organization_for_submit(self, organization) -> dict:
+		if not isinstance(organization, str) or not organization:
+			raise ValidationError("organization", "is required")
+		org = self.store.get("Organization", organization, for_update=True)
+		if org is None:
+			raise ValidationError("organization", f"unknown organization {organization!r}")
+		if org["status"] != "Active":
+			raise ValidationError("organization", f"organization {organization!r} is {org['status']}")
+		return org
+
+	def _refuse_duplicate(self, job_hash: str, job_type_row: dict, now: datetime) -> None:
+		found = self.store.get_all(JOB, [("active_hash", "=", job_hash)], ["name", "status"], limit=1)
+		window = int(job_type_row.get("deduplication_window") or 0)
+		if not found and window > 0:
+			since = now - timedelta(seconds=window)
+			found = self.store.get_all(
+				JOB,
+				[("job_hash", "=", job_hash), ("creation", ">=", since)],
+				["name", "status"],
+				order_by="creation desc",
+				limit=1,
+			)
+		if found:
+			raise DuplicateJob(found[0]["name"], found[0]["status"])
+
+	def _refuse_full_queue(self, org: dict) -> None:
+		limit = int(org.get("max_queued_jobs") or 0)  # 0 means no limit
+		if limit:
+			unfinished = self.store.count(
+				JOB, [("organization", "=", org["name"]), ("status", "in", states.UNFINISHED)]
+			)
+			if unfinished >= limit:
+				raise QueueFull(
+					f"organization {org['name']!r} has {unfinished} unfinished jobs (limit {limit})"
+				)
+
+	def _initial_status(self, depends_on, organization: str) -> str:
+		if not depends_on:
+			return states.QUEUED
+		parent = self.store.get(JOB, depends_on)
+		if parent is None:
+			raise ValidationError("depends_on", f"unknown job {depends_on!r}")
+		if parent["organization"] != organization:
+			raise ValidationError("depends_on", "must be a job of the same organization")
+		if parent["status"] in (states.CANCELED, states.DEAD_LETTER):
+			raise ValidationError(
+				"depends_on", f"job {depends_on} ended {parent['status']}; it will never complete"
+			)
+		return states.QUEUED if parent["status"] == states.COMPLETED else states.PENDING
+
+	# -- reading ------------------------------------------------------------------------------
+
+	def get_job(self, job_id: str) -> dict:
+		job = self.store.get(JOB, job_id) if isinstance(job_id, str) and job_id else None
+		if job is None:
+			raise NotFound(f"job {job_id!r} not found")
+		return job
+
+	def status(self, job_id: str) -> dict:
+		return job_to_api(self.get_job(job_id), self.now())
+
+	def list_jobs(
+		self,
+		organization: str | None = None,
+		status: str | None = None,
+		job_type: str | None = None,
+		since: datetime | None = None,
+		until: datetime | None = None,
+		limit: int = 20,
+		offset: int = 0,
+		organizations: list[str] | None = None,
+	) -> dict:
+		"""One page of jobs, newest first. `organizations` bounds what the caller may see."""
+		if not isinstance(limit, int) or not 1 <= limit <= 100:
+			raise ValidationError("limit", "must be an integer from 1 to 100")
+		if not isinstance(offset, int) or offset < 0:
+			raise ValidationError("offset", "must be a non-negative integer")
+		if status is not None and status not in states.STATUSES:
+			raise ValidationError("status", f"must be one of {', '.join(states.STATUSES)}")
+		filters = []
+		if organizations is not None:
+			if organization and organization not in organizations:
+				raise PermissionDenied(f"no access to organization {organization!r}")
+			filters.append(("organization", "in", [organization] if organization else organizations))
+		elif organization:
+			filters.append(("organization", "=", organization))
+		if status:
+			filters.append(("status", "=", status))
+		if job_type:
+			filters.append(("job_type", "=", job_type))
+		if since:
+			filters.append(("creation", ">=", since))
+		if until:
+			filters.append(("creation", "<", until))
+		rows = self.store.get_all(
+			JOB, filters, order_by="creation desc, name desc", limit=limit, offset=offset
+		)
+		now = self.now()
+		return {
+			"jobs": [job_to_api(r, now) for r in rows],
+			"total": self.store.count(JOB, filters),
+			"limit": limit,
+			"offset": offset,
+		}
+
+	def history(self, job_id: str) -> dict:
+		from .audit import verify_chain
+
+		job = self.get_job(job_id)
+		logs = self.store.get_all(LOG, [("background_job", "=", job_id)], order_by="sequence asc")
+		report = verify_chain(job.get("chain_head"), logs)
+		return {
+			"job_id": job_id,
+			"entries": [log_to_api(row) for row in logs],
+			"chain_valid": report.ok,
+			"chain_problem": report.problem or None,
+		}
+
+	# -- actions ------------------------------------------------------------------------------
+
+	def cancel(self, job_id: str, user: str = "Administrator") -> dict:
+		"""Pending, Queued and waiting jobs stop at once; a Running one at its next checkpoint."""
+		for _ in range(5):
+			job = self.get_job(job_id)
+			if job["status"] in states.TERMINAL:
+				raise InvalidState(f"job {job_id} is {job['status']}; only unfinished jobs can be canceled")
+			now = self.now()
+			if job["status"] == states.RUNNING:
+				if job.get("cancel_requested_at"):
+					return job_to_api(job, now)
+				done = transition(
+					self,
+					job,
+					states.RUNNING,
+					actor=user,
+					message=f"Cancel requested by {user}",
+					values={"cancel_requested_at": now, "canceled_by": user},
+				)
+			else:
+				done = transition(
+					self,
+					job,
+					states.CANCELED,
+					actor=user,
+					message=f"Canceled by {user}",
+					values={"canceled_at": now, "canceled_by": user, "next_retry_at": None},
+				)
+				if done:
+					from .dependencies import settle_dependents
+
+					settle_dependents(self, done)
+			if done:
+				return job_to_api(done, now)
+		raise InvalidState(f"job {job_id} kept changing; try again")
+
+	def retry(self, job_id: str, user: str = "Administrator") -> dict:
+		"""Admin retry of a Failed, Timed Out or Dead Letter job: queued now, with a fresh budget."""
+		job = self.get_job(job_id)
+		if job["status"] not in states.ADMIN_RETRYABLE:
+			raise InvalidState(
+				f"job {job_id} is {job['status']}; only {', '.join(states.ADMIN_RETRYABLE)} jobs can be retried"
+			)
+		try:
+			done = self.requeue(job, actor=user, message=f"Retried by {user}", reset_retries=True)
+		except UniqueViolation:
+			other = self.store.get_all(
+				JOB, [("active_hash", "=", job["job_hash"])], ["name", "status"], limit=1
+			)
+			raise DuplicateJob(other[0]["name"], other[0]["status"]) from None
+		if done is None:
+			raise InvalidState(f"job {job_id} changed while retrying; try again")
+		return job_to_api(done, self.now())
+
+	# -- used by the executor and the scheduler ----------------------------------------------
+
+	def requeue(self, job: dict, *, actor: str, message: str, reset_retries: bool = False) -> dict | None:
+		now = self.now()
+		values = {
+			"queued_at": now,
+			"queue_job_id": f"{job['name']}-{job['transition_count'] + 1}",
+			"next_retry_at": None,
+			"cancel_requested_at": None,
+			"worker_name": None,
+			"lease_expires_at": None,
+			"active_hash": job["job_hash"],
+		}
+		if reset_retries:
+			values.update(
+				retry_count=0, error_type=None, error_message=None, error_traceback=None, progress=0
+			)
+		done = transition(self, job, states.QUEUED, actor=actor, message=message, values=values)
+		if done:
+			self.dispatch(done)
+		return done
+
+	def dispatch(self, job: dict) -> None:
+		"""Hand a committed Queued job to the queue. If that fails the scheduler redispatches it."""
+		try:
+			self.queue.enqueue(job["name"], job["queue_job_id"], job["priority"], int(job["timeout_seconds"]))
+		except Exception:
+			logger.warning(
+				"Dispatch failed job_id=%s; the scheduler will retry it", job["name"], exc_info=True
+			)
+
+	def publish_status(self, job: dict) -> None:
+		self.publish("job_status_changed", job)
+
+	def publish(self, event: str, job: dict, **extra) -> None:
+		"""Events are a courtesy to watchers; losing one must never fail the job."""
+		try:
+			self.events.publish(event, {**job_to_api(job, self.now()), **extra})
+		except Exception:
+			logger.warning("Publishing %s failed job_id=%s", event, job.get("name"), exc_info=True)

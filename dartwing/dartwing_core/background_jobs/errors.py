@@ -1,0 +1,84 @@
+"""Every error the job engine raises, flat, with two roots.
+
+`DartwingError` covers errors about input and state: callers catch it, and each subclass carries
+the HTTP status and CLI exit code it maps to, so the API and the CLI translate it the same way.
+`JobInterrupt` is control flow inside a running handler (cancel, timeout); it derives from
+BaseException so a handler's broad `except Exception` cannot swallow it.
+"""
+
+
+class DartwingError(Exception):
+	"""Root of the engine's errors."""
+
+	http_status = 500
+	exit_code = 1
+
+
+class ValidationError(DartwingError):
+	"""Bad input: names the field and the problem."""
+
+	http_status = 400
+	exit_code = 2
+
+	def __init__(self, field: str, problem: str):
+		self.field = field
+		self.problem = problem
+		super().__init__(f"{field}: {problem}")
+
+
+class PermissionDenied(DartwingError):
+	http_status = 403
+	exit_code = 5
+
+
+class NotFound(DartwingError):
+	http_status = 404
+	exit_code = 4
+
+
+class InvalidState(DartwingError):
+	"""The action is not allowed in the job's current status."""
+
+	http_status = 409
+	exit_code = 5
+
+
+class DuplicateJob(DartwingError):
+	"""An equivalent job exists; names it so the caller can follow that one instead."""
+
+	http_status = 409
+	exit_code = 3
+
+	def __init__(self, existing_job: str, existing_status: str):
+		self.existing_job = existing_job
+		self.existing_status = existing_status
+		super().__init__(f"duplicate of job {existing_job} ({existing_status})")
+
+
+class QueueFull(DartwingError):
+	http_status = 429
+	exit_code = 5
+
+
+class UniqueViolation(DartwingError):
+	"""A store refused a row for a unique index; the engine turns it into DuplicateJob."""
+
+
+class TransientError(DartwingError):
+	"""Raise from a handler for a failure worth retrying (a dependency was briefly unavailable)."""
+
+
+class PermanentError(DartwingError):
+	"""Raise from a handler for a failure no retry can fix (bad input, missing permission)."""
+
+
+class JobInterrupt(BaseException):
+	"""Stops a running handler from outside; not an Exception on purpose (see module docstring)."""
+
+
+class JobCanceled(JobInterrupt):
+	pass
+
+
+class JobTimedOut(JobInterrupt):
+	pass

@@ -1,0 +1,262 @@
+"""Runs one job in a worker: claim it, run its handler under a heartbeat and a deadline, then
+settle the outcome (completed, retry later, dead letter, canceled)."""
+
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+from . import dead_letter, runtime, states
+from .dependencies import settle_dependents
+from .errors import JobCanceled, JobTimedOut, PermanentError
+from .progress import JobContext
+from .retry import PERMANENT, RetryPolicy, classify, next_retry_delay
+from .transitions import JOB, transition
+
+logger = logging.getLogger("dartwing.jobs")
+
+
+def run(job_id: str, queue_job_id: str) -> str:
+	"""The function queue messages point at; the worker process has configured the runtime."""
+	return execute(runtime.current(), job_id, queue_job_id)
+
+
+def execute(engine, job_id: str, queue_job_id: str) -> str:
+	"""Returns the status the job ended this run in, or "skipped" when the message was stale."""
+	job = engine.store.get(JOB, job_id)
+	if job is None or job["status"] != states.QUEUED or job["queue_job_id"] != queue_job_id:
+		logger.info("Job skipped job_id=%s message=%s (no longer queued for it)", job_id, queue_job_id)
+		return "skipped"
+	org = engine.store.get("Organization", job["organization"])
+	if org is None:
+		return _give_up(engine, job, "Organization not found")
+	if org["status"] != "Active":
+		transition(
+			engine, job, states.PENDING, actor="worker", message=f"Organization {org['status']}; waiting"
+		)
+		return states.PENDING
+	job_type = engine.store.get("Job Type", job["job_type"]) or {}
+	handler = engine.handlers.get(job_type.get("handler", ""))
+	if handler is None:
+		return _give_up(engine, job, f"No handler registered for job type {job['job_type']!r} in this worker")
+
+	now = engine.now()
+	attempt = job["retry_count"] + 1
+	job = transition(
+		engine,
+		job,
+		states.RUNNING,
+		actor="worker",
+		message=f"Attempt {attempt} started",
+		values={
+			"started_at": now,
+			"worker_name": f"{socket.gethostname()}:{os.getpid()}",
+			"heartbeat_at": now,
+			"lease_expires_at": now + timedelta(seconds=engine.settings.lease_seconds),
+		},
+	)
+	if job is None:
+		return "skipped"
+	return _run_handler(engine, job, handler, job_type, attempt)
+
+
+def _run_handler(engine, job: dict, handler, job_type: dict, attempt: int) -> str:
+	ctx = JobContext(engine, job, attempt, logger)
+	fields = {"job_id": job["name"], "job_type": job["job_type"], "attempt": attempt}
+	logger.info(
+		"Job started job_id=%s type=%s attempt=%d", job["name"], job["job_type"], attempt, extra=fields
+	)
+	started = time.monotonic()
+	try:
+		with _heartbeat(engine, job), deadline(int(job["timeout_seconds"] or 0)):
+			value = handler(ctx, **json.loads(job["input_parameters"] or "{}"))
+		values = {**_result_values(value), "progress_message": ctx.job.get("progress_message")}
+	except JobCanceled as exc:
+		outcome = _finish(
+			engine,
+			job,
+			states.CANCELED,
+			f"Canceled at checkpoint: {exc}",
+			{
+				"canceled_at": engine.now(),
+				"progress": ctx.job["progress"],
+				"progress_message": ctx.job.get("progress_message"),
+			},
+		)
+	except (Exception, JobTimedOut) as exc:
+		duration = time.monotonic() - started
+		logger.warning(
+			"Job failed job_id=%s type=%s attempt=%d duration=%.3fs error=%s: %s",
+			job["name"],
+			job["job_type"],
+			attempt,
+			duration,
+			type(exc).__name__,
+			exc,
+			extra={**fields, "duration": duration},
+		)
+		outcome = settle_failure(engine, job, exc, job_type, traceback.format_exc(), actor="worker")
+	else:
+		duration = time.monotonic() - started
+		logger.info(
+			"Job succeeded job_id=%s type=%s attempt=%d duration=%.3fs",
+			job["name"],
+			job["job_type"],
+			attempt,
+			duration,
+			extra={**fields, "duration": duration},
+		)
+		outcome = _finish(engine, job, states.COMPLETED, f"Completed in {duration:.3f}s", values)
+	return outcome
+
+
+def _result_values(value) -> dict:
+	values = {"progress": 100, "error_type": None, "error_message": None, "error_traceback": None}
+	if value is None:
+		return values
+	if isinstance(value, str):
+		return {**values, "output_reference": value}
+	if isinstance(value, dict):
+		try:
+			encoded = json.dumps(value, allow_nan=False, default=None)
+		except (TypeError, ValueError) as exc:
+			raise PermanentError(f"handler returned a dict that is not JSON-serializable: {exc}") from None
+		reference = value.get("output_reference")
+		return {
+			**values,
+			"result": encoded,
+			"output_reference": None if reference is None else str(reference),
+		}
+	raise PermanentError(
+		f"handler returned {type(value).__name__}; return None, a string or a JSON-able dict"
+	)
+
+
+def _finish(engine, job: dict, status: str, message: str, values: dict) -> str:
+	"""Settle this run's own job; retry the compare-and-set when only a note (a cancel request)
+	moved the row on, and give up when another run owns the job now."""
+	values = {**values, "lease_expires_at": None}
+	if status == states.COMPLETED:
+		values.setdefault("completed_at", engine.now())
+	for _ in range(5):
+		row = engine.store.get(JOB, job["name"])
+		if row is None or row["status"] != states.RUNNING or row["queue_job_id"] != job["queue_job_id"]:
+			return "skipped"
+		if status == states.CANCELED:
+			values["canceled_by"] = row.get("canceled_by")
+		done = transition(engine, row, status, actor="worker", message=message, values=values)
+		if done:
+			settle_dependents(engine, done)
+			return status
+	return "skipped"
+
+
+def settle_failure(
+	engine, job: dict, exc: BaseException, job_type: dict, tb: str = "", actor: str = "worker"
+) -> str:
+	"""Retry later with backoff, or dead-letter: the one rule for every failed attempt."""
+	error_type = classify(exc)
+	error_message = f"{type(exc).__name__}: {exc}"
+	policy = RetryPolicy.from_job_type(job_type or {"max_retries": 0}, job["max_retries"])
+	delay = next_retry_delay(policy, job["retry_count"], error_type)
+	for _ in range(5):
+		row = engine.store.get(JOB, job["name"])
+		if row is None or row["status"] != states.RUNNING or row["queue_job_id"] != job["queue_job_id"]:
+			return "skipped"
+		if delay is None:
+			reason = (
+				error_message
+				if error_type == PERMANENT
+				else (f"retries exhausted ({row['retry_count']}/{policy.max_retries}): {error_message}")
+			)
+			if dead_letter.send(
+				engine, row, error_type=error_type, error_message=reason, traceback=tb, actor=actor
+			):
+				return states.DEAD_LETTER
+			continue
+		status = states.TIMED_OUT if isinstance(exc, JobTimedOut) else states.FAILED
+		next_at = engine.now() + timedelta(seconds=delay)
+		done = transition(
+			engine,
+			row,
+			status,
+			actor=actor,
+			message=f"{error_message}; retry {row['retry_count'] + 1}/{policy.max_retries} in {delay:.0f}s",
+			values={
+				"error_type": error_type,
+				"error_message": error_message[:10000],
+				"error_traceback": tb or None,
+				"retry_count": row["retry_count"] + 1,
+				"next_retry_at": next_at,
+				"lease_expires_at": None,
+			},
+		)
+		if done:
+			return status
+	return "skipped"
+
+
+def _give_up(engine, job: dict, reason: str) -> str:
+	done = dead_letter.send(engine, job, error_type=PERMANENT, error_message=reason, actor="worker")
+	return states.DEAD_LETTER if done else "skipped"
+
+
+@contextmanager
+def _heartbeat(engine, job: dict) -> Iterator[None]:
+	"""Extend the job's lease while it runs, so the scheduler can tell a slow job from a dead one."""
+	stop = threading.Event()
+	interval = engine.settings.lease_seconds / 3
+
+	def beat():
+		while not stop.wait(interval):
+			now = engine.now()
+			try:
+				engine.store.update(
+					JOB,
+					job["name"],
+					{
+						"heartbeat_at": now,
+						"lease_expires_at": now + timedelta(seconds=engine.settings.lease_seconds),
+					},
+					expect=[("status", "=", states.RUNNING), ("queue_job_id", "=", job["queue_job_id"])],
+				)
+			except Exception:
+				logger.warning("Heartbeat failed job_id=%s", job["name"], exc_info=True)
+
+	thread = threading.Thread(target=beat, name=f"heartbeat-{job['name']}", daemon=True)
+	thread.start()
+	try:
+		yield
+	finally:
+		stop.set()
+		thread.join()
+
+
+@contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+	"""Raise JobTimedOut in the handler after `seconds`, restoring any outer alarm (RQ's own
+	timeout, set a little longer as a backstop) afterwards. Needs the main thread."""
+	if not seconds or threading.current_thread() is not threading.main_thread():
+		yield
+		return
+
+	def on_alarm(_signum, _frame):
+		raise JobTimedOut(f"exceeded its timeout of {seconds}s")
+
+	previous_handler = signal.signal(signal.SIGALRM, on_alarm)
+	previous_delay, _ = signal.setitimer(signal.ITIMER_REAL, seconds)
+	started = time.monotonic()
+	try:
+		yield
+	finally:
+		signal.setitimer(signal.ITIMER_REAL, 0)
+		signal.signal(signal.SIGALRM, previous_handler)
+		if previous_delay:
+			signal.setitimer(signal.ITIMER_REAL, max(0.001, previous_delay - (time.monotonic() - started)))

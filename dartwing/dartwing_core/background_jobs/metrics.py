@@ -1,0 +1,115 @@
+"""Queue health for admins: counts, depth, processing time and failure rate, also as Prometheus text."""
+
+import math
+from datetime import timedelta
+
+from . import states
+from .transitions import JOB
+
+
+def _percentile(sorted_values: list[float], fraction: float) -> float:
+	"""Nearest-rank percentile: the smallest value with at least `fraction` of values at or below."""
+	return sorted_values[max(0, math.ceil(fraction * len(sorted_values)) - 1)]
+
+
+def _timing(durations: list[float]) -> dict:
+	if not durations:
+		return {"count": 0, "average_seconds": None, "p95_seconds": None}
+	durations = sorted(durations)
+	return {
+		"count": len(durations),
+		"average_seconds": round(sum(durations) / len(durations), 4),
+		"p95_seconds": round(_percentile(durations, 0.95), 4),
+	}
+
+
+def collect(
+	engine, organization: str | None = None, organizations: list[str] | None = None, window_hours: float = 24
+) -> dict:
+	"""Metrics of one organization, of a set of them (what a user may see), or of all (None).
+
+	Processing time covers jobs completed in the window (started_at to completed_at of the last
+	attempt). Failure rate per type is Dead Letter / (Completed + Dead Letter) over jobs that
+	ended in the window; canceled jobs do not count either way."""
+	scope = []
+	if organization:
+		scope.append(("organization", "=", organization))
+	elif organizations is not None:
+		scope.append(("organization", "in", organizations))
+	since = engine.now() - timedelta(hours=window_hours)
+	by_status = {s: 0 for s in states.STATUSES} | engine.store.count_by(JOB, "status", scope)
+	depth = {p: 0 for p in states.PRIORITIES} | engine.store.count_by(
+		JOB, "priority", [*scope, ("status", "=", states.QUEUED)]
+	)
+	ended = engine.store.get_all(
+		JOB,
+		[*scope, ("status", "in", (states.COMPLETED, states.DEAD_LETTER)), ("completed_at", ">=", since)],
+		fields=("job_type", "status", "started_at", "completed_at"),
+	)
+	durations: dict[str, list[float]] = {}
+	outcomes: dict[str, list[int]] = {}
+	for row in ended:
+		outcomes.setdefault(row["job_type"], [0, 0])[row["status"] == states.DEAD_LETTER] += 1
+		if row["status"] == states.COMPLETED and row["started_at"]:
+			seconds = (row["completed_at"] - row["started_at"]).total_seconds()
+			durations.setdefault(row["job_type"], []).append(seconds)
+	return {
+		"organization": organization,
+		"window_hours": window_hours,
+		"job_count_by_status": by_status,
+		"queue_depth_by_priority": depth,
+		"processing_time": {
+			**_timing([d for values in durations.values() for d in values]),
+			"by_job_type": {t: _timing(v) for t, v in sorted(durations.items())},
+		},
+		"failure_rate_by_type": {
+			t: round(dead / (done + dead), 4) for t, (done, dead) in sorted(outcomes.items())
+		},
+	}
+
+
+def _label(value: str) -> str:
+	return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def to_prometheus(metrics: dict) -> str:
+	lines = []
+
+	def family(name: str, help_text: str, samples: list[tuple[dict, float | None]]) -> None:
+		lines.append(f"# HELP {name} {help_text}")
+		lines.append(f"# TYPE {name} gauge")
+		for labels, value in samples:
+			if value is None:
+				continue
+			if metrics.get("organization"):
+				labels = {"organization": metrics["organization"], **labels}
+			text = ",".join(f'{k}="{_label(str(v))}"' for k, v in labels.items())
+			lines.append(f"{name}{{{text}}} {value}" if text else f"{name} {value}")
+
+	family(
+		"dartwing_jobs",
+		"Jobs by status.",
+		[({"status": s}, n) for s, n in metrics["job_count_by_status"].items()],
+	)
+	family(
+		"dartwing_queue_depth",
+		"Queued jobs by priority.",
+		[({"priority": p}, n) for p, n in metrics["queue_depth_by_priority"].items()],
+	)
+	by_type = metrics["processing_time"]["by_job_type"]
+	family(
+		"dartwing_processing_seconds_average",
+		"Average processing time of completed jobs in the window.",
+		[({"job_type": t}, v["average_seconds"]) for t, v in by_type.items()],
+	)
+	family(
+		"dartwing_processing_seconds_p95",
+		"95th percentile processing time of completed jobs in the window.",
+		[({"job_type": t}, v["p95_seconds"]) for t, v in by_type.items()],
+	)
+	family(
+		"dartwing_failure_rate",
+		"Dead-lettered share of jobs that ended in the window.",
+		[({"job_type": t}, v) for t, v in metrics["failure_rate_by_type"].items()],
+	)
+	return "\n".join(lines) + "\n"

@@ -1,0 +1,56 @@
+"""The three small ports a backend implements. The engine decides; a backend only translates.
+
+Filters follow Frappe's `get_all` shape, a list of (field, operator, value) with operators
+=, !=, <, <=, >, >=, in, not in, is ("set" / "not set"), so the Frappe backend passes them through.
+"""
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+Filter = tuple[str, str, Any]
+
+
+class Store(Protocol):
+	def transaction(self) -> AbstractContextManager[None]:
+		"""All calls inside run in one transaction; it commits on exit, rolls back on error."""
+
+	def get(self, doctype: str, name: str, *, for_update: bool = False) -> dict | None: ...
+
+	def get_all(
+		self,
+		doctype: str,
+		filters: Sequence[Filter] = (),
+		fields: Sequence[str] = ("*",),
+		order_by: str | None = None,
+		limit: int | None = None,
+		offset: int = 0,
+	) -> list[dict]: ...
+
+	def count(self, doctype: str, filters: Sequence[Filter] = ()) -> int: ...
+
+	def count_by(self, doctype: str, field: str, filters: Sequence[Filter] = ()) -> dict[str, int]: ...
+
+	def insert(self, doctype: str, row: dict) -> None:
+		"""Raises errors.UniqueViolation when a unique index refuses the row."""
+
+	def update(self, doctype: str, name: str, values: dict, expect: Sequence[Filter] = ()) -> bool:
+		"""Compare-and-set: update only when every `expect` filter holds; True when a row changed."""
+
+	def delete(self, doctype: str, filters: Sequence[Filter]) -> int: ...
+
+
+class Queue(Protocol):
+	def enqueue(self, job_id: str, queue_job_id: str, priority: str, timeout: int) -> None: ...
+
+	def is_waiting(self, queue_job_id: str) -> bool:
+		"""True while the message is queued, scheduled or being worked on."""
+
+	def stop(self, queue_job_id: str) -> None:
+		"""Hard-stop the process running this message, if any."""
+
+
+class Events(Protocol):
+	def publish(self, event: str, payload: dict) -> None: ...
+
+	def subscribe(self, job_id: str | None = None, organization: str | None = None) -> Iterator[dict]: ...

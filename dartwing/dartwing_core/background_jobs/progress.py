@@ -1,0 +1,78 @@
+"""What a handler sees while it runs: progress reporting and cooperative cancellation."""
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from . import states
+from .errors import JobCanceled
+from .transitions import JOB
+
+
+@dataclass
+class JobContext:
+	"""Passed as the first argument to every handler.
+
+	progress() is cheap to call in a tight loop: it publishes at most every
+	progress_publish_interval and writes the row at most every progress_persist_interval.
+	"""
+
+	engine: object
+	job: dict
+	attempt: int
+	logger: logging.Logger
+	_last_publish: float = 0.0
+	_last_persist: float = 0.0
+	_last_check: float = field(default_factory=time.monotonic)
+
+	@property
+	def job_id(self) -> str:
+		return self.job["name"]
+
+	@property
+	def organization(self) -> str:
+		return self.job["organization"]
+
+	@property
+	def user(self) -> str:
+		return self.job["owner_user"]
+
+	@property
+	def idempotency_key(self) -> str:
+		"""Stable across attempts: execution is at-least-once, so side effects should key on it."""
+		return self.job["name"]
+
+	def progress(self, percent: float, message: str | None = None) -> None:
+		percent = max(0.0, min(100.0, float(percent)))
+		self.job["progress"] = percent
+		if message is not None:
+			self.job["progress_message"] = str(message)[:1000]
+		now = time.monotonic()
+		settings = self.engine.settings
+		if now - self._last_publish >= settings.progress_publish_interval or percent >= 100:
+			self._last_publish = now
+			self.engine.publish("job_progress", self.job)
+		if now - self._last_persist >= settings.progress_persist_interval:
+			self._last_persist = now
+			self.persist_progress()
+
+	def persist_progress(self) -> None:
+		self.engine.store.update(
+			JOB,
+			self.job_id,
+			{"progress": self.job["progress"], "progress_message": self.job.get("progress_message")},
+			expect=[("status", "=", states.RUNNING), ("queue_job_id", "=", self.job["queue_job_id"])],
+		)
+
+	def checkpoint(self) -> None:
+		"""Raise JobCanceled if a cancel was requested, or if this run no longer owns the job
+		(its lease lapsed and the scheduler gave the job to another worker)."""
+		now = time.monotonic()
+		if now - self._last_check < self.engine.settings.checkpoint_interval:
+			return
+		self._last_check = now
+		row = self.engine.store.get(JOB, self.job_id)
+		if row is None or row["status"] != states.RUNNING or row["queue_job_id"] != self.job["queue_job_id"]:
+			raise JobCanceled("this run no longer owns the job")
+		if row.get("cancel_requested_at"):
+			raise JobCanceled(f"canceled by {row.get('canceled_by') or 'a user'}")

@@ -1,0 +1,129 @@
+"""Handlers are registered by name; a Job Type names one. Nothing stored is ever imported blindly."""
+
+import importlib
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from .errors import ValidationError
+from .retry import STRATEGIES
+from .states import PRIORITIES
+
+
+@dataclass(frozen=True)
+class JobTypeSpec:
+	"""The defaults a handler module declares for its job type; `init` turns them into Job Type rows."""
+
+	type_name: str
+	handler: str
+	display_name: str = ""
+	description: str = ""
+	timeout: int = 300
+	priority: str = "Normal"
+	max_retries: int = 5
+	retry_strategy: str = "exponential"
+	base_delay: float = 60
+	max_delay: float = 3600
+	jitter: float = 0.1
+	deduplication_window: int = 300
+	requires_permission: str = ""
+
+	def as_job_type_row(self) -> dict:
+		return {
+			"name": self.type_name,
+			"type_name": self.type_name,
+			"display_name": self.display_name or self.type_name.replace("_", " ").title(),
+			"description": self.description,
+			"handler": self.handler,
+			"default_timeout": self.timeout,
+			"default_priority": self.priority,
+			"max_retries": self.max_retries,
+			"retry_strategy": self.retry_strategy,
+			"base_delay": self.base_delay,
+			"max_delay": self.max_delay,
+			"jitter": self.jitter,
+			"deduplication_window": self.deduplication_window,
+			"requires_permission": self.requires_permission,
+			"is_enabled": 1,
+		}
+
+
+@dataclass
+class Registry:
+	handlers: dict[str, Callable] = field(default_factory=dict)
+	specs: dict[str, JobTypeSpec] = field(default_factory=dict)
+
+	def register(self, spec: JobTypeSpec, func: Callable) -> None:
+		existing = self.handlers.get(spec.handler)
+		if existing is not None and existing is not func and _qualname(existing) != _qualname(func):
+			raise ValueError(f"handler {spec.handler!r} is already registered by {_qualname(existing)}")
+		self.handlers[spec.handler] = func
+		self.specs[spec.type_name] = spec
+
+	def get(self, handler: str) -> Callable | None:
+		return self.handlers.get(handler)
+
+
+registry = Registry()
+
+
+def job_handler(
+	type_name: str,
+	*,
+	handler: str | None = None,
+	timeout: int = 300,
+	priority: str = "Normal",
+	max_retries: int = 5,
+	retry_strategy: str = "exponential",
+	base_delay: float = 60,
+	max_delay: float = 3600,
+	jitter: float = 0.1,
+	deduplication_window: int = 300,
+	display_name: str = "",
+	description: str = "",
+	requires_permission: str = "",
+) -> Callable[[Callable], Callable]:
+	"""Register `func(ctx, **params)` as the handler of job type `type_name` with its defaults."""
+	if priority not in PRIORITIES:
+		raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}, not {priority!r}")
+	if retry_strategy not in STRATEGIES:
+		raise ValueError(f"retry_strategy must be one of {', '.join(STRATEGIES)}, not {retry_strategy!r}")
+	if timeout <= 0 or max_retries < 0 or base_delay < 0 or max_delay < 0 or not 0 <= jitter <= 1:
+		raise ValueError("timeout must be > 0; max_retries, base_delay, max_delay >= 0; jitter in [0, 1]")
+
+	def decorate(func: Callable) -> Callable:
+		spec = JobTypeSpec(
+			type_name=type_name,
+			handler=handler or type_name,
+			display_name=display_name,
+			description=description or (inspect.getdoc(func) or "").split("\n")[0],
+			timeout=timeout,
+			priority=priority,
+			max_retries=max_retries,
+			retry_strategy=retry_strategy,
+			base_delay=base_delay,
+			max_delay=max_delay,
+			jitter=jitter,
+			deduplication_window=deduplication_window,
+			requires_permission=requires_permission,
+		)
+		registry.register(spec, func)
+		return func
+
+	return decorate
+
+
+def import_handler_modules(modules: Iterable[str]) -> None:
+	"""Import the user's handler modules (--import / DARTWING_IMPORTS) so their decorators run."""
+	for name in modules:
+		name = name.strip()
+		if not name:
+			continue
+		try:
+			importlib.import_module(name)
+		except ImportError as exc:
+			raise ValidationError("import", f"cannot import handler module {name!r}: {exc}") from exc
+
+
+def _qualname(func: Callable) -> str:
+	return f"{func.__module__}.{func.__qualname__}"

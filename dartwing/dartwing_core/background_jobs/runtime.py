@@ -1,0 +1,19 @@
+"""The engine of this process. A worker or scheduler configures it once; code that runs inside
+them (queue messages, periodic tasks) asks for it here instead of building its own."""
+
+_engine = None
+
+
+def configure(engine) -> None:
+	global _engine
+	_engine = engine
+
+
+def current():
+	"""The configured engine, or a standalone one built from DARTWING_* environment variables."""
+	global _engine
+	if _engine is None:
+		from .backends.standalone import build_engine
+
+		_engine = build_engine()
+	return _engine

@@ -1,0 +1,145 @@
+"""Periodic work that puts the database's truth back into the queue. Every task runs under a
+distributed lock, works in batches, and relies on compare-and-set so a lost race is harmless."""
+
+import logging
+import time
+from datetime import timedelta
+
+from . import states
+from .dependencies import settle_pending
+from .executor import settle_failure
+from .locks import distributed_lock
+from .transitions import JOB, transition
+
+logger = logging.getLogger("dartwing.jobs")
+
+
+@distributed_lock("requeue_due_retries", ttl=120)
+def requeue_due_retries(engine) -> int:
+	"""Failed / Timed Out jobs whose next_retry_at has come go back to the queue."""
+	due = engine.store.get_all(
+		JOB,
+		[("status", "in", states.WAITING_RETRY), ("next_retry_at", "<=", engine.now())],
+		order_by="next_retry_at asc",
+		limit=engine.settings.batch_size,
+	)
+	moved = 0
+	for job in due:
+		if engine.requeue(job, actor="scheduler", message=f"Retry {job['retry_count']}/{job['max_retries']}"):
+			moved += 1
+	return moved
+
+
+@distributed_lock("release_pending", ttl=120)
+def release_pending(engine) -> int:
+	"""Pending jobs whose parent completed (or whose organization is active again) are queued;
+	those whose parent ended otherwise are canceled."""
+	moved, offset, batch = 0, 0, engine.settings.batch_size
+	while True:
+		page = engine.store.get_all(
+			JOB, [("status", "=", states.PENDING)], order_by="creation asc", limit=batch, offset=offset
+		)
+		settled = sum(1 for job in page if settle_pending(engine, job))
+		moved += settled
+		offset += len(page) - settled
+		if len(page) < batch:
+			return moved
+
+
+@distributed_lock("rescue_orphans", ttl=120)
+def rescue_orphans(engine) -> int:
+	"""Running jobs whose heartbeat lapsed lost their worker: count the attempt as failed."""
+	lapsed = engine.store.get_all(
+		JOB,
+		[("status", "=", states.RUNNING), ("lease_expires_at", "<", engine.now())],
+		limit=engine.settings.batch_size,
+	)
+	for job in lapsed:
+		job_type = engine.store.get("Job Type", job["job_type"]) or {}
+		error = ConnectionError(f"worker {job.get('worker_name')} stopped sending heartbeats")
+		settle_failure(engine, job, error, job_type, actor="scheduler")
+		engine.queue.stop(job["queue_job_id"])  # in case the worker is alive but wedged
+	return len(lapsed)
+
+
+@distributed_lock("redispatch_lost", ttl=120)
+def redispatch_lost(engine) -> int:
+	"""Queued jobs whose message is gone from Redis (flushed, evicted, never sent) are sent again."""
+	cutoff = engine.now() - timedelta(seconds=engine.settings.requeue_grace_seconds)
+	stale = engine.store.get_all(
+		JOB,
+		[("status", "=", states.QUEUED), ("queued_at", "<", cutoff)],
+		order_by="queued_at asc",
+		limit=engine.settings.batch_size,
+	)
+	sent = 0
+	for job in stale:
+		if not engine.queue.is_waiting(job["queue_job_id"]):
+			done = transition(
+				engine,
+				job,
+				states.QUEUED,
+				actor="scheduler",
+				message="Message missing from queue; sent again",
+				values={"queued_at": engine.now()},
+			)
+			if done:
+				engine.dispatch(done)
+				sent += 1
+	return sent
+
+
+@distributed_lock("stop_canceled", ttl=120)
+def stop_canceled(engine) -> int:
+	"""Running jobs that ignored a cancel request past the grace period are killed."""
+	cutoff = engine.now() - timedelta(seconds=engine.settings.cancel_grace_seconds)
+	overdue = engine.store.get_all(
+		JOB,
+		[("status", "=", states.RUNNING), ("cancel_requested_at", "<", cutoff)],
+		limit=engine.settings.batch_size,
+	)
+	stopped = 0
+	for job in overdue:
+		engine.queue.stop(job["queue_job_id"])
+		done = transition(
+			engine,
+			job,
+			states.CANCELED,
+			actor="scheduler",
+			message=f"Stopped: no checkpoint within {engine.settings.cancel_grace_seconds:.0f}s of the cancel request",
+			values={"canceled_at": engine.now(), "lease_expires_at": None},
+		)
+		if done:
+			from .dependencies import settle_dependents
+
+			settle_dependents(engine, done)
+			stopped += 1
+	return stopped
+
+
+TASKS = (rescue_orphans, stop_canceled, requeue_due_retries, release_pending, redispatch_lost)
+
+
+def tick(engine) -> dict:
+	"""One pass of every task; what each did (None: another scheduler held its lock)."""
+	report = {}
+	for task in TASKS:
+		try:
+			report[task.__name__] = task(engine)
+		except Exception:
+			logger.exception("Scheduler task %s failed", task.__name__)
+			report[task.__name__] = "error"
+	return report
+
+
+def run_forever(engine, interval: float | None = None, should_stop=lambda: False) -> None:
+	from .cleanup import purge_daily
+
+	interval = interval or engine.settings.scheduler_interval
+	while not should_stop():
+		started = time.monotonic()
+		report = tick(engine)
+		purge_daily(engine)
+		if any(report.values()):
+			logger.info("Scheduler tick %s", {k: v for k, v in report.items() if v})
+		time.sleep(max(0.0, interval - (time.monotonic() - started)))

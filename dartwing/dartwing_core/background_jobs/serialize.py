@@ -1,0 +1,83 @@
+"""The API's view of rows: the field names every caller (CLI --json, REST, desk) sees."""
+
+import json
+from datetime import datetime, timezone
+
+from . import states
+
+_TIMESTAMPS = (
+	"queued_at",
+	"started_at",
+	"completed_at",
+	"canceled_at",
+	"cancel_requested_at",
+	"next_retry_at",
+)
+
+
+def iso(value: datetime | None) -> str | None:
+	"""ISO 8601 in UTC: the engine keeps naive UTC datetimes."""
+	if value is None:
+		return None
+	if isinstance(value, str):
+		value = datetime.fromisoformat(value)
+	return value.replace(tzinfo=timezone.utc).isoformat()
+
+
+def _json(value):
+	if value in (None, ""):
+		return None
+	return json.loads(value) if isinstance(value, str) else value
+
+
+def eta_seconds(job: dict, now: datetime) -> float | None:
+	"""Remaining time if the job keeps its pace so far; None until there is a pace to go by."""
+	progress = float(job.get("progress") or 0)
+	started = job.get("started_at")
+	if job.get("status") != states.RUNNING or not started or progress <= 0 or progress >= 100:
+		return None
+	elapsed = (now - started).total_seconds()
+	return round(max(0.0, elapsed * (100 - progress) / progress), 1)
+
+
+def job_to_api(job: dict, now: datetime) -> dict:
+	out = {
+		"job_id": job["name"],
+		"job_type": job.get("job_type"),
+		"organization": job.get("organization"),
+		"status": job.get("status"),
+		"priority": job.get("priority"),
+		"progress": float(job.get("progress") or 0),
+		"progress_message": job.get("progress_message"),
+		"eta_seconds": eta_seconds(job, now),
+		"retry_count": int(job.get("retry_count") or 0),
+		"max_retries": job.get("max_retries"),
+		"error_type": job.get("error_type") or None,
+		"error_message": job.get("error_message"),
+		"output_reference": job.get("output_reference"),
+		"result": _json(job.get("result")),
+		"parameters": _json(job.get("input_parameters")) or {},
+		"depends_on": job.get("depends_on"),
+		"owner_user": job.get("owner_user"),
+		"triggered_by": job.get("triggered_by"),
+		"canceled_by": job.get("canceled_by"),
+		"timeout_seconds": job.get("timeout_seconds"),
+		"created_at": iso(job.get("creation")),
+		"modified_at": iso(job.get("modified")),
+	}
+	for field in _TIMESTAMPS:
+		out[field] = iso(job.get(field))
+	return out
+
+
+def log_to_api(log: dict) -> dict:
+	return {
+		"sequence": log["sequence"],
+		"from_status": log.get("from_status"),
+		"to_status": log.get("to_status"),
+		"timestamp": iso(log.get("timestamp")),
+		"actor": log.get("actor"),
+		"message": log.get("message"),
+		"retry_attempt": log.get("retry_attempt"),
+		"entry_hash": log.get("entry_hash"),
+	}

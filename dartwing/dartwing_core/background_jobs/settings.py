@@ -1,0 +1,28 @@
+"""Engine settings: defaults a demanding user can tune through DARTWING_* environment variables."""
+
+import os
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class Settings:
+	lease_seconds: float = 60  # a Running job whose heartbeat is this old is rescued
+	cancel_grace_seconds: float = 30  # after a cancel request, a job that ignores checkpoints is killed
+	requeue_grace_seconds: float = 30  # a Queued job missing from Redis this long is dispatched again
+	checkpoint_interval: float = 0.5  # checkpoint() reads the job row at most this often
+	progress_publish_interval: float = 0.25
+	progress_persist_interval: float = 2.0
+	max_parameter_bytes: int = 65536
+	purge_after_days: int = 30
+	batch_size: int = 500
+	queue_prefix: str = "dartwing"
+	scheduler_interval: float = 1.0
+
+	@classmethod
+	def from_env(cls, environ=os.environ, **overrides) -> "Settings":
+		values = {}
+		for field in fields(cls):
+			raw = environ.get(f"DARTWING_{field.name.upper()}")
+			if raw is not None:
+				values[field.name] = type(field.default)(raw)
+		return cls(**{**values, **overrides})

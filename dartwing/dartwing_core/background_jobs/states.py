@@ -1,0 +1,36 @@
+"""Job statuses, priorities and the transitions the engine allows between them."""
+
+PENDING = "Pending"
+QUEUED = "Queued"
+RUNNING = "Running"
+COMPLETED = "Completed"
+FAILED = "Failed"
+TIMED_OUT = "Timed Out"
+CANCELED = "Canceled"
+DEAD_LETTER = "Dead Letter"
+
+STATUSES = (PENDING, QUEUED, RUNNING, COMPLETED, FAILED, TIMED_OUT, CANCELED, DEAD_LETTER)
+# Failed and Timed Out wait for their next attempt; only these three never change on their own.
+TERMINAL = frozenset({COMPLETED, CANCELED, DEAD_LETTER})
+UNFINISHED = tuple(s for s in STATUSES if s not in TERMINAL)
+WAITING_RETRY = (FAILED, TIMED_OUT)
+CANCELABLE = (PENDING, QUEUED, RUNNING, FAILED, TIMED_OUT)
+ADMIN_RETRYABLE = (FAILED, TIMED_OUT, DEAD_LETTER)
+
+ALLOWED = {
+	None: {PENDING, QUEUED},
+	PENDING: {QUEUED, CANCELED},
+	QUEUED: {RUNNING, PENDING, CANCELED, DEAD_LETTER},
+	RUNNING: {COMPLETED, FAILED, TIMED_OUT, CANCELED, DEAD_LETTER},
+	FAILED: {QUEUED, CANCELED, DEAD_LETTER},
+	TIMED_OUT: {QUEUED, CANCELED, DEAD_LETTER},
+	DEAD_LETTER: {QUEUED},
+	COMPLETED: set(),
+	CANCELED: set(),
+}
+
+PRIORITIES = ("Critical", "High", "Normal", "Low")  # the order workers drain them
+
+
+def can_transition(current: str | None, new: str) -> bool:
+	return new in ALLOWED.get(current, set())

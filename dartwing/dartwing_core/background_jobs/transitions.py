@@ -1,0 +1,65 @@
+"""Every status change: one transaction holding a compare-and-set on the job and its hash-chained
+Job Execution Log row. A transition that loses a race changes nothing and returns None."""
+
+import secrets
+from datetime import datetime
+
+from . import audit, states
+from .errors import InvalidState
+
+JOB = "Background Job"
+LOG = "Job Execution Log"
+
+
+def new_name() -> str:
+	"""Random names as Frappe's `autoname: hash` makes them."""
+	return secrets.token_hex(5)
+
+
+def log_row(job: dict, to_status: str, now: datetime, actor: str, message: str, retry_count: int) -> dict:
+	row = {
+		"name": new_name(),
+		"background_job": job["name"],
+		"sequence": (job.get("transition_count") or 0) + 1,
+		"from_status": job.get("status"),
+		"to_status": to_status,
+		"timestamp": now,
+		"actor": actor,
+		"message": message[:1000],
+		"retry_attempt": retry_count,
+		"previous_hash": job.get("chain_head") or audit.GENESIS,
+		"owner": actor,
+		"creation": now,
+		"modified": now,
+	}
+	row["entry_hash"] = audit.entry_hash(row["previous_hash"], row)
+	return row
+
+
+def transition(
+	engine, job: dict, to_status: str, *, actor: str, message: str = "", values=None
+) -> dict | None:
+	"""Move `job` (as last read) to `to_status`; to_status == status records a note without a change."""
+	if to_status != job["status"] and not states.can_transition(job["status"], to_status):
+		raise InvalidState(f"job {job['name']} is {job['status']}; it cannot become {to_status}")
+	now = engine.now()
+	changes = dict(values or {})
+	log = log_row(job, to_status, now, actor, message, changes.get("retry_count", job["retry_count"]))
+	changes.update(
+		status=to_status,
+		transition_count=log["sequence"],
+		chain_head=log["entry_hash"],
+		modified=now,
+		modified_by=actor,
+	)
+	if to_status in states.TERMINAL:
+		changes["active_hash"] = None
+	with engine.store.transaction():
+		expect = [("transition_count", "=", job["transition_count"]), ("status", "=", job["status"])]
+		if not engine.store.update(JOB, job["name"], changes, expect=expect):
+			return None
+		engine.store.insert(LOG, log)
+	updated = {**job, **changes}
+	if to_status != job["status"]:
+		engine.publish_status(updated)
+	return updated

@@ -1,0 +1,44 @@
+"""Worker processes for the standalone backend: RQ workers that drain the priority queues in order."""
+
+import logging
+import multiprocessing
+import os
+import signal
+
+from rq import Worker
+
+from . import runtime
+
+
+def run_worker(engine, burst: bool = False) -> None:
+	"""One RQ worker (forking a work-horse per job, as RQ and Frappe's bench workers do)."""
+	runtime.configure(engine)
+	worker = Worker(engine.queue.in_priority_order(), connection=engine.queue.redis)
+	worker.work(
+		burst=burst, logging_level=logging.getLevelName(logging.getLogger().level), with_scheduler=False
+	)
+
+
+def run_workers(engine, count: int, burst: bool = False) -> int:
+	"""`count` workers as child processes; SIGTERM/SIGINT stop them all. Returns failed children."""
+	if count == 1:
+		run_worker(engine, burst)
+		return 0
+	context = multiprocessing.get_context("fork")
+	children = [context.Process(target=run_worker, args=(engine, burst), daemon=False) for _ in range(count)]
+	for child in children:
+		child.start()
+
+	def forward(signum, _frame):
+		for child in children:
+			if child.pid and child.is_alive():
+				os.kill(child.pid, signum)
+
+	previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+	try:
+		for child in children:
+			child.join()
+	finally:
+		for s, handler in previous.items():
+			signal.signal(s, handler)
+	return sum(1 for child in children if child.exitcode not in (0, -signal.SIGTERM, -signal.SIGINT))

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Makes sure what `make test` and `make demo` need is here: Python's venv module and a real Redis
+# server on 127.0.0.1:6379 (installed from Debian's packages and started when none answers).
+set -euo pipefail
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+apt_install() {
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+redis_answers() {
+	timeout 2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/6379 && printf "PING\r\n" >&3 && head -c 5 <&3' 2>/dev/null \
+		| grep -q PONG
+}
+
+case "${1:-all}" in
+venv)
+	python3 -c "import ensurepip, venv" 2>/dev/null || apt_install python3-venv
+	;;
+redis | all)
+	if ! redis_answers; then
+		command -v redis-server >/dev/null || apt_install redis-server
+		echo "Starting a local Redis server on 127.0.0.1:6379" >&2
+		redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+			--dir /tmp --logfile /tmp/dartwing-redis.log
+		for _ in $(seq 50); do redis_answers && break; sleep 0.1; done
+		redis_answers || { echo "Redis did not start; see /tmp/dartwing-redis.log" >&2; exit 1; }
+	fi
+	;;
+esac
