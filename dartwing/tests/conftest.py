@@ -1,0 +1,157 @@
+"""Shared fixtures. Everything is real: a Redis server, RQ worker processes, and databases
+(SQLite always; MariaDB and PostgreSQL when one answers, otherwise those cases skip and say why)."""
+
+import os
+import subprocess
+import sys
+import uuid
+from dataclasses import asdict, replace
+
+import pytest
+import sqlalchemy as sa
+from redis import Redis
+
+from dartwing.dartwing_core.background_jobs import admin, registry
+from dartwing.dartwing_core.background_jobs.backends.standalone import build_engine
+from dartwing.dartwing_core.background_jobs.registry import import_handler_modules
+from dartwing.dartwing_core.background_jobs.settings import Settings
+
+FIXTURES = "dartwing.tests.fixtures"
+SAMPLES = "dartwing.dartwing_core.background_jobs.samples"
+import_handler_modules([SAMPLES, FIXTURES])
+
+REDIS_URL = os.environ.get("DARTWING_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+SERVER_URLS = {
+	"mariadb": os.environ.get("DARTWING_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/"),
+	"postgresql": os.environ.get("DARTWING_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
+}
+RUN_ID = uuid.uuid4().hex[:8]
+TEST_SETTINGS = Settings(
+	lease_seconds=3,
+	cancel_grace_seconds=1,
+	requeue_grace_seconds=1,
+	checkpoint_interval=0.05,
+	progress_persist_interval=0.2,
+	scheduler_interval=0.2,
+)
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+	client = Redis.from_url(REDIS_URL)
+	try:
+		client.ping()
+	except Exception as exc:
+		pytest.fail(f"Redis must answer at {REDIS_URL} (make test starts one): {exc}")
+	return REDIS_URL
+
+
+_server_databases: dict[str, str] = {}
+
+
+def _server_database(kind: str) -> str:
+	"""A database of this test run on a MariaDB/PostgreSQL server, created once, dropped at exit."""
+	if kind in _server_databases:
+		return _server_databases[kind]
+	base = sa.engine.make_url(SERVER_URLS[kind])
+	name = f"dartwing_test_{RUN_ID}"
+	try:
+		admin_engine = sa.create_engine(base, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+		with admin_engine.connect() as conn:
+			conn.exec_driver_sql(f"CREATE DATABASE {name}")
+		admin_engine.dispose()
+	except Exception as exc:
+		pytest.skip(f"{kind} not reachable at {base.render_as_string()}: {type(exc).__name__}: {exc}")
+	url = base.set(database=name).render_as_string(hide_password=False)
+	_server_databases[kind] = url
+	return url
+
+
+def pytest_sessionfinish(session, exitstatus):
+	for kind, url in _server_databases.items():
+		base = sa.engine.make_url(SERVER_URLS[kind])
+		engine = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+		with engine.connect() as conn:
+			if kind == "postgresql":
+				conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {sa.engine.make_url(url).database} WITH (FORCE)")
+			else:
+				conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {sa.engine.make_url(url).database}")
+		engine.dispose()
+
+
+def make_db_url(kind: str, tmp_path) -> str:
+	if kind == "sqlite":
+		return f"sqlite:///{tmp_path / 'jobs.db'}"
+	return _server_database(kind)
+
+
+def make_engine(db_url: str, redis_url: str, **settings):
+	prefix = f"dwtest-{RUN_ID}-{uuid.uuid4().hex[:6]}"
+	engine = build_engine(db_url, redis_url, replace(TEST_SETTINGS, queue_prefix=prefix, **settings))
+	engine.store.drop_schema()
+	engine.store.create_schema()
+	admin.sync_job_types(engine)
+	admin.add_organization(engine, "Acme")
+	admin.add_organization(engine, "Globex")
+	return engine
+
+
+def dispose(engine) -> None:
+	for queue in engine.queue.queues.values():
+		queue.delete(delete_jobs=True)
+	for key in engine.lock_client.scan_iter(f"{engine.settings.queue_prefix}:*"):
+		engine.lock_client.delete(key)
+	engine.store.drop_schema()
+	engine.store.engine.dispose()
+
+
+@pytest.fixture
+def engine(tmp_path, redis_url):
+	"""An engine on SQLite with its own queue namespace and the Acme and Globex organizations."""
+	engine = make_engine(make_db_url("sqlite", tmp_path), redis_url)
+	yield engine
+	dispose(engine)
+
+
+@pytest.fixture(params=["sqlite", "mariadb", "postgresql"])
+def any_engine(request, tmp_path, redis_url):
+	"""The same engine on every database this machine has."""
+	engine = make_engine(make_db_url(request.param, tmp_path), redis_url)
+	yield engine
+	dispose(engine)
+
+
+def process_env(engine) -> dict:
+	"""Environment that makes a child process build the same engine."""
+	env = dict(os.environ)
+	env.update({f"DARTWING_{k.upper()}": str(v) for k, v in asdict(engine.settings).items()})
+	env.update(
+		DARTWING_DB_URL=engine.store.url,
+		DARTWING_REDIS_URL=REDIS_URL,
+		DARTWING_IMPORTS=FIXTURES,
+		DARTWING_LOG_LEVEL="INFO",
+	)
+	return env
+
+
+CLI = [sys.executable, "-m", "dartwing.dartwing_core.background_jobs"]
+
+
+def run_worker_burst(engine, timeout: float = 60) -> subprocess.CompletedProcess:
+	"""A real RQ worker process draining the engine's queues until they are empty."""
+	result = subprocess.run(
+		[*CLI, "worker", "--burst"], env=process_env(engine), capture_output=True, text=True, timeout=timeout
+	)
+	assert result.returncode == 0, result.stderr[-3000:]
+	return result
+
+
+def start_worker(engine) -> subprocess.Popen:
+	return subprocess.Popen(
+		[*CLI, "worker"], env=process_env(engine), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+		start_new_session=True,
+	)
+
+
+def registered_types() -> set[str]:
+	return set(registry.specs)

@@ -1,0 +1,90 @@
+"""Handlers used by the tests. Module level, so worker processes import them by name
+(DARTWING_IMPORTS=dartwing.tests.fixtures)."""
+
+import os
+import time
+from pathlib import Path
+
+from dartwing.dartwing_core.background_jobs import PermanentError, TransientError, job_handler
+
+
+@job_handler("t_echo", timeout=30, max_retries=2, base_delay=0, jitter=0, deduplication_window=300)
+def t_echo(ctx, value: str = "x", progress_steps: int = 0):
+	for step in range(1, progress_steps + 1):
+		ctx.progress(100 * step / progress_steps, f"{step}/{progress_steps}")
+	return {"output_reference": f"/files/{value}", "value": value, "attempt": ctx.attempt, "user": ctx.user}
+
+
+@job_handler("t_flaky", timeout=30, max_retries=3, base_delay=0, jitter=0, deduplication_window=0)
+def t_flaky(ctx, failures: int = 1):
+	if ctx.attempt <= failures:
+		raise TransientError(f"flaky on attempt {ctx.attempt}")
+	return "done"
+
+
+@job_handler("t_permanent", timeout=30, max_retries=3, base_delay=0, deduplication_window=0)
+def t_permanent(ctx):
+	raise PermanentError("bad input file")
+
+
+@job_handler("t_value_error", timeout=30, max_retries=3, base_delay=0, deduplication_window=0)
+def t_value_error(ctx):
+	raise ValueError("not a number")
+
+
+@job_handler("t_unknown_error", timeout=30, max_retries=1, base_delay=0, jitter=0, deduplication_window=0)
+def t_unknown_error(ctx):
+	raise RuntimeError("something odd")
+
+
+@job_handler("t_sleep", timeout=1, max_retries=1, base_delay=0, jitter=0, deduplication_window=0)
+def t_sleep(ctx, seconds: float = 5):
+	time.sleep(seconds)
+
+
+@job_handler("t_swallow_timeout", timeout=1, max_retries=0, deduplication_window=0)
+def t_swallow_timeout(ctx, seconds: float = 3):
+	"""A handler that catches Exception must still be stopped by its timeout."""
+	try:
+		time.sleep(seconds)
+	except Exception:
+		return "swallowed"
+
+
+@job_handler("t_checkpoints", timeout=60, max_retries=0, deduplication_window=0)
+def t_checkpoints(ctx, steps: int = 200, delay: float = 0.05, marker: str = ""):
+	if marker:
+		Path(marker).write_text(str(os.getpid()))
+	for step in range(steps):
+		ctx.checkpoint()
+		ctx.progress(100 * step / steps, f"step {step}")
+		time.sleep(delay)
+	return "finished"
+
+
+@job_handler("t_ignores_cancel", timeout=60, max_retries=0, deduplication_window=0)
+def t_ignores_cancel(ctx, seconds: float = 30, marker: str = ""):
+	if marker:
+		Path(marker).write_text(str(os.getpid()))
+	time.sleep(seconds)
+	return "finished"
+
+
+@job_handler("t_marker_once", timeout=60, max_retries=3, base_delay=0, jitter=0, deduplication_window=0)
+def t_marker_once(ctx, marker: str, hold: float = 30):
+	"""First attempt writes its pid to `marker` and hangs (to be killed); later attempts finish."""
+	path = Path(marker)
+	if not path.exists():
+		path.write_text(str(os.getpid()))
+		time.sleep(hold)
+	return {"attempt": ctx.attempt}
+
+
+@job_handler("t_bad_return", timeout=30, max_retries=2, deduplication_window=0)
+def t_bad_return(ctx):
+	return 42
+
+
+@job_handler("t_admin_only", timeout=30, requires_permission="Dartwing Admin", deduplication_window=0)
+def t_admin_only(ctx):
+	return None
