@@ -88,3 +88,16 @@ def t_bad_return(ctx):
 @job_handler("t_admin_only", timeout=30, requires_permission="Dartwing Admin", deduplication_window=0)
 def t_admin_only(ctx):
 	return None
+
+
+@job_handler(
+	"t_fails_after_cancel", timeout=30, max_retries=3, base_delay=0, jitter=0, deduplication_window=0
+)
+def t_fails_after_cancel(ctx, wait: float = 20):
+	"""Never calls checkpoint(): waits (up to `wait` s) for a cancel request, then fails transiently."""
+	deadline = time.monotonic() + wait
+	while time.monotonic() < deadline:
+		if ctx.engine.store.get("Background Job", ctx.job_id).get("cancel_requested_at"):
+			break
+		time.sleep(0.05)
+	raise TransientError("upstream unavailable")

@@ -50,5 +50,9 @@ def verify_chain(chain_head: str | None, logs: list[dict]) -> ChainReport:
 			return ChainReport(False, len(logs), log["sequence"], "row content was changed")
 		previous = log["entry_hash"]
 	if (chain_head or GENESIS) != previous:
+		linked = [GENESIS] + [log["entry_hash"] for log in logs]
+		if (chain_head or GENESIS) in linked:
+			added = linked.index(chain_head or GENESIS) + 1
+			return ChainReport(False, len(logs), added, f"row {added} was added after the job's last transition")
 		return ChainReport(False, len(logs), len(logs) + 1, "rows after the last one were removed")
 	return ChainReport(True, len(logs))

@@ -78,6 +78,20 @@ def command(group, name=None, **kwargs):
 	return decorate
 
 
+class IsoDateTime(click.ParamType):
+	"""ISO 8601 as the CLI prints it (2024-05-01, 2024-05-01T12:00:00.5+02:00, ...Z); naive means UTC."""
+
+	name = "iso8601"
+
+	def convert(self, value, param, ctx):
+		if isinstance(value, datetime):
+			return value
+		try:
+			return datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
+		except ValueError:
+			self.fail(f"{value!r} is not an ISO 8601 date or date-time", param, ctx)
+
+
 def _utc(value: datetime | None) -> datetime | None:
 	if value is None or value.tzinfo is None:
 		return value
@@ -158,8 +172,8 @@ def status(ctx, job_id):
 @click.option("--org", "organization")
 @click.option("--status", "status_")
 @click.option("--type", "job_type")
-@click.option("--since", type=click.DateTime(), help="Created at or after (ISO 8601).")
-@click.option("--until", type=click.DateTime(), help="Created before (ISO 8601).")
+@click.option("--since", type=IsoDateTime(), help="Created at or after (ISO 8601).")
+@click.option("--until", type=IsoDateTime(), help="Created before (ISO 8601).")
 @click.option("--limit", type=int, default=20, show_default=True)
 @click.option("--offset", type=int, default=0)
 def list_(ctx, organization, status_, job_type, since, until, limit, offset):

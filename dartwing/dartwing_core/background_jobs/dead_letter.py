@@ -34,7 +34,7 @@ def send(
 		)
 		from .dependencies import settle_dependents
 
-		settle_dependents(engine, done)
+		settle_dependents(engine, done, actor=actor)
 	return done
 
 

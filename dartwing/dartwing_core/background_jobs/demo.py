@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -45,7 +46,7 @@ PLAN = [
 		states.DEAD_LETTER,
 		"times out, retried once, dead-lettered",
 	),
-	("long", "long_job", {"steps": 300}, "Normal", states.CANCELED, "canceled while running"),
+	("long", "long_job", {"steps": 300}, "High", states.CANCELED, "canceled while running"),
 	(
 		"parent",
 		"sample_job",
@@ -96,7 +97,7 @@ def run_demo(ctx, worker_count: int = 2) -> int:
 	]
 	try:
 		jobs = _submit_plan(engine)
-		canceler = threading.Timer(2.5, lambda: engine.cancel(jobs["long"], user="demo"))
+		canceler = threading.Thread(target=_cancel_when_running, args=(engine, jobs["long"]), daemon=True)
 		canceler.start()
 		from .watch import watch_jobs
 
@@ -117,6 +118,19 @@ def run_demo(ctx, worker_count: int = 2) -> int:
 		console.print(f"\nworker and scheduler output: {workdir / 'processes.log'}")
 
 
+def _cancel_when_running(engine, job_id: str, deadline: float = 60) -> None:
+	"""Cancel the long job once it is visibly under way, as a user watching it would."""
+	stop_at = time.monotonic() + deadline
+	while time.monotonic() < stop_at:
+		job = engine.get_job(job_id)
+		if job["status"] == states.RUNNING and job["progress"] >= 5:
+			engine.cancel(job_id, user="demo")
+			return
+		if job["status"] in states.TERMINAL:
+			return
+		time.sleep(0.2)
+
+
 def _submit_plan(engine) -> dict[str, str]:
 	jobs = {}
 	for label, job_type, params, priority, _expected, _what in PLAN:
@@ -129,9 +143,7 @@ def _submit_plan(engine) -> dict[str, str]:
 
 
 def _summary(engine, jobs: dict[str, str]) -> int:
-	table = Table(
-		"job", "type", "what it shows", "expected", "final status", "attempts", "result or error", "audit"
-	)
+	table = Table("job", "what it shows", "final status", "tries", "result or error", "audit")
 	ok = True
 	for label, job_type, _params, _priority, expected, what in PLAN:
 		job = engine.get_job(jobs[label])
@@ -145,14 +157,14 @@ def _summary(engine, jobs: dict[str, str]) -> int:
 		good = job["status"] == expected and chain.ok
 		ok &= good
 		detail = job["output_reference"] or job["error_message"] or ""
+		if job["status"] == states.CANCELED:
+			detail = f"canceled by {job['canceled_by']} at {job['progress']:.0f}%"
 		table.add_row(
-			label,
-			job_type,
+			f"{label} ({job_type})",
 			what,
-			expected,
 			f"[{'green' if good else 'red'}]{job['status']}",
 			str(attempts),
-			detail[:50],
+			detail[:60],
 			"intact" if chain.ok else "BROKEN",
 		)
 	child, parent = engine.get_job(jobs["child"]), engine.get_job(jobs["parent"])

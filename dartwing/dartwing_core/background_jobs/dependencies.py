@@ -5,8 +5,9 @@ from . import states
 from .transitions import JOB, transition
 
 
-def settle_dependents(engine, parent: dict) -> int:
-	"""Release or cancel the Pending children of a parent that just ended. Returns how many moved."""
+def settle_dependents(engine, parent: dict, actor: str = "scheduler") -> int:
+	"""Release or cancel the Pending children of a parent that just ended, logged as done by `actor`
+	(whoever ended the parent). Returns how many moved."""
 	if parent["status"] not in states.TERMINAL:
 		return 0
 	moved = 0
@@ -14,12 +15,12 @@ def settle_dependents(engine, parent: dict) -> int:
 		JOB, [("depends_on", "=", parent["name"]), ("status", "=", states.PENDING)]
 	)
 	for child in children:
-		if settle_pending(engine, child, parent):
+		if settle_pending(engine, child, parent, actor):
 			moved += 1
 	return moved
 
 
-def settle_pending(engine, job: dict, parent: dict | None = None) -> dict | None:
+def settle_pending(engine, job: dict, parent: dict | None = None, actor: str = "scheduler") -> dict | None:
 	"""Queue a Pending job whose way is clear, cancel one whose parent failed, else leave it."""
 	if job.get("depends_on"):
 		parent = parent or engine.store.get(JOB, job["depends_on"])
@@ -31,9 +32,9 @@ def settle_pending(engine, job: dict, parent: dict | None = None) -> dict | None
 				engine,
 				job,
 				states.CANCELED,
-				actor="scheduler",
+				actor=actor,
 				message=f"Canceled: {reason}",
-				values={"canceled_at": engine.now(), "canceled_by": "scheduler", "error_message": reason},
+				values={"canceled_at": engine.now(), "canceled_by": actor, "error_message": reason},
 			)
 		if parent["status"] != states.COMPLETED:
 			return None
@@ -43,4 +44,4 @@ def settle_pending(engine, job: dict, parent: dict | None = None) -> dict | None
 	message = (
 		f"Dependency {job['depends_on']} completed" if job.get("depends_on") else "Organization active again"
 	)
-	return engine.requeue(job, actor="scheduler", message=message)
+	return engine.requeue(job, actor=actor, message=message)

@@ -72,8 +72,9 @@ class Engine:
 			raise ValidationError(
 				"priority", f"must be one of {', '.join(states.PRIORITIES)}, not {priority!r}"
 			)
-		if not isinstance(user, str) or not user.strip():
-			raise ValidationError("user", "must be a non-empty string")
+		for field, value in (("user", user), ("triggered_by", triggered_by)):
+			if not isinstance(value, str) or not value.strip() or len(value) > 140:
+				raise ValidationError(field, "must be a non-empty string of at most 140 characters")
 		canonical = json.dumps(params, sort_keys=True, separators=(",", ":"))
 		job_hash = hashlib.sha256(f"{job_type}\0{organization}\0{canonical}".encode()).hexdigest()
 		now = self.now()
@@ -143,13 +144,13 @@ class Engine:
 		if isinstance(parameters, str):
 			try:
 				parameters = json.loads(parameters)
-			except ValueError as exc:
+			except (ValueError, RecursionError) as exc:
 				raise ValidationError("parameters", f"is not valid JSON: {exc}") from None
 		if not isinstance(parameters, dict):
 			raise ValidationError("parameters", f"must be a JSON object, not {type(parameters).__name__}")
 		try:
 			encoded = json.dumps(parameters, sort_keys=True, allow_nan=False)
-		except (TypeError, ValueError) as exc:
+		except (TypeError, ValueError, RecursionError) as exc:
 			raise ValidationError("parameters", f"must be JSON-serializable: {exc}") from None
 		if len(encoded.encode()) > self.settings.max_parameter_bytes:
 			raise ValidationError("parameters", f"exceed {self.settings.max_parameter_bytes} bytes as JSON")
@@ -177,9 +178,10 @@ class Engine:
 		window = int(job_type_row.get("deduplication_window") or 0)
 		if not found and window > 0:
 			since = now - timedelta(seconds=window)
+			# A canceled job produced nothing, so it does not block submitting the same work again.
 			found = self.store.get_all(
 				JOB,
-				[("job_hash", "=", job_hash), ("creation", ">=", since)],
+				[("job_hash", "=", job_hash), ("creation", ">=", since), ("status", "!=", states.CANCELED)],
 				["name", "status"],
 				order_by="creation desc",
 				limit=1,
@@ -201,6 +203,8 @@ class Engine:
 	def _initial_status(self, depends_on, organization: str) -> str:
 		if not depends_on:
 			return states.QUEUED
+		if not isinstance(depends_on, str):
+			raise ValidationError("depends_on", f"must be a job id, not {type(depends_on).__name__}")
 		parent = self.store.get(JOB, depends_on)
 		if parent is None:
 			raise ValidationError("depends_on", f"unknown job {depends_on!r}")
@@ -312,7 +316,7 @@ class Engine:
 				if done:
 					from .dependencies import settle_dependents
 
-					settle_dependents(self, done)
+					settle_dependents(self, done, actor=user)
 			if done:
 				return job_to_api(done, now)
 		raise InvalidState(f"job {job_id} kept changing; try again")

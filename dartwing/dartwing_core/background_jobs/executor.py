@@ -145,16 +145,21 @@ def _finish(engine, job: dict, status: str, message: str, values: dict) -> str:
 	values = {**values, "lease_expires_at": None}
 	if status == states.COMPLETED:
 		values.setdefault("completed_at", engine.now())
+	# The first try uses the row as this run left it; a cancel request (a note) bumps the
+	# transition count, so on a lost compare-and-set re-read and try again while the run owns the job.
+	row = job if status != states.CANCELED else None
 	for _ in range(5):
-		row = engine.store.get(JOB, job["name"])
-		if row is None or row["status"] != states.RUNNING or row["queue_job_id"] != job["queue_job_id"]:
-			return "skipped"
+		if row is None:
+			row = engine.store.get(JOB, job["name"])
+			if row is None or row["status"] != states.RUNNING or row["queue_job_id"] != job["queue_job_id"]:
+				return "skipped"
 		if status == states.CANCELED:
 			values["canceled_by"] = row.get("canceled_by")
 		done = transition(engine, row, status, actor="worker", message=message, values=values)
 		if done:
-			settle_dependents(engine, done)
+			settle_dependents(engine, done, actor="worker")
 			return status
+		row = None
 	return "skipped"
 
 
@@ -170,6 +175,26 @@ def settle_failure(
 		row = engine.store.get(JOB, job["name"])
 		if row is None or row["status"] != states.RUNNING or row["queue_job_id"] != job["queue_job_id"]:
 			return "skipped"
+		if row.get("cancel_requested_at"):
+			# The user asked to stop this job: a failed attempt ends it instead of being retried.
+			done = transition(
+				engine,
+				row,
+				states.CANCELED,
+				actor=actor,
+				message=f"Canceled as requested; the attempt failed: {error_message}",
+				values={
+					"canceled_at": engine.now(),
+					"error_type": error_type,
+					"error_message": error_message[:10000],
+					"error_traceback": tb or None,
+					"lease_expires_at": None,
+				},
+			)
+			if done:
+				settle_dependents(engine, done, actor=actor)
+				return states.CANCELED
+			continue
 		if delay is None:
 			reason = (
 				error_message

@@ -4,6 +4,7 @@ import math
 from datetime import timedelta
 
 from . import states
+from .errors import PermissionDenied
 from .transitions import JOB
 
 
@@ -32,10 +33,12 @@ def collect(
 	attempt). Failure rate per type is Dead Letter / (Completed + Dead Letter) over jobs that
 	ended in the window; canceled jobs do not count either way."""
 	scope = []
-	if organization:
+	if organizations is not None:
+		if organization and organization not in organizations:
+			raise PermissionDenied(f"no access to organization {organization!r}")
+		scope.append(("organization", "in", [organization] if organization else organizations))
+	elif organization:
 		scope.append(("organization", "=", organization))
-	elif organizations is not None:
-		scope.append(("organization", "in", organizations))
 	since = engine.now() - timedelta(hours=window_hours)
 	by_status = {s: 0 for s in states.STATUSES} | engine.store.count_by(JOB, "status", scope)
 	depth = {p: 0 for p in states.PRIORITIES} | engine.store.count_by(

@@ -49,14 +49,14 @@ class RetryPolicy:
 def backoff_delay(policy: RetryPolicy, retry_number: int, rand: Callable[[], float] = random.random) -> float:
 	"""Seconds to wait before retry number `retry_number` (1 for the first retry)."""
 	if policy.strategy == "exponential":
-		delay = policy.base_delay * 2 ** (retry_number - 1)
+		delay = policy.base_delay * 2.0 ** min(retry_number - 1, 64)  # no float overflow at any count
 	elif policy.strategy == "linear":
 		delay = policy.base_delay * retry_number
 	else:
 		delay = policy.base_delay
 	delay = min(delay, policy.max_delay)
-	# Spread retries of many jobs that failed together by +/- jitter of the delay.
-	return max(0.0, delay * (1 + policy.jitter * (2 * rand() - 1)))
+	# Spread retries of many jobs that failed together by +/- jitter of the delay; never past the cap.
+	return min(policy.max_delay, max(0.0, delay * (1 + policy.jitter * (2 * rand() - 1))))
 
 
 def next_retry_delay(
@@ -76,7 +76,7 @@ def classify(exc: BaseException) -> str:
 		verdict = _classify_one(exc)
 		if verdict:
 			return verdict
-		exc = exc.__cause__ or exc.__context__
+		exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
 	return TRANSIENT
 
 

@@ -8,8 +8,8 @@ import os
 import threading
 import weakref
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from datetime import datetime
+from contextlib import contextmanager, nullcontext
+from datetime import datetime, timezone
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
@@ -71,7 +71,9 @@ def build_metadata() -> tuple[sa.MetaData, dict[str, sa.Table]]:
 					index=bool(field.get("search_index")) or None,
 				)
 			)
-		table = sa.Table(schema.table_name(doctype), metadata, *columns)
+		table = sa.Table(
+			schema.table_name(doctype), metadata, *columns, mysql_charset="utf8mb4", mysql_engine="InnoDB"
+		)
 		for fields in schema.composite_indexes(doctype):
 			sa.Index(f"{'_'.join(fields)}_index", *(table.c[f] for f in fields), _table=table)
 		tables[doctype] = table
@@ -91,6 +93,13 @@ class SqlStore:
 		if self.dialect == "sqlite":
 			_make_sqlite_safe(self.engine)
 		self.metadata, self.tables = build_metadata()
+		# Built once: the hot path (a worker reads a job several times per run) skips statement
+		# construction and cache-key generation.
+		self._get_statements = {}
+		for doctype, table in self.tables.items():
+			query = sa.select(table).where(table.c.name == sa.bindparam("name"))
+			self._get_statements[doctype, False] = query
+			self._get_statements[doctype, True] = query.with_for_update()
 		self._local = threading.local()
 		# A forked RQ work-horse must not share its parent's sockets or file handles.
 		ref = weakref.ref(self)
@@ -99,6 +108,13 @@ class SqlStore:
 	def create_schema(self) -> None:
 		"""Create missing tables and indexes, and add columns new doctype fields need."""
 		quote = self.engine.dialect.identifier_preparer.quote
+		if self.dialect == "sqlite":
+			# Stored in the file from now on; outside any transaction, as SQLite requires.
+			raw = self.engine.raw_connection()
+			try:
+				raw.driver_connection.execute("PRAGMA journal_mode=WAL")
+			finally:
+				raw.close()
 		with self.engine.begin() as conn:
 			self.metadata.create_all(conn, checkfirst=True)
 			inspector = sa.inspect(conn)
@@ -141,12 +157,9 @@ class SqlStore:
 				conn.rollback()
 
 	def get(self, doctype: str, name: str, *, for_update: bool = False) -> dict | None:
-		table = self.tables[doctype]
-		query = sa.select(table).where(table.c.name == name)
-		if for_update and self.dialect != "sqlite":
-			query = query.with_for_update()
+		query = self._get_statements[doctype, for_update and self.dialect != "sqlite"]
 		with self._connection(write=for_update) as conn:
-			row = conn.execute(query).mappings().first()
+			row = conn.execute(query, {"name": name}).mappings().first()
 		return dict(row) if row else None
 
 	def get_all(
@@ -188,7 +201,7 @@ class SqlStore:
 
 	def insert(self, doctype: str, row: dict) -> None:
 		table = self.tables[doctype]
-		now = datetime.now()
+		now = datetime.now(timezone.utc).replace(tzinfo=None)
 		values = {**schema.defaults(doctype), "creation": now, "modified": now, **row}
 		values.setdefault("owner", "Administrator")
 		values.setdefault("modified_by", values["owner"])
@@ -196,10 +209,15 @@ class SqlStore:
 		if unknown:
 			raise ValidationError(doctype, f"unknown fields {sorted(unknown)}")
 		try:
-			with self._connection(write=True) as conn, conn.begin_nested():
-				conn.execute(table.insert().values(**values))
+			with self._connection(write=True) as conn, self._savepoint(conn):
+				conn.execute(table.insert(), values)
 		except sa.exc.IntegrityError as exc:
 			raise UniqueViolation(str(exc.orig)) from exc
+
+	def _savepoint(self, conn: sa.Connection):
+		"""PostgreSQL aborts the whole transaction on a failed statement; a savepoint keeps it
+		usable after a unique violation. SQLite and MariaDB only undo the statement."""
+		return conn.begin_nested() if self.dialect == "postgresql" else nullcontext()
 
 	def update(self, doctype: str, name: str, values: dict, expect: Sequence[Filter] = ()) -> bool:
 		table = self.tables[doctype]
@@ -253,16 +271,15 @@ _COMPARISONS = {
 
 
 def _make_sqlite_safe(engine: sa.Engine) -> None:
-	"""WAL lets readers run beside the one writer; BEGIN IMMEDIATE takes the write lock up front
-	so two writers queue on busy_timeout instead of failing with 'database is locked'."""
+	"""WAL (set once by create_schema) lets readers run beside the one writer; BEGIN IMMEDIATE
+	takes the write lock up front so two writers queue on the busy timeout instead of failing
+	with 'database is locked'."""
 
 	@sa.event.listens_for(engine, "connect")
 	def _on_connect(dbapi_conn, _record):
 		dbapi_conn.isolation_level = None
 		cursor = dbapi_conn.cursor()
-		cursor.execute("PRAGMA journal_mode=WAL")
 		cursor.execute("PRAGMA synchronous=NORMAL")
-		cursor.execute("PRAGMA busy_timeout=30000")
 		cursor.close()
 
 	@sa.event.listens_for(engine, "begin")

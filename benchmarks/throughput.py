@@ -1,0 +1,150 @@
+"""Throughput of the engine against raw RQ, measured in one run with the same workers.
+
+For each database: N no-op jobs through raw RQ (enqueue, then W burst workers drain them), then
+N no-op jobs through the engine (submit, then W burst workers of the same kind run them), for
+several rounds. Prints jobs/s of both, their ratio, and submit latency p50/p99. Medians over rounds.
+
+	.venv/bin/python benchmarks/throughput.py --jobs 500 --workers 2 --rounds 3 --db sqlite,mariadb
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import sqlalchemy as sa
+from rq import Queue
+
+from dartwing.dartwing_core.background_jobs import admin, states
+from dartwing.dartwing_core.background_jobs.backends.standalone import build_engine
+from dartwing.dartwing_core.background_jobs.registry import import_handler_modules
+from dartwing.dartwing_core.background_jobs.settings import Settings
+from dartwing.dartwing_core.background_jobs.transitions import JOB
+
+HERE = Path(__file__).resolve().parent
+REDIS_URL = os.environ.get("DARTWING_REDIS_URL", "redis://127.0.0.1:6379/0")
+MARIADB_URL = os.environ.get("BENCH_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/")
+POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+def percentile(values: list[float], fraction: float) -> float:
+	ordered = sorted(values)
+	return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def drain(mode: str, raw_queue: str, workers: int, env: dict) -> float:
+	"""Seconds from starting `workers` burst workers until all have exited."""
+	started = time.perf_counter()
+	procs = [
+		subprocess.Popen([sys.executable, str(HERE / "worker.py"), mode, raw_queue], env=env)
+		for _ in range(workers)
+	]
+	for proc in procs:
+		if proc.wait() != 0:
+			raise SystemExit(f"benchmark worker exited with {proc.returncode}")
+	return time.perf_counter() - started
+
+
+def database_url(kind: str, tmp: Path) -> tuple[str, callable]:
+	if kind == "sqlite":
+		return f"sqlite:///{tmp / 'bench.db'}", lambda: None
+	base = sa.engine.make_url(MARIADB_URL if kind == "mariadb" else POSTGRES_URL)
+	name = f"dartwing_bench_{uuid.uuid4().hex[:8]}"
+	server = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+	with server.connect() as conn:
+		conn.exec_driver_sql(f"CREATE DATABASE {name}")
+
+	def drop():
+		with server.connect() as conn:
+			conn.exec_driver_sql(f"DROP DATABASE {name}" + (" WITH (FORCE)" if kind == "postgresql" else ""))
+
+	return base.set(database=name).render_as_string(hide_password=False), drop
+
+
+def run_round(engine, env: dict, jobs: int, workers: int, round_no: int) -> dict:
+	raw_name = f"{engine.settings.queue_prefix}-raw"
+	raw = Queue(raw_name, connection=engine.queue.redis)
+	enqueue_latency = []
+	for _ in range(jobs):
+		t0 = time.perf_counter()
+		raw.enqueue_call(func="os.getpid", result_ttl=0)
+		enqueue_latency.append(time.perf_counter() - t0)
+	raw_seconds = drain("raw", raw_name, workers, env)
+	assert raw.count == 0
+
+	submit_latency = []
+	for i in range(jobs):
+		t0 = time.perf_counter()
+		engine.submit("noop", "Bench", {"n": round_no * jobs + i}, triggered_by="benchmark")
+		submit_latency.append(time.perf_counter() - t0)
+	engine_seconds = drain("engine", raw_name, workers, env)
+	completed = engine.store.count(JOB, [("status", "=", states.COMPLETED)])
+	if completed != (round_no + 1) * jobs:
+		raise SystemExit(f"only {completed} of {(round_no + 1) * jobs} engine jobs completed")
+	return {
+		"raw_jobs_per_s": jobs / raw_seconds,
+		"engine_jobs_per_s": jobs / engine_seconds,
+		"enqueue_p50_ms": percentile(enqueue_latency, 0.5) * 1000,
+		"enqueue_p99_ms": percentile(enqueue_latency, 0.99) * 1000,
+		"submit_p50_ms": percentile(submit_latency, 0.5) * 1000,
+		"submit_p99_ms": percentile(submit_latency, 0.99) * 1000,
+	}
+
+
+def bench_database(kind: str, jobs: int, workers: int, rounds: int) -> dict | None:
+	with tempfile.TemporaryDirectory() as tmp:
+		try:
+			url, drop = database_url(kind, Path(tmp))
+		except Exception as exc:
+			print(f"{kind}: skipped, not reachable ({type(exc).__name__}: {exc})")
+			return None
+		prefix = f"dwbench-{uuid.uuid4().hex[:6]}"
+		settings = replace(Settings.from_env(), queue_prefix=prefix)
+		engine = build_engine(url, REDIS_URL, settings)
+		try:
+			engine.store.create_schema()
+			admin.sync_job_types(engine)
+			admin.add_organization(engine, "Bench", max_queued_jobs=0)
+			env = {**os.environ, "DARTWING_DB_URL": url, "DARTWING_REDIS_URL": REDIS_URL, "DARTWING_QUEUE_PREFIX": prefix}
+			results = [run_round(engine, env, jobs, workers, r) for r in range(rounds)]
+		finally:
+			for queue in [*engine.queue.queues.values(), Queue(f"{prefix}-raw", connection=engine.queue.redis)]:
+				queue.delete(delete_jobs=True)
+			engine.store.engine.dispose()
+			drop()
+	summary = {key: statistics.median(r[key] for r in results) for key in results[0]}
+	summary["ratio"] = statistics.median(r["engine_jobs_per_s"] / r["raw_jobs_per_s"] for r in results)
+	return summary
+
+
+def main() -> None:
+	parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+	parser.add_argument("--jobs", type=int, default=500)
+	parser.add_argument("--workers", type=int, default=2)
+	parser.add_argument("--rounds", type=int, default=3)
+	parser.add_argument("--db", default="sqlite,mariadb")
+	args = parser.parse_args()
+	import_handler_modules(["dartwing.dartwing_core.background_jobs.samples"])
+	print(f"{args.jobs} no-op jobs, {args.workers} RQ workers (rq.Worker, a forked work-horse per job), "
+		f"median of {args.rounds} rounds; machine: {os.cpu_count()} cores")
+	header = f"{'database':<11}{'raw RQ jobs/s':>14}{'engine jobs/s':>14}{'ratio':>7}" \
+		f"{'submit p50 ms':>14}{'submit p99 ms':>14}{'rq enqueue p50/p99 ms':>23}"
+	print(header)
+	for kind in args.db.split(","):
+		s = bench_database(kind.strip(), args.jobs, args.workers, args.rounds)
+		if s:
+			print(
+				f"{kind:<11}{s['raw_jobs_per_s']:>14.1f}{s['engine_jobs_per_s']:>14.1f}{s['ratio']:>7.2f}"
+				f"{s['submit_p50_ms']:>14.2f}{s['submit_p99_ms']:>14.2f}"
+				f"{s['enqueue_p50_ms']:>13.2f} / {s['enqueue_p99_ms']:.2f}"
+			)
+
+
+if __name__ == "__main__":
+	main()

@@ -1,0 +1,219 @@
+"""The database is the source of truth: a worker killed mid-job, a Redis that lost its queues, or a
+message that never arrived are put right by the scheduler, and every job still runs to the end."""
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+from redis import Redis
+from rq.job import Job
+
+from dartwing.dartwing_core.background_jobs import Engine, scheduler
+from dartwing.dartwing_core.background_jobs.backends.redis_events import RedisEvents
+from dartwing.dartwing_core.background_jobs.backends.rq_queue import RqQueue
+from dartwing.tests.conftest import CLI, dispose, make_db_url, make_engine, process_env, run_worker_burst
+
+
+def wait_until(predicate, timeout: float, what, interval: float = 0.05):
+	"""Poll `predicate` until it returns something truthy; fail saying `what` (a str or a callable
+	describing the current state) when `timeout` seconds pass first."""
+	deadline = time.monotonic() + timeout
+	while True:
+		value = predicate()
+		if value:
+			return value
+		if time.monotonic() > deadline:
+			pytest.fail(f"timed out after {timeout}s waiting for {what() if callable(what) else what}")
+		time.sleep(interval)
+
+
+def process_gone(pid: int) -> bool:
+	try:
+		os.kill(pid, 0)
+	except ProcessLookupError:
+		return True
+	try:
+		with open(f"/proc/{pid}/stat") as stat:
+			return stat.read().rsplit(")", 1)[1].split()[0] == "Z"  # a zombie waiting to be reaped
+	except FileNotFoundError:
+		return True
+
+
+def statuses(engine, job_id: str) -> list[str]:
+	return [e["to_status"] for e in engine.history(job_id)["entries"]]
+
+
+def tick_until(engine, task: str, total: int, timeout: float) -> int:
+	"""Run the scheduler until `task` has acted on `total` jobs in all; returns how many it did."""
+	done = []
+
+	def tick():
+		acted = scheduler.tick(engine)[task]
+		assert acted != "error", f"scheduler task {task} failed; see the log"
+		done.append(acted or 0)
+		return sum(done) >= total
+
+	wait_until(tick, timeout, lambda: f"scheduler task {task} to act on {total} jobs (did {sum(done)})", 0.1)
+	return sum(done)
+
+
+def test_job_of_a_worker_killed_mid_job_is_rescued_and_finished_by_another(engine, tmp_path):
+	# Given a worker running a job (t_marker_once writes its work-horse's pid, then hangs)
+	marker = tmp_path / "work-horse.pid"
+	log = open(tmp_path / "worker.log", "w")
+	worker = subprocess.Popen(
+		[*CLI, "worker"],
+		env=process_env(engine),
+		stdout=log,
+		stderr=subprocess.STDOUT,
+		start_new_session=True,
+	)
+	job_id = engine.submit("t_marker_once", "Acme", {"marker": str(marker), "hold": 60})["job_id"]
+	try:
+		wait_until(
+			lambda: marker.exists() and marker.read_text() and engine.status(job_id)["status"] == "Running",
+			30,
+			"the job to start and write its pid",
+		)
+		horse_pid = int(marker.read_text())
+
+		# When the machine dies: SIGKILL to the worker's process group and to its work-horse's
+		# (RQ puts each work-horse in a process group of its own)
+		os.killpg(os.getpgid(worker.pid), signal.SIGKILL)
+		os.killpg(os.getpgid(horse_pid), signal.SIGKILL)
+		worker.wait(timeout=10)
+		wait_until(lambda: process_gone(horse_pid), 10, f"work-horse {horse_pid} to die")
+	finally:
+		if worker.poll() is None:
+			os.killpg(worker.pid, signal.SIGKILL)
+			worker.wait(timeout=10)
+		if marker.exists() and marker.read_text() and not process_gone(int(marker.read_text())):
+			os.killpg(int(marker.read_text()), signal.SIGKILL)
+		log.close()
+
+	# Then nobody told the database: the job still looks Running
+	assert engine.status(job_id)["status"] == "Running"
+
+	# and once its 3 s lease lapses the scheduler counts the attempt as failed and queues a retry
+	tick_until(engine, "rescue_orphans", 1, timeout=20)
+	rescued = engine.get_job(job_id)
+	assert rescued["retry_count"] == 1
+	assert "stopped sending heartbeats" in rescued["error_message"]
+	failed = [e for e in engine.history(job_id)["entries"] if e["to_status"] == "Failed"]
+	assert len(failed) == 1
+	assert failed[0]["actor"] == "scheduler"
+	assert "stopped sending heartbeats" in failed[0]["message"]
+	wait_until(
+		lambda: scheduler.tick(engine) and engine.status(job_id)["status"] == "Queued",
+		10,
+		lambda: f"the retry to be queued (job is {engine.status(job_id)['status']})",
+		0.1,
+	)
+
+	# When a new worker comes up, it finishes the job
+	run_worker_burst(engine)
+
+	job = engine.status(job_id)
+	assert job["status"] == "Completed"
+	assert job["result"] == {"attempt": 2}
+	assert job["retry_count"] == 1
+	history = engine.history(job_id)
+	assert [e["to_status"] for e in history["entries"]] == [
+		"Queued",
+		"Running",
+		"Failed",
+		"Queued",
+		"Running",
+		"Completed",
+	]
+	assert history["chain_valid"]
+	assert engine.list_jobs("Acme")["total"] == 1
+
+
+@pytest.fixture
+def isolated_redis_engine(tmp_path, redis_url):
+	"""An engine whose Redis is a database index of its own, so the test may empty it; and its URL."""
+	url = f"{redis_url.rsplit('/', 1)[0]}/13"
+	engine = make_engine(make_db_url("sqlite", tmp_path), url)
+	yield engine, url
+	dispose(engine)
+
+
+def test_jobs_survive_redis_losing_every_queued_message(isolated_redis_engine):
+	engine, url = isolated_redis_engine
+	job_ids = [engine.submit("t_echo", "Acme", {"value": f"file-{i}.txt"})["job_id"] for i in range(20)]
+	assert sum(engine.queue.depth().values()) == 20
+
+	# When Redis loses everything (a restart without persistence, FLUSHDB)
+	others = [
+		key
+		for key in engine.queue.redis.scan_iter("rq:queue:*")
+		if engine.settings.queue_prefix not in key.decode()
+	]
+	assert not others, f"another run uses {url}; not emptying it: {others[:3]}"
+	engine.queue.redis.flushdb()
+	assert sum(engine.queue.depth().values()) == 0
+
+	# Then after the 1 s grace period the scheduler sends every Queued job again
+	assert tick_until(engine, "redispatch_lost", 20, timeout=15) == 20
+	assert sum(engine.queue.depth().values()) == 20
+
+	result = subprocess.run(
+		[*CLI, "worker", "--burst"],
+		env=process_env(engine) | {"DARTWING_REDIS_URL": url},
+		capture_output=True,
+		text=True,
+		timeout=120,
+	)
+	assert result.returncode == 0, result.stderr[-3000:]
+
+	for job_id in job_ids:
+		job = engine.status(job_id)
+		assert job["status"] == "Completed", job
+		entries = engine.history(job_id)["entries"]
+		assert [e["to_status"] for e in entries].count("Running") == 1, "each job ran exactly once"
+		assert [e["message"] for e in entries].count("Message missing from queue; sent again") == 1
+	assert sum(engine.queue.depth().values()) == 0
+
+
+def test_job_whose_queue_message_was_lost_is_dispatched_again(engine):
+	# Given a job whose message never reached a worker (lost between commit and dispatch)
+	job_id = engine.submit("t_echo", "Acme", {"value": "lost.txt"})["job_id"]
+	Job.fetch(engine.get_job(job_id)["queue_job_id"], connection=engine.queue.redis).delete()
+	assert sum(engine.queue.depth().values()) == 0
+
+	# When the scheduler notices, after the grace period
+	assert tick_until(engine, "redispatch_lost", 1, timeout=15) == 1
+
+	# Then a worker runs it
+	run_worker_burst(engine)
+	assert engine.status(job_id)["status"] == "Completed"
+	entries = engine.history(job_id)["entries"]
+	assert [e["to_status"] for e in entries] == ["Queued", "Queued", "Running", "Completed"]
+	assert (entries[1]["actor"], entries[1]["message"]) == (
+		"scheduler",
+		"Message missing from queue; sent again",
+	)
+	assert engine.history(job_id)["chain_valid"]
+
+
+def test_job_submitted_while_redis_is_down_is_dispatched_once_it_is_back(engine):
+	# Given an API process whose Redis is unreachable (nothing listens on port 1)
+	down = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
+	prefix = engine.settings.queue_prefix
+	api = Engine(
+		engine.store, RqQueue(down, prefix), RedisEvents(down, prefix), engine.settings, lock_client=down
+	)
+
+	# When a job is submitted, the row is committed and the failed dispatch is left to the scheduler
+	job_id = api.submit("t_echo", "Acme", {"value": "offline.txt"})["job_id"]
+	assert engine.status(job_id)["status"] == "Queued"
+	assert sum(engine.queue.depth().values()) == 0
+
+	# Then a scheduler that reaches Redis sends it after the grace period, and a worker runs it
+	assert tick_until(engine, "redispatch_lost", 1, timeout=15) == 1
+	run_worker_burst(engine)
+	assert engine.status(job_id)["status"] == "Completed"
+	assert statuses(engine, job_id) == ["Queued", "Queued", "Running", "Completed"]

@@ -1,0 +1,143 @@
+"""Retention: purge deletes finished jobs older than N days with their logs, in batches, and
+purge_daily runs at most once per day across every scheduler."""
+
+from datetime import timedelta
+
+import pytest
+
+from dartwing.dartwing_core.background_jobs import ValidationError, cleanup
+from dartwing.dartwing_core.background_jobs.backends.standalone import build_engine
+from dartwing.dartwing_core.background_jobs.executor import execute
+from dartwing.dartwing_core.background_jobs.transitions import JOB, LOG
+from dartwing.tests.conftest import REDIS_URL
+
+
+def run_in_process(engine, job_id: str) -> str:
+	return execute(engine, job_id, engine.get_job(job_id)["queue_job_id"])
+
+
+def age(engine, job_id: str, days: float) -> str:
+	engine.store.update(JOB, job_id, {"modified": engine.now() - timedelta(days=days)})
+	return job_id
+
+
+def make_job(engine, status: str, tag: str) -> str:
+	"""A job brought to `status` the way the engine does it."""
+	if status == "Completed":
+		job_id = engine.submit("t_echo", "Acme", {"value": tag})["job_id"]
+		assert run_in_process(engine, job_id) == "Completed"
+	elif status == "Canceled":
+		job_id = engine.cancel(engine.submit("t_echo", "Acme", {"value": tag})["job_id"])["job_id"]
+	elif status == "Dead Letter":
+		job_id = engine.submit("t_permanent", "Acme")["job_id"]
+		assert run_in_process(engine, job_id) == "Dead Letter"
+	elif status == "Queued":
+		job_id = engine.submit("t_echo", "Acme", {"value": tag})["job_id"]
+	elif status == "Pending":
+		parent = engine.submit("t_echo", "Acme", {"value": f"{tag}-parent"})["job_id"]
+		job_id = engine.submit("t_echo", "Acme", {"value": tag}, depends_on=parent)["job_id"]
+	elif status == "Failed":
+		job_id = engine.submit("t_flaky", "Acme", {"failures": 5})["job_id"]
+		assert run_in_process(engine, job_id) == "Failed"
+	elif status == "Timed Out":
+		job_id = engine.submit("t_sleep", "Acme", {"seconds": 5})["job_id"]
+		assert run_in_process(engine, job_id) == "Timed Out"
+	assert engine.get_job(job_id)["status"] == status
+	return job_id
+
+
+def log_count(engine, job_ids) -> int:
+	return engine.store.count(LOG, [("background_job", "in", list(job_ids))])
+
+
+def exists(engine, job_id: str) -> bool:
+	return engine.store.get(JOB, job_id) is not None
+
+
+def test_purge_deletes_old_finished_jobs_with_their_logs_only(engine):
+	old_finished = [
+		age(engine, make_job(engine, s, f"old-{s}"), 40) for s in ("Completed", "Canceled", "Dead Letter")
+	]
+	young_finished = [
+		age(engine, make_job(engine, s, f"young-{s}"), 10) for s in ("Completed", "Canceled", "Dead Letter")
+	]
+	old_unfinished = [
+		age(engine, make_job(engine, s, f"old-{s}"), 400)
+		for s in ("Queued", "Pending", "Failed", "Timed Out")
+	]
+	assert log_count(engine, old_finished) >= 6
+	kept_logs = log_count(engine, young_finished + old_unfinished)
+
+	deleted = cleanup.purge(engine, older_than_days=30)
+
+	assert deleted == 3
+	assert not any(exists(engine, job_id) for job_id in old_finished)
+	assert log_count(engine, old_finished) == 0
+	assert all(exists(engine, job_id) for job_id in young_finished + old_unfinished)
+	assert log_count(engine, young_finished + old_unfinished) == kept_logs
+	assert all(engine.history(job_id)["chain_valid"] for job_id in young_finished + old_unfinished)
+
+
+def test_purge_works_through_several_batches(engine):
+	old = [age(engine, make_job(engine, "Completed", f"old-{i}"), 31) for i in range(10)]
+	young = [age(engine, make_job(engine, "Completed", f"young-{i}"), 29) for i in range(2)]
+
+	deleted = cleanup.purge(engine, older_than_days=30, batch_size=3)
+
+	assert deleted == 10
+	assert engine.store.count(JOB) == 2
+	assert {row["name"] for row in engine.store.get_all(JOB, fields=["name"])} == set(young)
+	assert log_count(engine, old) == 0
+	assert engine.store.count(LOG) == log_count(engine, young) == 6
+
+
+def test_purge_defaults_to_the_configured_retention(engine):
+	assert engine.settings.purge_after_days == 30
+	old = age(engine, make_job(engine, "Canceled", "old"), 31)
+	young = age(engine, make_job(engine, "Canceled", "young"), 29)
+
+	assert cleanup.purge(engine) == 1
+
+	assert not exists(engine, old)
+	assert exists(engine, young)
+
+
+def test_purge_with_zero_days_takes_every_finished_job(engine):
+	finished = [make_job(engine, s, s) for s in ("Completed", "Canceled", "Dead Letter")]
+	waiting = make_job(engine, "Queued", "waiting")
+
+	assert cleanup.purge(engine, older_than_days=0) == 3
+
+	assert not any(exists(engine, job_id) for job_id in finished)
+	assert engine.status(waiting)["status"] == "Queued"
+	assert cleanup.purge(engine, older_than_days=0) == 0
+
+
+def test_negative_days_are_refused_and_nothing_is_deleted(engine):
+	job_id = age(engine, make_job(engine, "Completed", "kept"), 100)
+
+	with pytest.raises(ValidationError) as raised:
+		cleanup.purge(engine, older_than_days=-1)
+
+	assert raised.value.field == "older_than"
+	assert exists(engine, job_id)
+
+
+def test_purge_daily_runs_once_per_ttl_across_callers(engine):
+	age(engine, make_job(engine, "Completed", "old"), 45)
+	# Another scheduler process: its own engine on the same database, Redis and queue prefix.
+	other = build_engine(engine.store.url, REDIS_URL, engine.settings)
+	try:
+		first = cleanup.purge_daily(engine)
+		age(engine, make_job(engine, "Completed", "old-later"), 45)
+		second = cleanup.purge_daily(engine)
+		from_other = cleanup.purge_daily(other)
+	finally:
+		other.store.engine.dispose()
+
+	assert first == 1
+	assert second is None
+	assert from_other is None
+	assert engine.store.count(JOB) == 1  # the job aged after the first run waits for tomorrow's
+	ttl_ms = engine.lock_client.pttl(f"{engine.settings.queue_prefix}:lock:purge_daily")
+	assert 23 * 3600 * 1000 < ttl_ms <= 24 * 3600 * 1000
