@@ -15,6 +15,8 @@ if __name__ == "__main__":
 	engine = build_engine()
 	if mode == "raw":  # a stock RQ worker, as `rq worker --burst` runs it
 		queue = Queue(raw_queue, connection=engine.queue.redis)
-		Worker([queue], connection=engine.queue.redis).work(burst=True, logging_level="WARNING", with_scheduler=False)
+		Worker([queue], connection=engine.queue.redis).work(
+			burst=True, logging_level="WARNING", with_scheduler=False
+		)
 	else:  # exactly what `dartwing-jobs worker --burst` runs
 		run_worker(engine, burst=True)

@@ -23,7 +23,9 @@ import_handler_modules([SAMPLES, FIXTURES])
 REDIS_URL = os.environ.get("DARTWING_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SERVER_URLS = {
 	"mariadb": os.environ.get("DARTWING_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/"),
-	"postgresql": os.environ.get("DARTWING_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
+	"postgresql": os.environ.get(
+		"DARTWING_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+	),
 }
 RUN_ID = uuid.uuid4().hex[:8]
 TEST_SETTINGS = Settings(
@@ -56,7 +58,9 @@ def _server_database(kind: str) -> str:
 	base = sa.engine.make_url(SERVER_URLS[kind])
 	name = f"dartwing_test_{RUN_ID}"
 	try:
-		admin_engine = sa.create_engine(base, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+		admin_engine = sa.create_engine(
+			base, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
+		)
 		with admin_engine.connect() as conn:
 			conn.exec_driver_sql(f"CREATE DATABASE {name}")
 		admin_engine.dispose()
@@ -73,7 +77,9 @@ def pytest_sessionfinish(session, exitstatus):
 		engine = sa.create_engine(base, isolation_level="AUTOCOMMIT")
 		with engine.connect() as conn:
 			if kind == "postgresql":
-				conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {sa.engine.make_url(url).database} WITH (FORCE)")
+				conn.exec_driver_sql(
+					f"DROP DATABASE IF EXISTS {sa.engine.make_url(url).database} WITH (FORCE)"
+				)
 			else:
 				conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {sa.engine.make_url(url).database}")
 		engine.dispose()
@@ -148,7 +154,10 @@ def run_worker_burst(engine, timeout: float = 60) -> subprocess.CompletedProcess
 
 def start_worker(engine) -> subprocess.Popen:
 	return subprocess.Popen(
-		[*CLI, "worker"], env=process_env(engine), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+		[*CLI, "worker"],
+		env=process_env(engine),
+		stdout=subprocess.PIPE,
+		stderr=subprocess.STDOUT,
 		start_new_session=True,
 	)
 

@@ -53,6 +53,8 @@ def verify_chain(chain_head: str | None, logs: list[dict]) -> ChainReport:
 		linked = [GENESIS] + [log["entry_hash"] for log in logs]
 		if (chain_head or GENESIS) in linked:
 			added = linked.index(chain_head or GENESIS) + 1
-			return ChainReport(False, len(logs), added, f"row {added} was added after the job's last transition")
+			return ChainReport(
+				False, len(logs), added, f"row {added} was added after the job's last transition"
+			)
 		return ChainReport(False, len(logs), len(logs) + 1, "rows after the last one were removed")
 	return ChainReport(True, len(logs))

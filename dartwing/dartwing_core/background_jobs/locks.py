@@ -31,7 +31,8 @@ def distributed_lock(name: str, ttl: float = 60, client: Callable | None = None,
 	holds it. `client` returns a redis client; by default the lock_client of the engine passed as
 	first argument (else of the process's engine), and the key carries its queue prefix.
 	The TTL bounds how long a crashed holder blocks the others: keep each run shorter than it.
-	With release=False the lock stays until its TTL: "at most once per TTL" for daily work."""
+	With release=False the lock stays until its TTL after a successful run: "at most once per
+	TTL" for daily work; a run that raises releases it so the next pass tries again."""
 
 	def decorate(func):
 		@functools.wraps(func)
@@ -48,10 +49,13 @@ def distributed_lock(name: str, ttl: float = 60, client: Callable | None = None,
 				logger.debug("Skipped %s: another process holds its lock", name)
 				return None
 			try:
-				return func(*args, **kwargs)
-			finally:
-				if release:
-					lock.release()
+				result = func(*args, **kwargs)
+			except BaseException:
+				lock.release()  # a failed run must not block the next one for the whole TTL
+				raise
+			if release:
+				lock.release()
+			return result
 
 		return wrapper
 

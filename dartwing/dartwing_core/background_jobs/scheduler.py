@@ -139,7 +139,12 @@ def run_forever(engine, interval: float | None = None, should_stop=lambda: False
 	while not should_stop():
 		started = time.monotonic()
 		report = tick(engine)
-		purge_daily(engine)
+		# Daily retention, and backend upkeep (SQLite's WAL checkpoint) where the store has it.
+		for upkeep in (lambda: purge_daily(engine), getattr(engine.store, "maintain", None)):
+			try:
+				upkeep and upkeep()
+			except Exception:
+				logger.exception("Scheduler upkeep failed")
 		if any(report.values()):
 			logger.info("Scheduler tick %s", {k: v for k, v in report.items() if v})
 		time.sleep(max(0.0, interval - (time.monotonic() - started)))
