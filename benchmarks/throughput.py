@@ -10,6 +10,7 @@ Each drain's time has the same workers' start-up and shutdown on an empty queue 
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -39,8 +40,10 @@ def percentile(values: list[float], fraction: float) -> float:
 	return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def drain(mode: str, raw_queue: str, workers: int, env: dict) -> float:
-	"""Seconds from starting `workers` burst workers until all have exited."""
+def drain(mode: str, raw_queue: str, workers: int, env: dict) -> tuple[float, float]:
+	"""Wall seconds from starting `workers` burst workers until all have exited, and the CPU
+	seconds they and their work-horses used (far less sensitive to a noisy machine)."""
+	cpu_before = _children_cpu()
 	started = time.perf_counter()
 	procs = [
 		subprocess.Popen([sys.executable, str(HERE / "worker.py"), mode, raw_queue], env=env)
@@ -49,7 +52,19 @@ def drain(mode: str, raw_queue: str, workers: int, env: dict) -> float:
 	for proc in procs:
 		if proc.wait() != 0:
 			raise SystemExit(f"benchmark worker exited with {proc.returncode}")
-	return time.perf_counter() - started
+	return time.perf_counter() - started, _children_cpu() - cpu_before
+
+
+def _children_cpu() -> float:
+	usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+	return usage.ru_utime + usage.ru_stime
+
+
+def drain_net(mode: str, raw_queue: str, workers: int, env: dict) -> tuple[float, float]:
+	"""drain() of the queued jobs minus drain() of an empty queue: worker start-up and shutdown
+	are not throughput (the engine's start-up includes its warm-up)."""
+	loaded, empty = drain(mode, raw_queue, workers, env), drain(mode, raw_queue, workers, env)
+	return loaded[0] - empty[0], loaded[1] - empty[1]
 
 
 def database_url(kind: str, tmp: Path) -> tuple[str, callable]:
@@ -76,9 +91,7 @@ def run_round(engine, env: dict, jobs: int, workers: int, round_no: int) -> dict
 		t0 = time.perf_counter()
 		raw.enqueue_call(func="os.getpid", result_ttl=0)
 		enqueue_latency.append(time.perf_counter() - t0)
-	# Worker start-up and shutdown are not throughput: time the same workers on an empty queue
-	# and subtract it, per mode (the engine's worker start-up includes its warm-up).
-	raw_seconds = drain("raw", raw_name, workers, env) - drain("raw", raw_name, workers, env)
+	raw_seconds, raw_cpu = drain_net("raw", raw_name, workers, env)
 	assert raw.count == 0
 
 	# The engine runs as deployed: with its scheduler (which also checkpoints SQLite's WAL).
@@ -91,7 +104,7 @@ def run_round(engine, env: dict, jobs: int, workers: int, round_no: int) -> dict
 		t0 = time.perf_counter()
 		engine.submit("noop", "Bench", {"n": round_no * jobs + i}, triggered_by="benchmark")
 		submit_latency.append(time.perf_counter() - t0)
-	engine_seconds = drain("engine", raw_name, workers, env) - drain("engine", raw_name, workers, env)
+	engine_seconds, engine_cpu = drain_net("engine", raw_name, workers, env)
 	scheduler.terminate()
 	scheduler.wait()
 	completed = engine.store.count(JOB, [("status", "=", states.COMPLETED)])
@@ -100,6 +113,8 @@ def run_round(engine, env: dict, jobs: int, workers: int, round_no: int) -> dict
 	return {
 		"raw_jobs_per_s": jobs / raw_seconds,
 		"engine_jobs_per_s": jobs / engine_seconds,
+		"raw_cpu_ms_per_job": raw_cpu / jobs * 1000,
+		"engine_cpu_ms_per_job": engine_cpu / jobs * 1000,
 		"enqueue_p50_ms": percentile(enqueue_latency, 0.5) * 1000,
 		"enqueue_p99_ms": percentile(enqueue_latency, 0.99) * 1000,
 		"submit_p50_ms": percentile(submit_latency, 0.5) * 1000,
@@ -155,18 +170,19 @@ def main() -> None:
 		f"{args.jobs} no-op jobs, {args.workers} RQ workers (rq.Worker, a forked work-horse per job), "
 		f"engine with one scheduler running; median of {args.rounds} rounds; {os.cpu_count()} cores"
 	)
-	header = (
+	print(
 		f"{'database':<11}{'raw RQ jobs/s':>14}{'engine jobs/s':>14}{'ratio':>7}"
-		f"{'submit p50 ms':>14}{'submit p99 ms':>14}{'rq enqueue p50/p99 ms':>23}"
+		f"{'worker CPU ms/job raw / engine':>32}{'submit p50 / p99 ms':>21}{'rq enqueue p50 / p99 ms':>25}"
 	)
-	print(header)
 	for kind in args.db.split(","):
 		s = bench_database(kind.strip(), args.jobs, args.workers, args.rounds)
 		if s:
+			cpu = f"{s['raw_cpu_ms_per_job']:.1f} / {s['engine_cpu_ms_per_job']:.1f}"
+			submit = f"{s['submit_p50_ms']:.2f} / {s['submit_p99_ms']:.2f}"
+			enqueue = f"{s['enqueue_p50_ms']:.2f} / {s['enqueue_p99_ms']:.2f}"
 			print(
 				f"{kind:<11}{s['raw_jobs_per_s']:>14.1f}{s['engine_jobs_per_s']:>14.1f}{s['ratio']:>7.2f}"
-				f"{s['submit_p50_ms']:>14.2f}{s['submit_p99_ms']:>14.2f}"
-				f"{s['enqueue_p50_ms']:>13.2f} / {s['enqueue_p99_ms']:.2f}"
+				f"{cpu:>32}{submit:>21}{enqueue:>25}"
 			)
 
 

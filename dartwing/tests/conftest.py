@@ -1,9 +1,12 @@
 """Shared fixtures. Everything is real: a Redis server, RQ worker processes, and databases
 (SQLite always; MariaDB and PostgreSQL when one answers, otherwise those cases skip and say why)."""
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import asdict, replace
 
@@ -143,23 +146,96 @@ def process_env(engine) -> dict:
 CLI = [sys.executable, "-m", "dartwing.dartwing_core.background_jobs"]
 
 
-def run_worker_burst(engine, timeout: float = 60) -> subprocess.CompletedProcess:
-	"""A real RQ worker process draining the engine's queues until they are empty."""
+def run_worker_burst(
+	engine, *args: str, timeout: float = 60, env: dict | None = None
+) -> subprocess.CompletedProcess:
+	"""A real RQ worker process draining the engine's queues until they are empty. `args` are more
+	`worker` options; `env` overrides some of the engine's environment."""
 	result = subprocess.run(
-		[*CLI, "worker", "--burst"], env=process_env(engine), capture_output=True, text=True, timeout=timeout
+		[*CLI, "worker", "--burst", *args],
+		env=process_env(engine) | (env or {}),
+		capture_output=True,
+		text=True,
+		timeout=timeout,
 	)
 	assert result.returncode == 0, result.stderr[-3000:]
 	return result
 
 
-def start_worker(engine) -> subprocess.Popen:
+def start_worker(engine, stdout=subprocess.PIPE) -> subprocess.Popen:
+	"""A real `worker` process (not burst) in a session (so a process group) of its own; its output
+	goes to `stdout` (a pipe unless given an open file)."""
 	return subprocess.Popen(
 		[*CLI, "worker"],
 		env=process_env(engine),
-		stdout=subprocess.PIPE,
+		stdout=stdout,
 		stderr=subprocess.STDOUT,
 		start_new_session=True,
 	)
+
+
+def stop_worker(proc: subprocess.Popen) -> None:
+	"""Warm shutdown; then cold (a second SIGTERM kills a running work-horse); then SIGKILL."""
+	for sig in (signal.SIGTERM, signal.SIGTERM, signal.SIGKILL):
+		if proc.poll() is not None:
+			return
+		with contextlib.suppress(ProcessLookupError):
+			os.killpg(proc.pid, sig)
+		try:
+			proc.wait(timeout=5)
+		except subprocess.TimeoutExpired:
+			pass
+	if proc.poll() is None:
+		pytest.fail(f"worker pid {proc.pid} still runs after SIGTERM, SIGTERM and SIGKILL (5 s each)")
+
+
+def wait_until(predicate, timeout: float, what, interval: float = 0.05):
+	"""Poll `predicate` until it returns something truthy; fail saying `what` (a str or a callable
+	describing the current state) when `timeout` seconds pass first."""
+	deadline = time.monotonic() + timeout
+	while True:
+		value = predicate()
+		if value:
+			return value
+		if time.monotonic() > deadline:
+			pytest.fail(f"timed out after {timeout}s waiting for {what() if callable(what) else what}")
+		time.sleep(interval)
+
+
+def process_gone(pid: int) -> bool:
+	try:
+		os.kill(pid, 0)
+	except ProcessLookupError:
+		return True
+	try:
+		with open(f"/proc/{pid}/stat") as stat:
+			return stat.read().rsplit(")", 1)[1].split()[0] == "Z"  # a zombie waiting to be reaped
+	except FileNotFoundError:
+		return True
+
+
+def wait_for_work_horse(engine, job_id: str, marker, what: str = "the job to start and write its pid") -> int:
+	"""Wait until the job runs and its handler has written its work-horse's pid to `marker`; the pid."""
+	wait_until(
+		lambda: marker.exists() and marker.read_text() and engine.status(job_id)["status"] == "Running",
+		30,
+		what,
+	)
+	return int(marker.read_text())
+
+
+def kill_worker_and_work_horse(worker: subprocess.Popen, horse_pid: int) -> None:
+	"""The machine dies: SIGKILL to the worker's process group and to its work-horse's (RQ puts each
+	work-horse in a process group of its own); returns once both are gone."""
+	os.killpg(os.getpgid(worker.pid), signal.SIGKILL)
+	os.killpg(os.getpgid(horse_pid), signal.SIGKILL)
+	worker.wait(timeout=10)
+	wait_until(lambda: process_gone(horse_pid), 10, f"work-horse {horse_pid} to die")
+
+
+def statuses(engine, job_id: str) -> list[str]:
+	"""The statuses a job went through, from its history."""
+	return [e["to_status"] for e in engine.history(job_id)["entries"]]
 
 
 def registered_types() -> set[str]:

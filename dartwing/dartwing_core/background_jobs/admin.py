@@ -1,7 +1,7 @@
 """Set-up actions for the standalone backend: job types from declared handlers, organizations.
 (On a Frappe site these rows are documents edited in the desk.)"""
 
-from .errors import DuplicateJob, NotFound, UniqueViolation, ValidationError
+from .errors import AlreadyExists, NotFound, UniqueViolation, ValidationError
 
 ORG = "Organization"
 JOB_TYPE = "Job Type"
@@ -30,7 +30,7 @@ def add_organization(engine, name: str, max_queued_jobs: int = 1000) -> dict:
 	try:
 		engine.store.insert(ORG, row)
 	except UniqueViolation:
-		raise DuplicateJob(name, "exists") from None
+		raise AlreadyExists(f"organization {name!r} already exists") from None
 	return engine.store.get(ORG, name)
 
 

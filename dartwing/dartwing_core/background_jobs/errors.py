@@ -43,7 +43,14 @@ class InvalidState(DartwingError):
 	exit_code = 5
 
 
-class DuplicateJob(DartwingError):
+class AlreadyExists(DartwingError):
+	"""A record with this name exists already."""
+
+	http_status = 409
+	exit_code = 3
+
+
+class DuplicateJob(AlreadyExists):
 	"""An equivalent job exists; names it so the caller can follow that one instead."""
 
 	http_status = 409

@@ -3,8 +3,6 @@ message that never arrived are put right by the scheduler, and every job still r
 
 import os
 import signal
-import subprocess
-import time
 
 import pytest
 from redis import Redis
@@ -13,36 +11,18 @@ from rq.job import Job
 from dartwing.dartwing_core.background_jobs import Engine, scheduler
 from dartwing.dartwing_core.background_jobs.backends.redis_events import RedisEvents
 from dartwing.dartwing_core.background_jobs.backends.rq_queue import RqQueue
-from dartwing.tests.conftest import CLI, dispose, make_db_url, make_engine, process_env, run_worker_burst
-
-
-def wait_until(predicate, timeout: float, what, interval: float = 0.05):
-	"""Poll `predicate` until it returns something truthy; fail saying `what` (a str or a callable
-	describing the current state) when `timeout` seconds pass first."""
-	deadline = time.monotonic() + timeout
-	while True:
-		value = predicate()
-		if value:
-			return value
-		if time.monotonic() > deadline:
-			pytest.fail(f"timed out after {timeout}s waiting for {what() if callable(what) else what}")
-		time.sleep(interval)
-
-
-def process_gone(pid: int) -> bool:
-	try:
-		os.kill(pid, 0)
-	except ProcessLookupError:
-		return True
-	try:
-		with open(f"/proc/{pid}/stat") as stat:
-			return stat.read().rsplit(")", 1)[1].split()[0] == "Z"  # a zombie waiting to be reaped
-	except FileNotFoundError:
-		return True
-
-
-def statuses(engine, job_id: str) -> list[str]:
-	return [e["to_status"] for e in engine.history(job_id)["entries"]]
+from dartwing.tests.conftest import (
+	dispose,
+	kill_worker_and_work_horse,
+	make_db_url,
+	make_engine,
+	process_gone,
+	run_worker_burst,
+	start_worker,
+	statuses,
+	wait_for_work_horse,
+	wait_until,
+)
 
 
 def tick_until(engine, task: str, total: int, timeout: float) -> int:
@@ -63,28 +43,13 @@ def test_job_of_a_worker_killed_mid_job_is_rescued_and_finished_by_another(engin
 	# Given a worker running a job (t_marker_once writes its work-horse's pid, then hangs)
 	marker = tmp_path / "work-horse.pid"
 	log = open(tmp_path / "worker.log", "w")
-	worker = subprocess.Popen(
-		[*CLI, "worker"],
-		env=process_env(engine),
-		stdout=log,
-		stderr=subprocess.STDOUT,
-		start_new_session=True,
-	)
+	worker = start_worker(engine, stdout=log)
 	job_id = engine.submit("t_marker_once", "Acme", {"marker": str(marker), "hold": 60})["job_id"]
 	try:
-		wait_until(
-			lambda: marker.exists() and marker.read_text() and engine.status(job_id)["status"] == "Running",
-			30,
-			"the job to start and write its pid",
-		)
-		horse_pid = int(marker.read_text())
+		horse_pid = wait_for_work_horse(engine, job_id, marker)
 
 		# When the machine dies: SIGKILL to the worker's process group and to its work-horse's
-		# (RQ puts each work-horse in a process group of its own)
-		os.killpg(os.getpgid(worker.pid), signal.SIGKILL)
-		os.killpg(os.getpgid(horse_pid), signal.SIGKILL)
-		worker.wait(timeout=10)
-		wait_until(lambda: process_gone(horse_pid), 10, f"work-horse {horse_pid} to die")
+		kill_worker_and_work_horse(worker, horse_pid)
 	finally:
 		if worker.poll() is None:
 			os.killpg(worker.pid, signal.SIGKILL)
@@ -160,14 +125,7 @@ def test_jobs_survive_redis_losing_every_queued_message(isolated_redis_engine):
 	assert tick_until(engine, "redispatch_lost", 20, timeout=15) == 20
 	assert sum(engine.queue.depth().values()) == 20
 
-	result = subprocess.run(
-		[*CLI, "worker", "--burst"],
-		env=process_env(engine) | {"DARTWING_REDIS_URL": url},
-		capture_output=True,
-		text=True,
-		timeout=120,
-	)
-	assert result.returncode == 0, result.stderr[-3000:]
+	run_worker_burst(engine, timeout=120, env={"DARTWING_REDIS_URL": url})
 
 	for job_id in job_ids:
 		job = engine.status(job_id)

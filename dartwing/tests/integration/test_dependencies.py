@@ -1,56 +1,19 @@
 """depends_on with real workers: a child waits as Pending, starts as soon as its parent completes
 (the worker that finished the parent releases it), and is canceled when the parent ends otherwise."""
 
-import contextlib
-import os
-import signal
-import subprocess
-import time
 from datetime import datetime
 
 import pytest
 
 from dartwing.dartwing_core.background_jobs import ValidationError
-from dartwing.tests.conftest import CLI, process_env, run_worker_burst
-
-
-def wait_until(predicate, timeout: float, what, interval: float = 0.05):
-	"""Poll `predicate` until it returns something truthy; fail saying `what` (a str or a callable
-	describing the current state) when `timeout` seconds pass first."""
-	deadline = time.monotonic() + timeout
-	while True:
-		value = predicate()
-		if value:
-			return value
-		if time.monotonic() > deadline:
-			pytest.fail(f"timed out after {timeout}s waiting for {what() if callable(what) else what}")
-		time.sleep(interval)
-
-
-def stop_worker(proc: subprocess.Popen) -> None:
-	"""Warm shutdown; then cold (a second SIGTERM kills a running work-horse); then SIGKILL."""
-	for sig in (signal.SIGTERM, signal.SIGTERM, signal.SIGKILL):
-		if proc.poll() is not None:
-			return
-		with contextlib.suppress(ProcessLookupError):
-			os.killpg(proc.pid, sig)
-		try:
-			proc.wait(timeout=5)
-		except subprocess.TimeoutExpired:
-			pass
+from dartwing.tests.conftest import run_worker_burst, start_worker, stop_worker, wait_until
 
 
 @pytest.fixture
 def live_worker(engine, tmp_path):
 	"""One real `worker` process (not burst) for the engine, stopped after the test."""
 	log = open(tmp_path / "worker.log", "w")
-	proc = subprocess.Popen(
-		[*CLI, "worker"],
-		env=process_env(engine),
-		stdout=log,
-		stderr=subprocess.STDOUT,
-		start_new_session=True,
-	)
+	proc = start_worker(engine, stdout=log)
 	yield proc
 	stop_worker(proc)
 	log.close()

@@ -1,54 +1,22 @@
 """Canceling jobs: at once while they wait, at the next checkpoint while they run, by force after the
 grace period when they ignore checkpoints. Real RQ worker processes run the jobs."""
 
-import contextlib
 import os
 import signal
 import subprocess
-import time
 
 import pytest
 
 from dartwing.dartwing_core.background_jobs import InvalidState, scheduler
-from dartwing.tests.conftest import CLI, process_env, run_worker_burst
-
-
-def wait_until(predicate, timeout: float, what, interval: float = 0.05):
-	"""Poll `predicate` until it returns something truthy; fail saying `what` (a str or a callable
-	describing the current state) when `timeout` seconds pass first."""
-	deadline = time.monotonic() + timeout
-	while True:
-		value = predicate()
-		if value:
-			return value
-		if time.monotonic() > deadline:
-			pytest.fail(f"timed out after {timeout}s waiting for {what() if callable(what) else what}")
-		time.sleep(interval)
-
-
-def process_gone(pid: int) -> bool:
-	try:
-		os.kill(pid, 0)
-	except ProcessLookupError:
-		return True
-	try:
-		with open(f"/proc/{pid}/stat") as stat:
-			return stat.read().rsplit(")", 1)[1].split()[0] == "Z"  # a zombie waiting to be reaped
-	except FileNotFoundError:
-		return True
-
-
-def stop_worker(proc: subprocess.Popen) -> None:
-	"""Warm shutdown; then cold (a second SIGTERM kills a running work-horse); then SIGKILL."""
-	for sig in (signal.SIGTERM, signal.SIGTERM, signal.SIGKILL):
-		if proc.poll() is not None:
-			return
-		with contextlib.suppress(ProcessLookupError):
-			os.killpg(proc.pid, sig)
-		try:
-			proc.wait(timeout=5)
-		except subprocess.TimeoutExpired:
-			pass
+from dartwing.tests.conftest import (
+	kill_worker_and_work_horse,
+	process_gone,
+	run_worker_burst,
+	start_worker,
+	stop_worker,
+	wait_for_work_horse,
+	wait_until,
+)
 
 
 @pytest.fixture
@@ -58,13 +26,7 @@ def live_worker(engine, tmp_path):
 
 	def start() -> subprocess.Popen:
 		log = open(tmp_path / f"worker-{len(started)}.log", "w")
-		proc = subprocess.Popen(
-			[*CLI, "worker"],
-			env=process_env(engine),
-			stdout=log,
-			stderr=subprocess.STDOUT,
-			start_new_session=True,
-		)
+		proc = start_worker(engine, stdout=log)
 		started.append((proc, log))
 		return proc
 
@@ -135,12 +97,7 @@ def test_job_ignoring_checkpoints_is_killed_after_the_grace_period(engine, live_
 	marker = tmp_path / "work-horse.pid"
 	# t_ignores_cancel writes its work-horse's pid, then sleeps 30 s without a checkpoint
 	job_id = engine.submit("t_ignores_cancel", "Acme", {"seconds": 30, "marker": str(marker)})["job_id"]
-	wait_until(
-		lambda: marker.exists() and marker.read_text() and engine.status(job_id)["status"] == "Running",
-		30,
-		"the job to run and write its pid",
-	)
-	horse_pid = int(marker.read_text())
+	horse_pid = wait_for_work_horse(engine, job_id, marker, "the job to run and write its pid")
 	try:
 		engine.cancel(job_id, user="bob@example.com")
 
@@ -197,15 +154,8 @@ def test_job_canceled_after_its_worker_died_is_canceled_not_retried(engine, live
 	marker = tmp_path / "work-horse.pid"
 	worker = live_worker()
 	job_id = engine.submit("t_marker_once", "Acme", {"marker": str(marker), "hold": 60})["job_id"]
-	wait_until(
-		lambda: marker.exists() and marker.read_text() and engine.status(job_id)["status"] == "Running",
-		30,
-		"the job to start and write its pid",
-	)
-	horse_pid = int(marker.read_text())
-	os.killpg(worker.pid, signal.SIGKILL)
-	os.killpg(horse_pid, signal.SIGKILL)  # RQ gives each work-horse a process group of its own
-	wait_until(lambda: process_gone(horse_pid), 10, f"work-horse {horse_pid} to die")
+	horse_pid = wait_for_work_horse(engine, job_id, marker)
+	kill_worker_and_work_horse(worker, horse_pid)
 	# and whose lease has lapsed by the time a user cancels it
 	wait_until(lambda: engine.get_job(job_id)["lease_expires_at"] < engine.now(), 10, "the lease to lapse")
 	engine.cancel(job_id, user="bob@example.com")

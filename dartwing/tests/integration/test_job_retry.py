@@ -4,11 +4,7 @@
 import pytest
 
 from dartwing.dartwing_core.background_jobs import InvalidState, scheduler
-from dartwing.tests.conftest import run_worker_burst
-
-
-def statuses(engine, job_id: str) -> list[str]:
-	return [e["to_status"] for e in engine.history(job_id)["entries"]]
+from dartwing.tests.conftest import run_worker_burst, statuses
 
 
 def test_transient_failure_is_retried_until_it_succeeds(engine):

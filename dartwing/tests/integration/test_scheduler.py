@@ -4,7 +4,6 @@ its holder releases; and a suspended organization's jobs wait until it is active
 import json
 import subprocess
 import threading
-import time
 import uuid
 
 import pytest
@@ -12,21 +11,9 @@ from redis import Redis
 
 from dartwing.dartwing_core.background_jobs import admin, scheduler
 from dartwing.dartwing_core.background_jobs.locks import RedisLock, distributed_lock
-from dartwing.tests.conftest import CLI, process_env, run_worker_burst
+from dartwing.tests.conftest import CLI, process_env, run_worker_burst, wait_until
 
 DUE = 30
-
-
-def wait_until(predicate, timeout: float, what, interval: float = 0.05):
-	"""Poll `predicate` until it returns something truthy; fail saying `what` when `timeout` passes."""
-	deadline = time.monotonic() + timeout
-	while True:
-		value = predicate()
-		if value:
-			return value
-		if time.monotonic() > deadline:
-			pytest.fail(f"timed out after {timeout}s waiting for {what}")
-		time.sleep(interval)
 
 
 def make_due_retries(engine) -> list[str]:
@@ -36,14 +23,7 @@ def make_due_retries(engine) -> list[str]:
 	for i in range(DUE):
 		admin.add_organization(engine, f"Tenant {i:02d}")
 		job_ids.append(engine.submit("t_flaky", f"Tenant {i:02d}", {"failures": 1})["job_id"])
-	result = subprocess.run(
-		[*CLI, "worker", "--burst", "--workers", "4"],
-		env=process_env(engine),
-		capture_output=True,
-		text=True,
-		timeout=120,
-	)
-	assert result.returncode == 0, result.stderr[-3000:]
+	run_worker_burst(engine, "--workers", "4", timeout=120)
 	rows = [engine.status(job_id) for job_id in job_ids]
 	assert {(r["status"], r["retry_count"]) for r in rows} == {("Failed", 1)}
 	assert all(r["next_retry_at"] for r in rows)
