@@ -16,7 +16,10 @@ redis_answers() {
 
 case "${1:-all}" in
 venv)
-	python3 -c "import ensurepip, venv" 2>/dev/null || apt_install python3-venv
+	# Debian's python3 has the venv module but cannot create one without python3-venv: try it.
+	probe=$(mktemp -d)
+	python3 -m venv "$probe/venv" >/dev/null 2>&1 || apt_install python3-venv
+	rm -rf "$probe"
 	;;
 redis | all)
 	if ! redis_answers; then

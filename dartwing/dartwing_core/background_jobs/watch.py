@@ -63,7 +63,7 @@ def watch_jobs(
 				if jid not in bars:
 					bars[jid] = progress.add_task("", total=100, job_id=jid)
 				progress.update(bars[jid], completed=job["progress"], description=_describe(job))
-			if all(j["status"] in states.TERMINAL for j in jobs.values()) and (jobs or not organization):
+			if all(j["status"] in states.TERMINAL for j in jobs.values()):  # nothing left to watch
 				refresh()
 				if all(j["status"] in states.TERMINAL for j in jobs.values()):
 					break
