@@ -9,8 +9,6 @@ from pathlib import Path
 DOCTYPE_DIR = Path(__file__).resolve().parent.parent / "doctype"
 DOCTYPES = ("Organization", "Job Type", "Background Job", "Job Execution Log")
 LAYOUT_TYPES = {"Section Break", "Column Break", "Tab Break", "HTML", "Button", "Heading"}
-# Frappe's own columns on every doctype table, in its order.
-STANDARD_COLUMNS = ("name", "creation", "modified", "modified_by", "owner", "docstatus", "idx")
 
 
 def table_name(doctype: str) -> str:
@@ -26,11 +24,6 @@ def load(doctype: str) -> dict:
 @cache
 def data_fields(doctype: str) -> tuple[dict, ...]:
 	return tuple(f for f in load(doctype)["fields"] if f["fieldtype"] not in LAYOUT_TYPES)
-
-
-@cache
-def fieldnames(doctype: str) -> frozenset[str]:
-	return frozenset(STANDARD_COLUMNS) | {f["fieldname"] for f in data_fields(doctype)}
 
 
 def composite_indexes(doctype: str) -> list[list[str]]:
@@ -51,10 +44,3 @@ def defaults(doctype: str) -> dict:
 			value = float(value)
 		out[f["fieldname"]] = value
 	return out
-
-
-def select_options(doctype: str, fieldname: str) -> list[str]:
-	for f in data_fields(doctype):
-		if f["fieldname"] == fieldname:
-			return [o for o in f.get("options", "").split("\n") if o]
-	raise KeyError(fieldname)
