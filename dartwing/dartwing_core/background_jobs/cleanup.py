@@ -14,7 +14,7 @@ def purge(engine, older_than_days: float | None = None, batch_size: int | None =
 	"""Delete Completed, Canceled and Dead Letter jobs last changed before the cutoff, with their
 	log rows, one batch per transaction so a large purge never holds long locks. Returns jobs deleted."""
 	days = engine.settings.purge_after_days if older_than_days is None else older_than_days
-	if days < 0:
+	if not days >= 0:  # also refuses NaN
 		from .errors import ValidationError
 
 		raise ValidationError("older_than", "must be zero or more days")
@@ -34,11 +34,13 @@ def purge(engine, older_than_days: float | None = None, batch_size: int | None =
 		if not names:
 			break
 		with engine.store.transaction():
-			# Re-read inside the transaction: an admin may have retried one of them meanwhile.
-			still = [("name", "in", names), ("status", "in", tuple(states.TERMINAL))]
-			names = [row["name"] for row in engine.store.get_all(JOB, still, ["name"])]
-			engine.store.delete(LOG, [("background_job", "in", names)])
-			deleted += engine.store.delete(JOB, [("name", "in", names)])
+			# The status guard makes the delete skip a job an admin retried meanwhile (the row lock
+			# orders the two); logs go only for the jobs that are actually gone.
+			deleted += engine.store.delete(
+				JOB, [("name", "in", names), ("status", "in", tuple(states.TERMINAL))]
+			)
+			kept = {row["name"] for row in engine.store.get_all(JOB, [("name", "in", names)], ["name"])}
+			engine.store.delete(LOG, [("background_job", "in", [n for n in names if n not in kept])])
 	if deleted:
 		logger.info("Purged %d jobs older than %s days", deleted, days)
 	return deleted

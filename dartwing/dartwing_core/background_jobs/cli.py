@@ -10,9 +10,9 @@ from datetime import datetime, timezone
 
 import click
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
-from . import admin, cleanup, dead_letter, metrics, runtime, scheduler
+from . import admin, cleanup, dead_letter, metrics, runtime, scheduler, states
 from .errors import DartwingError, DuplicateJob, ValidationError
 from .registry import import_handler_modules
 
@@ -222,7 +222,7 @@ def purge(ctx, older_than):
 @command(cli, "metrics")
 @click.option("--org", "organization")
 @click.option("--prometheus", is_flag=True, help="Prometheus text exposition format.")
-@click.option("--window-hours", type=float, default=24, show_default=True)
+@click.option("--window-hours", type=click.FloatRange(min=0, min_open=True), default=24, show_default=True)
 def metrics_(ctx, organization, prometheus, window_hours):
 	data = metrics.collect(ctx.engine, organization, window_hours=window_hours)
 	if prometheus and not ctx.as_json:
@@ -253,7 +253,7 @@ def scheduler_(ctx, once, interval):
 		report = scheduler.tick(ctx.engine)
 		report["purge_daily"] = cleanup.purge_daily(ctx.engine)
 		ctx.emit(report)
-		return
+		sys.exit(1 if "error" in report.values() else 0)
 	scheduler.run_forever(ctx.engine, interval)
 
 
@@ -262,13 +262,17 @@ def scheduler_(ctx, once, interval):
 @click.option("--org", "organization", help="Watch every unfinished job of an organization.")
 @click.option("--timeout", type=float, default=None, help="Give up after this many seconds.")
 def watch(ctx, job_id, organization, timeout):
-	"""Live progress bars until the job (or every job of the organization) has finished."""
+	"""Live progress bars until the job (or every job of the organization) has finished.
+	Exits 0 when every watched job Completed, 1 when one ended otherwise or the timeout passed."""
 	from .watch import watch_jobs
 
 	if bool(job_id) == bool(organization):
 		raise ValidationError("job_id", "give a job id or --org, not both")
+	if timeout is not None and not timeout > 0:
+		raise ValidationError("timeout", "must be a positive number of seconds")
 	final = watch_jobs(ctx.engine, job_id, organization, timeout, quiet=ctx.as_json)
 	ctx.emit({"jobs": final}, lambda d: None)
+	sys.exit(0 if all(job["status"] == states.COMPLETED for job in final) else 1)
 
 
 @command(cli)
@@ -289,7 +293,15 @@ def _render_job(job: dict) -> None:
 
 
 def _render_list(page: dict) -> None:
-	table = Table("job_id", "job_type", "organization", "status", "progress", "retries", "created_at")
+	table = Table(
+		Column("job_id", no_wrap=True, min_width=16),
+		"job_type",
+		"organization",
+		"status",
+		"progress",
+		"retries",
+		"created (UTC)",
+	)
 	for job in page["jobs"]:
 		table.add_row(
 			job["job_id"],
@@ -298,7 +310,7 @@ def _render_list(page: dict) -> None:
 			job["status"],
 			f"{job['progress']:.0f}%",
 			str(job["retry_count"]),
-			job["created_at"],
+			(job["created_at"] or "")[:19].replace("T", " "),
 		)
 	console.print(table)
 	console.print(f"{len(page['jobs'])} of {page['total']}")

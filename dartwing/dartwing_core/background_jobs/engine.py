@@ -31,6 +31,12 @@ def utcnow() -> datetime:
 	return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+def _check_name(field: str, value) -> None:
+	"""Users and triggers are stored in varchar(140) columns and written into the audit log."""
+	if not isinstance(value, str) or not value.strip() or len(value) > 140:
+		raise ValidationError(field, "must be a non-empty string of at most 140 characters")
+
+
 class Engine:
 	def __init__(
 		self,
@@ -72,9 +78,8 @@ class Engine:
 			raise ValidationError(
 				"priority", f"must be one of {', '.join(states.PRIORITIES)}, not {priority!r}"
 			)
-		for field, value in (("user", user), ("triggered_by", triggered_by)):
-			if not isinstance(value, str) or not value.strip() or len(value) > 140:
-				raise ValidationError(field, "must be a non-empty string of at most 140 characters")
+		_check_name("user", user)
+		_check_name("triggered_by", triggered_by)
 		canonical = json.dumps(params, sort_keys=True, separators=(",", ":"))
 		job_hash = hashlib.sha256(f"{job_type}\0{organization}\0{canonical}".encode()).hexdigest()
 		now = self.now()
@@ -288,6 +293,7 @@ class Engine:
 
 	def cancel(self, job_id: str, user: str = "Administrator") -> dict:
 		"""Pending, Queued and waiting jobs stop at once; a Running one at its next checkpoint."""
+		_check_name("user", user)
 		for _ in range(5):
 			job = self.get_job(job_id)
 			if job["status"] in states.TERMINAL:
@@ -323,6 +329,7 @@ class Engine:
 
 	def retry(self, job_id: str, user: str = "Administrator") -> dict:
 		"""Admin retry of a Failed, Timed Out or Dead Letter job: queued now, with a fresh budget."""
+		_check_name("user", user)
 		job = self.get_job(job_id)
 		if job["status"] not in states.ADMIN_RETRYABLE:
 			raise InvalidState(

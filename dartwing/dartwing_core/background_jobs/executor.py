@@ -17,7 +17,7 @@ from . import dead_letter, runtime, states
 from .dependencies import settle_dependents
 from .errors import JobCanceled, JobTimedOut, PermanentError
 from .progress import JobContext
-from .retry import PERMANENT, RetryPolicy, classify, next_retry_delay
+from .retry import PERMANENT, TRANSIENT, RetryPolicy, classify, next_retry_delay
 from .transitions import JOB, transition
 
 logger = logging.getLogger("dartwing.jobs")
@@ -79,16 +79,19 @@ def _run_handler(engine, job: dict, handler, job_type: dict, attempt: int) -> st
 			value = handler(ctx, **json.loads(job["input_parameters"] or "{}"))
 		values = {**_result_values(value), "progress_message": ctx.job.get("progress_message")}
 	except JobCanceled as exc:
-		outcome = _finish(
-			engine,
-			job,
-			states.CANCELED,
-			f"Canceled at checkpoint: {exc}",
-			{
-				"canceled_at": engine.now(),
-				"progress": ctx.job["progress"],
-				"progress_message": ctx.job.get("progress_message"),
-			},
+		reason = f"Canceled at checkpoint: {exc}"
+		outcome = _persist(
+			lambda: _finish(
+				engine,
+				job,
+				states.CANCELED,
+				reason,
+				{
+					"canceled_at": engine.now(),
+					"progress": ctx.job["progress"],
+					"progress_message": ctx.job.get("progress_message"),
+				},
+			)
 		)
 	except (Exception, JobTimedOut) as exc:
 		duration = time.monotonic() - started
@@ -102,7 +105,8 @@ def _run_handler(engine, job: dict, handler, job_type: dict, attempt: int) -> st
 			exc,
 			extra={**fields, "duration": duration},
 		)
-		outcome = settle_failure(engine, job, exc, job_type, traceback.format_exc(), actor="worker")
+		error, tb = exc, traceback.format_exc()
+		outcome = _persist(lambda: settle_failure(engine, job, error, job_type, tb, actor="worker"))
 	else:
 		duration = time.monotonic() - started
 		logger.info(
@@ -113,8 +117,23 @@ def _run_handler(engine, job: dict, handler, job_type: dict, attempt: int) -> st
 			duration,
 			extra={**fields, "duration": duration},
 		)
-		outcome = _finish(engine, job, states.COMPLETED, f"Completed in {duration:.3f}s", values)
+		outcome = _persist(
+			lambda: _finish(engine, job, states.COMPLETED, f"Completed in {duration:.3f}s", values)
+		)
 	return outcome
+
+
+def _persist(settle, attempts: int = 4):
+	"""Writing an outcome must survive a deadlock or a locked database: otherwise a job that
+	succeeded would wait for its lease to lapse and run again. Transient errors retry with backoff."""
+	for attempt in range(1, attempts + 1):
+		try:
+			return settle()
+		except Exception as exc:
+			if attempt == attempts or classify(exc) != TRANSIENT:
+				raise
+			logger.warning("Saving an outcome failed (%s); retrying", exc)
+			time.sleep(0.2 * 2**attempt)
 
 
 def _result_values(value) -> dict:

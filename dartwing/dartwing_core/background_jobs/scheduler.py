@@ -64,17 +64,22 @@ def rescue_orphans(engine) -> int:
 
 @distributed_lock("redispatch_lost", ttl=120)
 def redispatch_lost(engine) -> int:
-	"""Queued jobs whose message is gone from Redis (flushed, evicted, never sent) are sent again."""
+	"""Queued jobs whose message is gone from Redis (flushed, evicted, never sent) are sent again.
+	Pages through every stale row: a backlog of jobs legitimately waiting must not hide a lost one."""
 	cutoff = engine.now() - timedelta(seconds=engine.settings.requeue_grace_seconds)
-	stale = engine.store.get_all(
-		JOB,
-		[("status", "=", states.QUEUED), ("queued_at", "<", cutoff)],
-		order_by="queued_at asc",
-		limit=engine.settings.batch_size,
-	)
-	sent = 0
-	for job in stale:
-		if not engine.queue.is_waiting(job["queue_job_id"]):
+	sent, offset, batch = 0, 0, engine.settings.batch_size
+	while True:
+		page = engine.store.get_all(
+			JOB,
+			[("status", "=", states.QUEUED), ("queued_at", "<", cutoff)],
+			order_by="queued_at asc, name asc",
+			limit=batch,
+			offset=offset,
+		)
+		moved = 0
+		for job in page:
+			if engine.queue.is_waiting(job["queue_job_id"]):
+				continue
 			done = transition(
 				engine,
 				job,
@@ -85,8 +90,11 @@ def redispatch_lost(engine) -> int:
 			)
 			if done:
 				engine.dispatch(done)
-				sent += 1
-	return sent
+				moved += 1
+		sent += moved
+		offset += len(page) - moved  # re-sent rows leave the stale set (their queued_at is new)
+		if len(page) < batch:
+			return sent
 
 
 @distributed_lock("stop_canceled", ttl=120)

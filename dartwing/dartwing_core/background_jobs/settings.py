@@ -26,3 +26,9 @@ class Settings:
 			if raw is not None:
 				values[field.name] = type(field.default)(raw)
 		return cls(**{**values, **overrides})
+
+	def __post_init__(self):
+		for field in fields(self):
+			value = getattr(self, field.name)
+			if isinstance(value, int | float) and not value > 0 and field.name != "purge_after_days":
+				raise ValueError(f"DARTWING_{field.name.upper()} must be a positive number, not {value!r}")

@@ -475,3 +475,14 @@ def test_suspended_org_jobs_wait_and_run_after_resume(engine):
 	cli_json(engine, "worker", "--burst")
 
 	assert engine.status(job["job_id"])["status"] == "Completed"
+
+
+def test_watch_exits_1_when_its_timeout_passes_before_the_job_ends(engine):
+	# Given a queued job and no worker to run it
+	job = engine.submit("t_echo", "Acme", {"value": "never-run"})
+
+	# When watching it with a short timeout
+	document = cli_json(engine, "watch", job["job_id"], "--timeout", "1", expect=1)
+
+	# Then the watch gives up, says so by its exit code, and reports the job as it stands
+	assert [j["status"] for j in document["jobs"]] == ["Queued"]

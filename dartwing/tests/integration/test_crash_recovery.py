@@ -175,3 +175,33 @@ def test_job_submitted_while_redis_is_down_is_dispatched_once_it_is_back(engine)
 	run_worker_burst(engine)
 	assert engine.status(job_id)["status"] == "Completed"
 	assert statuses(engine, job_id) == ["Queued", "Queued", "Running", "Completed"]
+
+
+def test_lost_message_is_found_behind_a_backlog_larger_than_one_batch(tmp_path, redis_url):
+	# Given more jobs legitimately waiting than one scheduler batch holds, all older than the
+	# grace period, and behind them one job whose queue entry vanished while its record survived
+	engine = make_engine(make_db_url("sqlite", tmp_path), redis_url, batch_size=3)
+	try:
+		waiting = [
+			engine.submit("t_echo", "Acme", {"value": f"w{i}"}, priority="Low")["job_id"] for i in range(4)
+		]
+		lost = engine.submit("t_echo", "Acme", {"value": "lost"})["job_id"]
+		message = engine.get_job(lost)["queue_job_id"]
+		engine.queue.redis.lrem(engine.queue.queues["Normal"].key, 0, message)
+		assert not engine.queue.is_waiting(message)
+		assert all(engine.queue.is_waiting(engine.get_job(j)["queue_job_id"]) for j in waiting)
+
+		# When the scheduler looks for lost messages
+		assert tick_until(engine, "redispatch_lost", 1, timeout=15) == 1
+
+		# Then only the lost one was sent again, and every job runs
+		assert engine.queue.is_waiting(message)
+		run_worker_burst(engine)
+		assert [engine.status(j)["status"] for j in [*waiting, lost]] == ["Completed"] * 5
+		sent_again = [
+			e for e in engine.history(lost)["entries"] if e["message"].startswith("Message missing")
+		]
+		assert len(sent_again) == 1
+		assert all(len(engine.history(j)["entries"]) == 3 for j in waiting)
+	finally:
+		dispose(engine)

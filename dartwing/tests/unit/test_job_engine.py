@@ -459,3 +459,22 @@ def test_list_jobs_accepts_the_boundaries(engine):
 	assert engine.list_jobs(limit=1)["total"] == 1
 	assert engine.list_jobs(limit=100, offset=0, status="Queued")["jobs"][0]["job_type"] == "t_echo"
 	assert engine.list_jobs(offset=5)["jobs"] == []
+
+
+@pytest.mark.parametrize("user", ["", "   ", "x" * 141, None])
+def test_cancel_and_retry_name_a_bad_user_and_change_nothing(engine, user):
+	job = engine.submit("t_echo", "Acme", {"value": "who"})
+	for action in (engine.cancel, engine.retry):
+		with pytest.raises(ValidationError) as caught:
+			action(job["job_id"], user)
+		assert caught.value.field == "user"
+	assert engine.status(job["job_id"])["status"] == "Queued"
+	assert len(engine.history(job["job_id"])["entries"]) == 1
+
+
+@pytest.mark.parametrize("field", ["batch_size", "lease_seconds", "scheduler_interval"])
+def test_settings_refuse_values_that_would_stall_the_engine(field):
+	from dartwing.dartwing_core.background_jobs.settings import Settings
+
+	with pytest.raises(ValueError, match=f"DARTWING_{field.upper()}"):
+		Settings(**{field: 0})

@@ -41,7 +41,16 @@ class RqQueue:
 			job = Job.fetch(queue_job_id, connection=self.redis)
 		except NoSuchJobError:
 			return False
-		return job.get_status(refresh=False) in WAITING
+		status = job.get_status(refresh=False)
+		if status != "queued":
+			return status in WAITING
+		# "queued" only says what the record claims: the id must still be in its queue's list
+		# (or in the list RQ moves it to while a worker dequeues it).
+		queue = RQQueue(job.origin, connection=self.redis)
+		return any(
+			self.redis.lpos(key, queue_job_id) is not None
+			for key in (queue.key, queue.intermediate_queue_key)
+		)
 
 	def stop(self, queue_job_id: str) -> None:
 		try:
