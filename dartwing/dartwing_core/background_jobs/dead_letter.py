@@ -32,9 +32,6 @@ def send(
 		logger.warning(
 			"Job dead-lettered job_id=%s type=%s error=%s", job["name"], job["job_type"], error_message
 		)
-		from .dependencies import settle_dependents
-
-		settle_dependents(engine, done, actor=actor)
 	return done
 
 

@@ -117,9 +117,7 @@ class Engine:
 				self.store.insert(JOB, job)
 				self.store.insert(LOG, log)
 		except UniqueViolation:
-			existing = self.store.get_all(JOB, [("active_hash", "=", job_hash)], ["name", "status"], limit=1)
-			if existing:
-				raise DuplicateJob(existing[0]["name"], existing[0]["status"]) from None
+			self._raise_if_active(job_hash)
 			raise
 		self.publish_status(job)
 		if job["status"] == states.QUEUED:
@@ -178,10 +176,17 @@ class Engine:
 			raise ValidationError("organization", f"organization {organization!r} is {org['status']}")
 		return org
 
-	def _refuse_duplicate(self, job_hash: str, job_type_row: dict, now: datetime) -> None:
+	def _raise_if_active(self, job_hash: str) -> None:
+		"""DuplicateJob naming the unfinished job that holds `job_hash`, if there is one."""
 		found = self.store.get_all(JOB, [("active_hash", "=", job_hash)], ["name", "status"], limit=1)
+		if found:
+			raise DuplicateJob(found[0]["name"], found[0]["status"])
+
+	def _refuse_duplicate(self, job_hash: str, job_type_row: dict, now: datetime) -> None:
+		self._raise_if_active(job_hash)
 		window = int(job_type_row.get("deduplication_window") or 0)
-		if not found and window > 0:
+		found = None
+		if window > 0:
 			since = now - timedelta(seconds=window)
 			# A canceled job produced nothing, so it does not block submitting the same work again.
 			found = self.store.get_all(
@@ -319,10 +324,6 @@ class Engine:
 					message=f"Canceled by {user}",
 					values={"canceled_at": now, "canceled_by": user, "next_retry_at": None},
 				)
-				if done:
-					from .dependencies import settle_dependents
-
-					settle_dependents(self, done, actor=user)
 			if done:
 				return job_to_api(done, now)
 		raise InvalidState(f"job {job_id} kept changing; try again")
@@ -338,10 +339,10 @@ class Engine:
 		try:
 			done = self.requeue(job, actor=user, message=f"Retried by {user}", reset_retries=True)
 		except UniqueViolation:
-			other = self.store.get_all(
-				JOB, [("active_hash", "=", job["job_hash"])], ["name", "status"], limit=1
-			)
-			raise DuplicateJob(other[0]["name"], other[0]["status"]) from None
+			self._raise_if_active(job["job_hash"])
+			raise InvalidState(
+				f"job {job_id} conflicted with another job that has since ended; try again"
+			) from None
 		if done is None:
 			raise InvalidState(f"job {job_id} changed while retrying; try again")
 		return job_to_api(done, self.now())

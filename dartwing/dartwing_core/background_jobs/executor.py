@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 from . import dead_letter, runtime, states
-from .dependencies import settle_dependents
 from .errors import JobCanceled, JobTimedOut, PermanentError
 from .progress import JobContext
 from .retry import PERMANENT, TRANSIENT, RetryPolicy, classify, next_retry_delay
@@ -176,7 +175,6 @@ def _finish(engine, job: dict, status: str, message: str, values: dict) -> str:
 			values["canceled_by"] = row.get("canceled_by")
 		done = transition(engine, row, status, actor="worker", message=message, values=values)
 		if done:
-			settle_dependents(engine, done, actor="worker")
 			return status
 		row = None
 	return "skipped"
@@ -211,7 +209,6 @@ def settle_failure(
 				},
 			)
 			if done:
-				settle_dependents(engine, done, actor=actor)
 				return states.CANCELED
 			continue
 		if delay is None:

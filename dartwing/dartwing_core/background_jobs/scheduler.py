@@ -118,9 +118,6 @@ def stop_canceled(engine) -> int:
 			values={"canceled_at": engine.now(), "lease_expires_at": None},
 		)
 		if done:
-			from .dependencies import settle_dependents
-
-			settle_dependents(engine, done)
 			stopped += 1
 	return stopped
 

@@ -63,4 +63,8 @@ def transition(
 	updated = {**job, **changes}
 	if to_status != job["status"]:
 		engine.publish_status(updated)
+	if to_status in states.TERMINAL and to_status != job["status"]:
+		from .dependencies import settle_dependents  # imports this module
+
+		settle_dependents(engine, updated, actor)  # children move as soon as their parent ends
 	return updated
