@@ -17,19 +17,19 @@ services:
 	scripts/ensure-services.sh redis
 
 test: $(STAMP) services
-	$(BIN)/ruff check dartwing benchmarks
+	$(BIN)/ruff check dartwing tests benchmarks
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: $(STAMP) services
 	$(BIN)/dartwing-jobs demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check dartwing benchmarks
-	$(BIN)/ruff format --check dartwing benchmarks
+	$(BIN)/ruff check dartwing tests benchmarks
+	$(BIN)/ruff format --check dartwing tests benchmarks
 
 format: $(STAMP)
-	$(BIN)/ruff format dartwing benchmarks
-	$(BIN)/ruff check --fix dartwing benchmarks
+	$(BIN)/ruff format dartwing tests benchmarks
+	$(BIN)/ruff check --fix dartwing tests benchmarks
 
 benchmark: $(STAMP) services
 	$(BIN)/python benchmarks/throughput.py $(BENCH_ARGS)

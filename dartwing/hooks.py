@@ -4,11 +4,53 @@ app_publisher = "Dartwing"
 app_description = "Guaranteed background jobs for Frappe: retries, dead letters, live progress, audit."
 app_email = "dev@dartwing.example"
 app_license = "mit"
-required_apps = ["frappe"]
+# No `required_apps = ["frappe"]`: frappe is always installed, and on v15 naming it makes
+# install-app look the app up on api.github.com, which fails on a machine without internet access.
 
 # Controllers start with generated `DF` type annotations.
 export_python_type_annotations = True
 
-# The Frappe backend of the engine (its Store, Queue and Events over frappe.db, frappe.enqueue and
-# frappe.publish_realtime), with the scheduler_events, fixtures and permission hooks that use it,
-# is the next step; the standalone backend runs the same engine today. See docs/architecture.md.
+_BACKEND = "dartwing.dartwing_core.background_jobs.backends.frappe_backend"
+_PERMISSIONS = "dartwing.dartwing_core.permissions"
+
+# Modules whose @job_handler decorators register handlers. Any app adds its own the same way:
+# dartwing_job_handlers = ["myapp.jobs"]
+dartwing_job_handlers = ["dartwing.dartwing_core.background_jobs.samples"]
+
+# Due retries, pending releases, orphan rescue, lost-message redispatch and hard stops: every
+# minute, each under a Redis lock so any number of bench schedulers act once. Cleanup: daily.
+scheduler_events = {
+	"cron": {"* * * * *": [f"{_BACKEND}.scheduler_tick"]},
+	"daily": [f"{_BACKEND}.purge_daily"],
+}
+
+# Log Settings clears Job Execution Log through its controller's clear_old_logs(days), which purges
+# whole finished jobs with their logs, so no hash chain is ever left half-deleted.
+default_log_clearing_doctypes = {"Job Execution Log": [30]}
+
+# Declared job types from every installed app's handler modules (existing rows are left alone).
+after_migrate = ["dartwing.dartwing_core.install.sync_job_types"]
+
+fixtures = [
+	{"dt": "Role", "filters": [["role_name", "in", ["Dartwing User", "Dartwing Admin"]]]},
+	{
+		"dt": "Job Type",
+		"filters": [
+			[
+				"type_name",
+				"in",
+				["sample_job", "flaky_job", "broken_job", "slow_job", "long_job", "noop"],
+			]
+		],
+	},
+]
+
+permission_query_conditions = {
+	"Background Job": f"{_PERMISSIONS}.background_job_query",
+	"Job Execution Log": f"{_PERMISSIONS}.job_execution_log_query",
+}
+
+has_permission = {
+	"Background Job": f"{_PERMISSIONS}.has_background_job_permission",
+	"Job Execution Log": f"{_PERMISSIONS}.has_job_execution_log_permission",
+}

@@ -3,7 +3,6 @@
 import logging
 
 from . import states
-from .serialize import job_to_api
 from .transitions import JOB, transition
 
 logger = logging.getLogger("dartwing.jobs")
@@ -40,4 +39,4 @@ def list_dead_letters(engine, organization: str | None = None, limit: int = 100)
 	if organization:
 		filters.append(("organization", "=", organization))
 	rows = engine.store.get_all(JOB, filters, order_by="modified desc", limit=limit)
-	return [job_to_api(r, engine.now()) for r in rows]
+	return [engine.to_api(r) for r in rows]

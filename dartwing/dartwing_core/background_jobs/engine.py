@@ -5,7 +5,8 @@ import inspect
 import json
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from contextlib import AbstractContextManager, nullcontext
+from datetime import datetime, timedelta, timezone, tzinfo
 
 from . import states
 from .errors import (
@@ -17,7 +18,7 @@ from .errors import (
 	UniqueViolation,
 	ValidationError,
 )
-from .ports import Events, Queue, Store
+from .ports import Access, Events, Queue, Store
 from .registry import Registry, registry
 from .serialize import job_to_api, log_to_api
 from .settings import Settings
@@ -37,6 +38,16 @@ def _check_name(field: str, value) -> None:
 		raise ValidationError(field, "must be a non-empty string of at most 140 characters")
 
 
+class AllowAll:
+	"""The standalone access policy: whoever may call the engine may run its jobs."""
+
+	def check_run(self, job: dict) -> None:
+		return None
+
+	def run_as(self, user: str) -> AbstractContextManager[None]:
+		return nullcontext()
+
+
 class Engine:
 	def __init__(
 		self,
@@ -47,6 +58,8 @@ class Engine:
 		handlers: Registry = registry,
 		clock: Callable[[], datetime] = utcnow,
 		lock_client=None,
+		access: Access | None = None,
+		tz: tzinfo = timezone.utc,
 	):
 		self.store = store
 		self.queue = queue
@@ -55,6 +68,11 @@ class Engine:
 		self.handlers = handlers
 		self.now = clock
 		self.lock_client = lock_client  # a redis client for periodic-task locks
+		self.access = access or AllowAll()
+		self.tz = tz  # the zone of the naive datetimes `clock` returns and the store keeps
+
+	def to_api(self, job: dict) -> dict:
+		return job_to_api(job, self.now(), self.tz)
 
 	# -- submit -------------------------------------------------------------------------------
 
@@ -122,7 +140,7 @@ class Engine:
 		self.publish_status(job)
 		if job["status"] == states.QUEUED:
 			self.dispatch(job)
-		return job_to_api(job, self.now())
+		return self.to_api(job)
 
 	def _job_type_for_submit(self, job_type, roles) -> dict:
 		if not isinstance(job_type, str) or not job_type:
@@ -235,7 +253,7 @@ class Engine:
 		return job
 
 	def status(self, job_id: str) -> dict:
-		return job_to_api(self.get_job(job_id), self.now())
+		return self.to_api(self.get_job(job_id))
 
 	def list_jobs(
 		self,
@@ -275,7 +293,7 @@ class Engine:
 		)
 		now = self.now()
 		return {
-			"jobs": [job_to_api(r, now) for r in rows],
+			"jobs": [job_to_api(r, now, self.tz) for r in rows],
 			"total": self.store.count(JOB, filters),
 			"limit": limit,
 			"offset": offset,
@@ -289,7 +307,7 @@ class Engine:
 		report = verify_chain(job.get("chain_head"), logs)
 		return {
 			"job_id": job_id,
-			"entries": [log_to_api(row) for row in logs],
+			"entries": [log_to_api(row, self.tz) for row in logs],
 			"chain_valid": report.ok,
 			"chain_problem": report.problem or None,
 		}
@@ -306,7 +324,7 @@ class Engine:
 			now = self.now()
 			if job["status"] == states.RUNNING:
 				if job.get("cancel_requested_at"):
-					return job_to_api(job, now)
+					return self.to_api(job)
 				done = transition(
 					self,
 					job,
@@ -325,7 +343,7 @@ class Engine:
 					values={"canceled_at": now, "canceled_by": user, "next_retry_at": None},
 				)
 			if done:
-				return job_to_api(done, now)
+				return self.to_api(done)
 		raise InvalidState(f"job {job_id} kept changing; try again")
 
 	def retry(self, job_id: str, user: str = "Administrator") -> dict:
@@ -345,7 +363,7 @@ class Engine:
 			) from None
 		if done is None:
 			raise InvalidState(f"job {job_id} changed while retrying; try again")
-		return job_to_api(done, self.now())
+		return self.to_api(done)
 
 	# -- used by the executor and the scheduler ----------------------------------------------
 
@@ -384,6 +402,6 @@ class Engine:
 	def publish(self, event: str, job: dict, **extra) -> None:
 		"""Events are a courtesy to watchers; losing one must never fail the job."""
 		try:
-			self.events.publish(event, {**job_to_api(job, self.now()), **extra})
+			self.events.publish(event, {**self.to_api(job), **extra})
 		except Exception:
 			logger.warning("Publishing %s failed job_id=%s", event, job.get("name"), exc_info=True)

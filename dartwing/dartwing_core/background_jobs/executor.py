@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 from . import dead_letter, runtime, states
-from .errors import JobCanceled, JobTimedOut, PermanentError
+from .errors import JobCanceled, JobTimedOut, PermanentError, PermissionDenied
 from .progress import JobContext
 from .retry import PERMANENT, TRANSIENT, RetryPolicy, classify, next_retry_delay
 from .transitions import JOB, transition
@@ -45,6 +45,10 @@ def execute(engine, job_id: str, queue_job_id: str) -> str:
 	handler = engine.handlers.get(job_type.get("handler", ""))
 	if handler is None:
 		return _give_up(engine, job, f"No handler registered for job type {job['job_type']!r} in this worker")
+	try:
+		engine.access.check_run(job)  # the owner may have lost access since submitting
+	except PermissionDenied as exc:
+		return _give_up(engine, job, f"Permission denied: {exc}")
 
 	now = engine.now()
 	attempt = job["retry_count"] + 1
@@ -74,7 +78,11 @@ def _run_handler(engine, job: dict, handler, job_type: dict, attempt: int) -> st
 	)
 	started = time.monotonic()
 	try:
-		with _heartbeat(engine, job), deadline(int(job["timeout_seconds"] or 0)):
+		with (
+			_heartbeat(engine, job),
+			engine.access.run_as(job["owner_user"]),
+			deadline(int(job["timeout_seconds"] or 0)),
+		):
 			value = handler(ctx, **json.loads(job["input_parameters"] or "{}"))
 		values = {**_result_values(value), "progress_message": ctx.job.get("progress_message")}
 	except JobCanceled as exc:

@@ -54,3 +54,13 @@ class Events(Protocol):
 	def publish(self, event: str, payload: dict) -> None: ...
 
 	def subscribe(self, job_id: str | None = None, organization: str | None = None) -> Iterator[dict]: ...
+
+
+class Access(Protocol):
+	"""Who a job runs as. Checked again when the job starts: access may have been lost since submit."""
+
+	def check_run(self, job: dict) -> None:
+		"""Raise errors.PermissionDenied when the job's owner may no longer run it."""
+
+	def run_as(self, user: str) -> AbstractContextManager[None]:
+		"""Run the handler with `user`'s identity and permissions."""

@@ -67,6 +67,37 @@ class Registry:
 registry = Registry()
 
 
+def job_type_problems(row: dict) -> list[tuple[str, str]]:
+	"""What is wrong with a job type's settings, as (field, problem): one rule for the decorator
+	and the Job Type form."""
+	problems = []
+	if row.get("default_priority", "Normal") not in PRIORITIES:
+		problems.append(("default_priority", f"must be one of {', '.join(PRIORITIES)}"))
+	if row.get("retry_strategy", "exponential") not in STRATEGIES:
+		problems.append(("retry_strategy", f"must be one of {', '.join(STRATEGIES)}"))
+	numbers = {
+		"default_timeout": (1, "must be at least 1 second"),
+		"max_retries": (0, "must be zero or more"),
+		"base_delay": (0, "must be zero or more seconds"),
+		"max_delay": (0, "must be zero or more seconds"),
+		"jitter": (0, "must be from 0 to 1"),
+		"deduplication_window": (0, "must be zero or more seconds"),
+	}
+	for name, (low, problem) in numbers.items():
+		value = row.get(name)
+		if value is not None and (
+			isinstance(value, bool) or not isinstance(value, int | float) or value < low
+		):
+			problems.append((name, problem))
+	jitter = row.get("jitter")
+	if isinstance(jitter, int | float) and jitter > 1:
+		problems.append(("jitter", "must be from 0 to 1"))
+	base, ceiling = row.get("base_delay"), row.get("max_delay")
+	if isinstance(base, int | float) and isinstance(ceiling, int | float) and 0 < ceiling < base:
+		problems.append(("max_delay", "must not be less than base_delay"))
+	return problems
+
+
 def job_handler(
 	type_name: str,
 	*,
@@ -84,12 +115,20 @@ def job_handler(
 	requires_permission: str = "",
 ) -> Callable[[Callable], Callable]:
 	"""Register `func(ctx, **params)` as the handler of job type `type_name` with its defaults."""
-	if priority not in PRIORITIES:
-		raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}, not {priority!r}")
-	if retry_strategy not in STRATEGIES:
-		raise ValueError(f"retry_strategy must be one of {', '.join(STRATEGIES)}, not {retry_strategy!r}")
-	if timeout <= 0 or max_retries < 0 or base_delay < 0 or max_delay < 0 or not 0 <= jitter <= 1:
-		raise ValueError("timeout must be > 0; max_retries, base_delay, max_delay >= 0; jitter in [0, 1]")
+	problems = job_type_problems(
+		{
+			"default_priority": priority,
+			"retry_strategy": retry_strategy,
+			"default_timeout": timeout,
+			"max_retries": max_retries,
+			"base_delay": base_delay,
+			"max_delay": max_delay,
+			"jitter": jitter,
+			"deduplication_window": deduplication_window,
+		}
+	)
+	if problems:
+		raise ValueError("; ".join(f"{field} {problem}" for field, problem in problems))
 
 	def decorate(func: Callable) -> Callable:
 		spec = JobTypeSpec(

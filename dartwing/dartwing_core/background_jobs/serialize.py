@@ -1,7 +1,7 @@
 """The API's view of rows: the field names every caller (CLI --json, REST, desk) sees."""
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timezone, tzinfo
 
 from . import states
 
@@ -15,13 +15,14 @@ _TIMESTAMPS = (
 )
 
 
-def iso(value: datetime | None) -> str | None:
-	"""ISO 8601 in UTC: the engine keeps naive UTC datetimes."""
+def iso(value: datetime | None, tz: tzinfo = timezone.utc) -> str | None:
+	"""ISO 8601 with its offset. Stores keep naive datetimes in `tz`: UTC standalone, the site's
+	time zone on Frappe (so the desk shows them as it shows every other timestamp)."""
 	if value is None:
 		return None
 	if isinstance(value, str):
 		value = datetime.fromisoformat(value)
-	return value.replace(tzinfo=timezone.utc).isoformat()
+	return value.replace(tzinfo=tz).isoformat()
 
 
 def _json(value):
@@ -40,7 +41,7 @@ def eta_seconds(job: dict, now: datetime) -> float | None:
 	return round(max(0.0, elapsed * (100 - progress) / progress), 1)
 
 
-def job_to_api(job: dict, now: datetime) -> dict:
+def job_to_api(job: dict, now: datetime, tz: tzinfo = timezone.utc) -> dict:
 	out = {
 		"job_id": job["name"],
 		"job_type": job.get("job_type"),
@@ -62,20 +63,20 @@ def job_to_api(job: dict, now: datetime) -> dict:
 		"triggered_by": job.get("triggered_by"),
 		"canceled_by": job.get("canceled_by"),
 		"timeout_seconds": job.get("timeout_seconds"),
-		"created_at": iso(job.get("creation")),
-		"modified_at": iso(job.get("modified")),
+		"created_at": iso(job.get("creation"), tz),
+		"modified_at": iso(job.get("modified"), tz),
 	}
 	for field in _TIMESTAMPS:
-		out[field] = iso(job.get(field))
+		out[field] = iso(job.get(field), tz)
 	return out
 
 
-def log_to_api(log: dict) -> dict:
+def log_to_api(log: dict, tz: tzinfo = timezone.utc) -> dict:
 	return {
 		"sequence": log["sequence"],
 		"from_status": log.get("from_status"),
 		"to_status": log.get("to_status"),
-		"timestamp": iso(log.get("timestamp")),
+		"timestamp": iso(log.get("timestamp"), tz),
 		"actor": log.get("actor"),
 		"message": log.get("message"),
 		"retry_attempt": log.get("retry_attempt"),

@@ -17,6 +17,22 @@ BACKSTOP_SECONDS = 30
 WAITING = {"queued", "started", "deferred", "scheduled"}
 
 
+def message_waiting(redis: Redis, rq_job_id: str) -> bool:
+	"""True while RQ holds the message queued, scheduled or running (RQ 1.15 to 3)."""
+	try:
+		job = Job.fetch(rq_job_id, connection=redis)
+	except NoSuchJobError:
+		return False
+	status = job.get_status(refresh=False)
+	if status != "queued":
+		return status in WAITING
+	# "queued" only says what the record claims: the id must still be in its queue's list
+	# (or in the list RQ 2 moves it to while a worker dequeues it).
+	queue = RQQueue(job.origin, connection=redis)
+	keys = [queue.key, getattr(queue, "intermediate_queue_key", None)]
+	return any(redis.lpos(key, rq_job_id) is not None for key in keys if key)
+
+
 class RqQueue:
 	def __init__(self, redis: Redis, prefix: str = "dartwing"):
 		self.redis = redis
@@ -37,20 +53,7 @@ class RqQueue:
 		)
 
 	def is_waiting(self, queue_job_id: str) -> bool:
-		try:
-			job = Job.fetch(queue_job_id, connection=self.redis)
-		except NoSuchJobError:
-			return False
-		status = job.get_status(refresh=False)
-		if status != "queued":
-			return status in WAITING
-		# "queued" only says what the record claims: the id must still be in its queue's list
-		# (or in the list RQ moves it to while a worker dequeues it).
-		queue = RQQueue(job.origin, connection=self.redis)
-		return any(
-			self.redis.lpos(key, queue_job_id) is not None
-			for key in (queue.key, queue.intermediate_queue_key)
-		)
+		return message_waiting(self.redis, queue_job_id)
 
 	def stop(self, queue_job_id: str) -> None:
 		try:

@@ -11,7 +11,7 @@ from rq.job import Job
 from dartwing.dartwing_core.background_jobs import Engine, scheduler
 from dartwing.dartwing_core.background_jobs.backends.redis_events import RedisEvents
 from dartwing.dartwing_core.background_jobs.backends.rq_queue import RqQueue
-from dartwing.tests.conftest import (
+from tests.conftest import (
 	dispose,
 	kill_worker_and_work_horse,
 	make_db_url,

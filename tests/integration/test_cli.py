@@ -11,7 +11,7 @@ import pytest
 from dartwing.dartwing_core.background_jobs import admin
 from dartwing.dartwing_core.background_jobs.executor import execute
 from dartwing.dartwing_core.background_jobs.transitions import JOB, LOG
-from dartwing.tests.conftest import CLI, process_env
+from tests.conftest import CLI, process_env
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_DUPLICATE, EXIT_NOT_FOUND, EXIT_NOT_ALLOWED = 0, 2, 3, 4, 5
 

@@ -4,7 +4,7 @@
 import pytest
 
 from dartwing.dartwing_core.background_jobs import InvalidState, scheduler
-from dartwing.tests.conftest import run_worker_burst, statuses
+from tests.conftest import run_worker_burst, statuses
 
 
 def test_transient_failure_is_retried_until_it_succeeds(engine):

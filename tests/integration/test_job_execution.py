@@ -1,6 +1,6 @@
 """Jobs run by real RQ worker processes: success, progress, results, retries, dead letter, timeouts."""
 
-from dartwing.tests.conftest import run_worker_burst
+from tests.conftest import run_worker_burst
 
 
 def test_job_runs_to_completion_with_result_and_progress(any_engine):

@@ -6,7 +6,7 @@ from datetime import datetime
 import pytest
 
 from dartwing.dartwing_core.background_jobs import ValidationError
-from dartwing.tests.conftest import run_worker_burst, start_worker, stop_worker, wait_until
+from tests.conftest import run_worker_burst, start_worker, stop_worker, wait_until
 
 
 @pytest.fixture

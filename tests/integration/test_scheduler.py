@@ -11,7 +11,7 @@ from redis import Redis
 
 from dartwing.dartwing_core.background_jobs import admin, scheduler
 from dartwing.dartwing_core.background_jobs.locks import RedisLock, distributed_lock
-from dartwing.tests.conftest import CLI, process_env, run_worker_burst, wait_until
+from tests.conftest import CLI, process_env, run_worker_burst, wait_until
 
 DUE = 30
 

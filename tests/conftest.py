@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from dataclasses import asdict, replace
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -19,7 +20,8 @@ from dartwing.dartwing_core.background_jobs.backends.standalone import build_eng
 from dartwing.dartwing_core.background_jobs.registry import import_handler_modules
 from dartwing.dartwing_core.background_jobs.settings import Settings
 
-FIXTURES = "dartwing.tests.fixtures"
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = "tests.fixtures"
 SAMPLES = "dartwing.dartwing_core.background_jobs.samples"
 import_handler_modules([SAMPLES, FIXTURES])
 
@@ -139,6 +141,8 @@ def process_env(engine) -> dict:
 		DARTWING_REDIS_URL=REDIS_URL,
 		DARTWING_IMPORTS=FIXTURES,
 		DARTWING_LOG_LEVEL="INFO",
+		# tests/ is not installed: child processes find the test handlers from the checkout.
+		PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
 	)
 	return env
 

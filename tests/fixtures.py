@@ -1,5 +1,5 @@
 """Handlers used by the tests. Module level, so worker processes import them by name
-(DARTWING_IMPORTS=dartwing.tests.fixtures)."""
+(DARTWING_IMPORTS=tests.fixtures)."""
 
 import os
 import time

@@ -19,7 +19,7 @@ from dartwing.dartwing_core.background_jobs.errors import (
 )
 from dartwing.dartwing_core.background_jobs.executor import execute
 from dartwing.dartwing_core.background_jobs.transitions import JOB, LOG
-from dartwing.tests.conftest import registered_types
+from tests.conftest import registered_types
 
 NO_TRACE = (0, 0, 0)
 

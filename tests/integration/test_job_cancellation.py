@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from dartwing.dartwing_core.background_jobs import InvalidState, scheduler
-from dartwing.tests.conftest import (
+from tests.conftest import (
 	kill_worker_and_work_horse,
 	process_gone,
 	run_worker_burst,

@@ -9,7 +9,7 @@ from dartwing.dartwing_core.background_jobs import ValidationError, cleanup
 from dartwing.dartwing_core.background_jobs.backends.standalone import build_engine
 from dartwing.dartwing_core.background_jobs.executor import execute
 from dartwing.dartwing_core.background_jobs.transitions import JOB, LOG
-from dartwing.tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL
 
 
 def run_in_process(engine, job_id: str) -> str:

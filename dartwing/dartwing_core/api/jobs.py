@@ -1,0 +1,219 @@
+"""Whitelisted job API: /api/method/dartwing.dartwing_core.api.jobs.<method>.
+
+Every method checks permission first, then calls the engine; engine errors become HTTP statuses
+(400 bad input, 403 not allowed, 404 unknown job, 409 duplicate or wrong state, 429 queue full or
+rate limited) with the engine's message naming the field and the problem."""
+
+import functools
+from datetime import datetime
+
+import frappe
+from frappe import _
+from frappe.rate_limiter import rate_limit
+from frappe.utils import get_datetime
+
+from dartwing.dartwing_core.background_jobs.backends.frappe_backend import (
+	allowed_organizations,
+	can_access_organization,
+	get_engine,
+	is_admin,
+)
+from dartwing.dartwing_core.background_jobs.errors import (
+	DartwingError,
+	DuplicateJob,
+	InvalidState,
+	NotFound,
+	PermissionDenied,
+	ValidationError,
+)
+from dartwing.dartwing_core.background_jobs.states import TERMINAL
+from dartwing.dartwing_core.background_jobs.transitions import JOB
+
+
+class JobInputError(frappe.ValidationError):
+	http_status_code = 400
+
+
+class JobConflictError(frappe.ValidationError):
+	http_status_code = 409
+
+
+class JobQueueFullError(frappe.ValidationError):
+	http_status_code = 429
+
+
+class JobNotFoundError(frappe.DoesNotExistError):
+	http_status_code = 404
+
+
+class JobPermissionError(frappe.PermissionError):
+	http_status_code = 403
+
+
+_BY_STATUS = {
+	400: JobInputError,
+	403: JobPermissionError,
+	404: JobNotFoundError,
+	409: JobConflictError,
+	429: JobQueueFullError,
+}
+
+
+def _engine_errors(method):
+	"""Turn engine errors into Frappe's, with the status the API promises. A duplicate's body
+	names the existing job and its status."""
+
+	@functools.wraps(method)
+	def wrapper(*args, **kwargs):
+		try:
+			return method(*args, **kwargs)
+		except DartwingError as exc:
+			if isinstance(exc, DuplicateJob):
+				frappe.local.response["existing_job"] = exc.existing_job
+				frappe.local.response["existing_status"] = exc.existing_status
+			frappe.throw(str(exc), exc=_BY_STATUS.get(exc.http_status, JobInputError), title=_("Job"))
+
+	return wrapper
+
+
+def _submit_rate_limit() -> int:
+	return int(frappe.conf.get("dartwing_submit_rate_limit") or 300)
+
+
+def _require_admin() -> None:
+	if not is_admin():
+		raise PermissionDenied("only System Manager or Dartwing Admin may do this")
+
+
+def _readable_job(job_id: str) -> dict:
+	"""The job row: 404 when there is none, 403 when it belongs to an organization the user
+	may not access."""
+	if not isinstance(job_id, str) or not job_id:
+		raise ValidationError("job_id", "is required")
+	job = get_engine().store.get(JOB, job_id)
+	if job is None:
+		raise NotFound(f"job {job_id!r} not found")
+	if not can_access_organization(job["organization"]):
+		raise PermissionDenied(f"no access to job {job_id!r}")
+	return job
+
+
+def _integer(field: str, value, low: int, high: int | None = None) -> int:
+	try:
+		number = int(value)
+	except (TypeError, ValueError):
+		raise ValidationError(field, f"must be an integer, not {value!r}") from None
+	if number < low or (high is not None and number > high):
+		raise ValidationError(field, f"must be from {low} to {high}" if high else f"must be at least {low}")
+	return number
+
+
+def _timestamp(field: str, value) -> datetime | None:
+	if value in (None, ""):
+		return None
+	try:
+		return get_datetime(value)
+	except Exception:
+		raise ValidationError(field, f"is not a date or datetime: {value!r}") from None
+
+
+@frappe.whitelist(methods=["POST"])
+@rate_limit(limit=_submit_rate_limit, seconds=60, methods=["POST"])
+@_engine_errors
+def submit_job(
+	job_type: str,
+	organization: str,
+	parameters: dict | str | None = None,
+	priority: str = "Normal",
+	depends_on: str | None = None,
+) -> dict:
+	if not frappe.has_permission(JOB, "create"):
+		raise PermissionDenied("you may not submit background jobs")
+	if isinstance(organization, str) and organization and not can_access_organization(organization):
+		raise PermissionDenied(f"no access to organization {organization!r}")
+	return get_engine().submit(
+		job_type,
+		organization,
+		parameters,
+		priority or None,
+		depends_on or None,
+		user=frappe.session.user,
+		triggered_by="api",
+		roles=set(frappe.get_roles()),
+	)
+
+
+@frappe.whitelist()
+@_engine_errors
+def get_job_status(job_id: str) -> dict:
+	return get_engine().to_api(_readable_job(job_id))
+
+
+@frappe.whitelist()
+@_engine_errors
+def list_jobs(
+	organization: str | None = None,
+	status: str | None = None,
+	job_type: str | None = None,
+	from_date: str | None = None,
+	to_date: str | None = None,
+	limit: int | str = 20,
+	offset: int | str = 0,
+) -> dict:
+	return get_engine().list_jobs(
+		organization=organization or None,
+		status=status or None,
+		job_type=job_type or None,
+		since=_timestamp("from_date", from_date),
+		until=_timestamp("to_date", to_date),
+		limit=_integer("limit", limit, 1, 100),
+		offset=_integer("offset", offset, 0),
+		organizations=allowed_organizations(),
+	)
+
+
+@frappe.whitelist(methods=["POST"])
+@_engine_errors
+def cancel_job(job_id: str) -> dict:
+	job = _readable_job(job_id)
+	if job["owner_user"] != frappe.session.user and not is_admin():
+		raise PermissionDenied("only the job's owner or an admin may cancel it")
+	return get_engine().cancel(job_id, user=frappe.session.user)
+
+
+@frappe.whitelist(methods=["POST"])
+@_engine_errors
+def retry_job(job_id: str) -> dict:
+	_require_admin()
+	_readable_job(job_id)
+	return get_engine().retry(job_id, user=frappe.session.user)
+
+
+@frappe.whitelist()
+@_engine_errors
+def get_job_history(job_id: str) -> dict:
+	_readable_job(job_id)
+	return get_engine().history(job_id)
+
+
+@frappe.whitelist()
+@_engine_errors
+def get_job_metrics(organization: str | None = None) -> dict:
+	from dartwing.dartwing_core.background_jobs.metrics import collect
+
+	allowed = allowed_organizations()
+	if allowed is not None and not organization:
+		raise PermissionDenied("only admins see all organizations; name one you may access")
+	return collect(get_engine(), organization=organization or None, organizations=allowed)
+
+
+@frappe.whitelist(methods=["POST"])
+@_engine_errors
+def delete_job(job_id: str) -> dict:
+	"""Admins clear finished jobs (the dead-letter queue) with their history."""
+	_require_admin()
+	job = _readable_job(job_id)
+	if job["status"] not in TERMINAL:
+		raise InvalidState(f"job {job_id} is {job['status']}; cancel it before deleting it")
+	frappe.delete_doc(JOB, job_id, force=True)
+	return {"deleted": job_id}

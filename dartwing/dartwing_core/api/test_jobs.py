@@ -1,0 +1,269 @@
+"""Every whitelisted method over real HTTP, with its status codes and the tenancy rules, across
+two organizations and three kinds of user (admin, member, outsider)."""
+
+import frappe
+
+from dartwing.dartwing_core.background_jobs.transitions import JOB, LOG
+from dartwing.dartwing_core.tests.utils import DartwingTestCase
+
+
+class TestJobsAPI(DartwingTestCase):
+	def test_submit_returns_the_job_and_writes_it(self):
+		response = self.call(
+			"submit_job",
+			self.member_a,
+			"POST",
+			job_type="sample_job",
+			organization=self.org_a,
+			parameters={"steps": 2, "label": "api-submit"},
+			priority="High",
+		)
+		self.assertEqual(response.status_code, 200, response.json)
+		job = response.json["message"]
+		self.assertEqual(job["status"], "Queued")
+		self.assertEqual(job["priority"], "High")
+		self.assertEqual(job["owner_user"], self.member_a["name"])
+		self.assertEqual(job["triggered_by"], "api")
+		self.assertRegex(job["created_at"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+[+-]\d\d:\d\d$")
+		row = self.row(job["job_id"])
+		self.assertEqual(row["organization"], self.org_a)
+		self.assertEqual(frappe.db.count(LOG, {"background_job": job["job_id"]}), 1)
+
+	def test_submit_bad_input_is_400_and_leaves_no_trace(self):
+		before = frappe.db.count(JOB, {"organization": self.org_a})
+		cases = [
+			({"job_type": "no_such_type"}, "job_type"),
+			({"parameters": "[1, 2]"}, "parameters"),
+			({"parameters": {"nope": 1}}, "parameters"),
+			({"priority": "Urgent"}, "priority"),
+			({"depends_on": "0000000000000000"}, "depends_on"),
+		]
+		for override, field in cases:
+			body = {"job_type": "sample_job", "organization": self.org_a, "parameters": {"label": field}}
+			body.update(override)
+			response = self.call("submit_job", self.member_a, "POST", **body)
+			self.assertEqual(response.status_code, 400, (override, response.json))
+			self.assertIn(field, response.json["exception"])
+		self.assertEqual(frappe.db.count(JOB, {"organization": self.org_a}), before)
+
+	def test_submit_to_an_unknown_organization_is_400(self):
+		response = self.call(
+			"submit_job", self.admin, "POST", job_type="sample_job", organization="dw-no-such-org"
+		)
+		self.assertEqual(response.status_code, 400, response.json)
+		self.assertIn("organization", response.json["exception"])
+
+	def test_submit_to_another_organization_is_403(self):
+		response = self.call(
+			"submit_job", self.member_b, "POST", job_type="sample_job", organization=self.org_a
+		)
+		self.assertEqual(response.status_code, 403, response.json)
+		response = self.call(
+			"submit_job", self.outsider, "POST", job_type="sample_job", organization=self.org_a
+		)
+		self.assertEqual(response.status_code, 403, response.json)
+
+	def test_submit_needs_post(self):
+		response = self.call(
+			"submit_job", self.member_a, "GET", job_type="sample_job", organization=self.org_a
+		)
+		self.assertEqual(response.status_code, 403, response.json)  # Frappe refuses the method
+
+	def test_duplicate_is_409_and_names_the_existing_job(self):
+		first = self.call(
+			"submit_job",
+			self.member_a,
+			"POST",
+			job_type="sample_job",
+			organization=self.org_a,
+			parameters={"label": "dup"},
+		).json["message"]
+		again = self.call(
+			"submit_job",
+			self.member_a,
+			"POST",
+			job_type="sample_job",
+			organization=self.org_a,
+			parameters={"label": "dup"},
+		)
+		self.assertEqual(again.status_code, 409, again.json)
+		self.assertEqual(again.json["existing_job"], first["job_id"])
+		self.assertEqual(again.json["existing_status"], "Queued")
+
+	def test_full_queue_is_429(self):
+		frappe.db.set_value("Organization", self.org_b, "max_queued_jobs", 1)
+		frappe.db.commit()
+		try:
+			ok = self.call(
+				"submit_job",
+				self.member_b,
+				"POST",
+				job_type="sample_job",
+				organization=self.org_b,
+				parameters={"label": "quota-1"},
+			)
+			self.assertEqual(ok.status_code, 200, ok.json)
+			full = self.call(
+				"submit_job",
+				self.member_b,
+				"POST",
+				job_type="sample_job",
+				organization=self.org_b,
+				parameters={"label": "quota-2"},
+			)
+			self.assertEqual(full.status_code, 429, full.json)
+			self.assertIn("limit 1", full.json["exception"])
+		finally:
+			frappe.db.set_value("Organization", self.org_b, "max_queued_jobs", 50)
+			frappe.db.commit()
+
+	def test_status_history_and_unknown_job(self):
+		job = self.submit_as(self.member_a, label="status")
+		response = self.call("get_job_status", self.member_a, job_id=job["job_id"])
+		self.assertEqual(response.status_code, 200, response.json)
+		body = response.json["message"]
+		for field in (
+			"job_id",
+			"status",
+			"progress",
+			"progress_message",
+			"retry_count",
+			"next_retry_at",
+			"error_message",
+			"error_type",
+			"output_reference",
+			"created_at",
+			"started_at",
+			"completed_at",
+		):
+			self.assertIn(field, body)
+		history = self.call("get_job_history", self.member_a, job_id=job["job_id"])
+		self.assertEqual(history.status_code, 200, history.json)
+		self.assertTrue(history.json["message"]["chain_valid"])
+		self.assertEqual([e["to_status"] for e in history.json["message"]["entries"]], ["Queued"])
+		self.assertEqual(
+			self.call("get_job_status", self.member_a, job_id="0123456789abcdef").status_code, 404
+		)
+		self.assertEqual(
+			self.call("get_job_history", self.member_a, job_id="0123456789abcdef").status_code, 404
+		)
+
+	def test_other_organizations_jobs_are_403(self):
+		job = self.submit_as(self.member_a, label="private")
+		for method in ("get_job_status", "get_job_history"):
+			self.assertEqual(self.call(method, self.member_b, job_id=job["job_id"]).status_code, 403)
+			self.assertEqual(self.call(method, self.outsider, job_id=job["job_id"]).status_code, 403)
+			self.assertEqual(self.call(method, self.admin, job_id=job["job_id"]).status_code, 200)
+		self.assertEqual(
+			self.call("cancel_job", self.member_b, "POST", job_id=job["job_id"]).status_code, 403
+		)
+
+	def test_list_jobs_is_bounded_by_organization(self):
+		a = self.submit_as(self.member_a, label="list-a")
+		b = self.submit_as(self.member_b, organization=self.org_b, label="list-b")
+		seen_by_a = self.call("list_jobs", self.member_a, limit=100).json["message"]
+		ids_a = {j["job_id"] for j in seen_by_a["jobs"]}
+		self.assertIn(a["job_id"], ids_a)
+		self.assertNotIn(b["job_id"], ids_a)
+		self.assertEqual({j["organization"] for j in seen_by_a["jobs"]}, {self.org_a})
+		self.assertEqual(self.call("list_jobs", self.outsider).json["message"]["total"], 0)
+		self.assertEqual(self.call("list_jobs", self.member_a, organization=self.org_b).status_code, 403)
+		admin_view = self.call("list_jobs", self.admin, status="Queued", limit=100).json["message"]
+		self.assertTrue({a["job_id"], b["job_id"]} <= {j["job_id"] for j in admin_view["jobs"]})
+		page = self.call("list_jobs", self.admin, organization=self.org_a, limit=1, offset=0).json["message"]
+		self.assertEqual((page["limit"], page["offset"], len(page["jobs"])), (1, 0, 1))
+		self.assertEqual(self.call("list_jobs", self.admin, limit=101).status_code, 400)
+		self.assertEqual(self.call("list_jobs", self.admin, status="Lost").status_code, 400)
+		self.assertEqual(self.call("list_jobs", self.admin, from_date="not a date").status_code, 400)
+
+	def test_list_view_query_is_bounded_too(self):
+		a = self.submit_as(self.member_a, label="desk-a")
+		b = self.submit_as(self.member_b, organization=self.org_b, label="desk-b")
+		frappe.set_user(self.member_a["name"])
+		visible = set(frappe.get_list(JOB, pluck="name", limit=500))
+		logs = set(
+			frappe.get_list(
+				LOG, filters={"background_job": ["in", [a["job_id"], b["job_id"]]]}, pluck="background_job"
+			)
+		)
+		self.assertIn(a["job_id"], visible)
+		self.assertNotIn(b["job_id"], visible)
+		self.assertEqual(logs, {a["job_id"]})
+		self.assertTrue(frappe.has_permission(JOB, doc=a["job_id"]))
+		self.assertFalse(frappe.has_permission(JOB, doc=b["job_id"]))
+		frappe.set_user(self.outsider["name"])
+		self.assertEqual(frappe.get_list(JOB, filters={"name": ["in", [a["job_id"], b["job_id"]]]}), [])
+
+	def test_cancel_by_owner_or_admin_only(self):
+		mine = self.submit_as(self.member_a, label="cancel-1")
+		response = self.call("cancel_job", self.member_a, "POST", job_id=mine["job_id"])
+		self.assertEqual(response.status_code, 200, response.json)
+		self.assertEqual(response.json["message"]["status"], "Canceled")
+		again = self.call("cancel_job", self.member_a, "POST", job_id=mine["job_id"])
+		self.assertEqual(again.status_code, 409, again.json)
+
+		by_admin = self.submit_as(self.member_a, label="cancel-2")
+		self.assertEqual(
+			self.call("cancel_job", self.admin, "POST", job_id=by_admin["job_id"]).status_code, 200
+		)
+		self.assertEqual(
+			self.call("cancel_job", self.admin, "POST", job_id="0123456789abcdef").status_code, 404
+		)
+
+	def test_retry_is_for_admins_and_finished_jobs(self):
+		job = self.submit_as(self.member_a, label="retry")
+		self.assertEqual(self.call("retry_job", self.admin, "POST", job_id=job["job_id"]).status_code, 409)
+		self.engine.cancel(job["job_id"], user="Administrator")
+		self.assertEqual(self.call("retry_job", self.admin, "POST", job_id=job["job_id"]).status_code, 409)
+
+		failed = self.submit_as(self.member_a, job_type="broken_job", reason="retry-2")
+		self.row(failed["job_id"])
+		from dartwing.dartwing_core.background_jobs import dead_letter
+
+		dead_letter.send(
+			self.engine,
+			self.row(failed["job_id"]),
+			error_type="Permanent",
+			error_message="boom",
+			actor="test",
+		)
+		self.assertEqual(
+			self.call("retry_job", self.member_a, "POST", job_id=failed["job_id"]).status_code, 403
+		)
+		response = self.call("retry_job", self.admin, "POST", job_id=failed["job_id"])
+		self.assertEqual(response.status_code, 200, response.json)
+		self.assertEqual(response.json["message"]["status"], "Queued")
+		self.assertEqual(response.json["message"]["retry_count"], 0)
+
+	def test_metrics_for_admins_or_one_accessible_organization(self):
+		self.submit_as(self.member_a, label="metrics")
+		mine = self.call("get_job_metrics", self.member_a, organization=self.org_a)
+		self.assertEqual(mine.status_code, 200, mine.json)
+		self.assertGreaterEqual(mine.json["message"]["job_count_by_status"]["Queued"], 1)
+		for key in ("queue_depth_by_priority", "processing_time", "failure_rate_by_type"):
+			self.assertIn(key, mine.json["message"])
+		self.assertEqual(self.call("get_job_metrics", self.member_a).status_code, 403)
+		self.assertEqual(
+			self.call("get_job_metrics", self.member_a, organization=self.org_b).status_code, 403
+		)
+		self.assertEqual(self.call("get_job_metrics", self.admin).status_code, 200)
+
+	def test_delete_is_for_admins_and_finished_jobs(self):
+		job = self.submit_as(self.member_a, label="delete")
+		self.assertEqual(self.call("delete_job", self.admin, "POST", job_id=job["job_id"]).status_code, 409)
+		self.engine.cancel(job["job_id"], user="Administrator")
+		self.assertEqual(
+			self.call("delete_job", self.member_a, "POST", job_id=job["job_id"]).status_code, 403
+		)
+		response = self.call("delete_job", self.admin, "POST", job_id=job["job_id"])
+		self.assertEqual(response.status_code, 200, response.json)
+		self.assertIsNone(self.row(job["job_id"]))
+		self.assertEqual(frappe.db.count(LOG, {"background_job": job["job_id"]}), 0)
+
+	def test_unauthenticated_calls_are_refused(self):
+		from frappe.tests.test_api import make_request
+
+		response = make_request(
+			self.TEST_CLIENT.get, args=("/api/method/dartwing.dartwing_core.api.jobs.list_jobs",)
+		)
+		self.assertEqual(response.status_code, 403)

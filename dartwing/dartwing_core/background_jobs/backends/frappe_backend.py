@@ -1,0 +1,424 @@
+"""The Frappe backend of the engine: Store over frappe.db, Queue over frappe.enqueue, Events over
+frappe.publish_realtime, Access over Frappe users and User Permissions. It translates; the
+engine decides. The only module of background_jobs that imports frappe.
+
+Transactions: the engine's transaction is a savepoint. It commits only work that is its own: in a
+web request, or when the caller already holds uncommitted writes, the caller's commit carries the
+job row, and the queue message and realtime events wait for that commit (enqueue_after_commit),
+so a job never runs for a transaction that rolled back."""
+
+import dataclasses
+import functools
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from zoneinfo import ZoneInfo
+
+import frappe
+from frappe.query_builder import Order
+from frappe.query_builder.functions import Count
+from frappe.realtime import get_doc_room, get_user_room
+from frappe.utils import now_datetime
+from frappe.utils.background_jobs import create_job_id, get_queues_timeout, get_redis_conn
+from rq.command import send_stop_job_command
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+
+from .. import schema, states
+from ..engine import Engine
+from ..errors import PermissionDenied, UniqueViolation, ValidationError
+from ..ports import Filter
+from ..registry import import_handler_modules
+from ..settings import Settings
+from ..transitions import JOB
+from .rq_queue import BACKSTOP_SECONDS, message_waiting
+
+RUN_JOB = "dartwing.dartwing_core.background_jobs.backends.frappe_backend.run_job"
+# One RQ queue per priority; a bench declares them under `workers` in common_site_config.json
+# and lists them first to last in `bench worker --queue`. Without them, the stock queues serve.
+PRIORITY_QUEUES = {
+	"Critical": "dartwing_critical",
+	"High": "dartwing_high",
+	"Normal": "dartwing_normal",
+	"Low": "dartwing_low",
+}
+STOCK_QUEUES = {"Critical": "short", "High": "short", "Normal": "default", "Low": "long"}
+EVENTS = {"job_status_changed": "dartwing_job_status", "job_progress": "dartwing_job_progress"}
+ADMIN_ROLES = ("System Manager", "Dartwing Admin")
+HANDLER_HOOK = "dartwing_job_handlers"
+_SAVEPOINT = "dartwing_tx"
+_NO_LIMIT = 2**63 - 1
+
+
+def in_open_transaction() -> bool:
+	"""True when the current commit is not ours to make: a web request (Frappe commits it at the
+	end) or a caller's uncommitted writes."""
+	return getattr(frappe.local, "request", None) is not None or bool(frappe.db.transaction_writes)
+
+
+def _in_site(method):
+	"""Run a store method with a site connection (opened for threads that have none)."""
+
+	@functools.wraps(method)
+	def wrapper(self, *args, **kwargs):
+		with self._site():
+			return method(self, *args, **kwargs)
+
+	return wrapper
+
+
+def _is_unique_violation(exc: Exception) -> bool:
+	return any(
+		getattr(frappe.db, check)(exc)
+		for check in ("is_unique_key_violation", "is_primary_key_violation", "is_duplicate_entry")
+		if hasattr(frappe.db, check)
+	)
+
+
+class FrappeStore:
+	def __init__(self, site: str, sites_path: str = "."):
+		self.site = site
+		self.sites_path = sites_path
+		self._columns: dict[str, set[str]] = {}
+
+	@contextmanager
+	def _site(self) -> Iterator[None]:
+		"""frappe.db is per thread: a thread with none (the heartbeat) opens its own connection."""
+		if getattr(frappe.local, "db", None) is not None:
+			yield
+			return
+		frappe.init(site=self.site, sites_path=self.sites_path)
+		try:
+			frappe.connect()
+			yield
+			frappe.db.commit()
+		finally:
+			frappe.destroy()
+
+	@contextmanager
+	def transaction(self) -> Iterator[None]:
+		with self._site():
+			depth = getattr(frappe.local, "dartwing_tx_depth", 0)
+			if depth:
+				yield  # nested: the outer transaction decides
+				return
+			ours = not in_open_transaction()
+			frappe.db.savepoint(_SAVEPOINT)
+			frappe.local.dartwing_tx_depth = 1
+			try:
+				yield
+			except BaseException:
+				frappe.db.rollback(save_point=_SAVEPOINT)
+				raise
+			finally:
+				frappe.local.dartwing_tx_depth = 0
+			if ours:
+				frappe.db.commit()
+			else:
+				frappe.db.release_savepoint(_SAVEPOINT)
+
+	@_in_site
+	def get(self, doctype: str, name: str, *, for_update: bool = False) -> dict | None:
+		table = frappe.qb.DocType(doctype)
+		query = frappe.qb.from_(table).select("*").where(table.name == name)
+		if for_update:
+			query = query.for_update()
+		with self._site():
+			rows = query.run(as_dict=True)
+		return dict(rows[0]) if rows else None
+
+	@_in_site
+	def get_all(
+		self,
+		doctype: str,
+		filters: Sequence[Filter] = (),
+		fields: Sequence[str] = ("*",),
+		order_by: str | None = None,
+		limit: int | None = None,
+		offset: int = 0,
+	) -> list[dict]:
+		table = frappe.qb.DocType(doctype)
+		columns = ["*"] if tuple(fields) == ("*",) else [self._field(table, doctype, f) for f in fields]
+		query = self._where(frappe.qb.from_(table).select(*columns), table, doctype, filters)
+		for part in (order_by or "").split(","):
+			if part.strip():
+				field, _, direction = part.strip().partition(" ")
+				order = Order.desc if direction.strip().lower() == "desc" else Order.asc
+				query = query.orderby(self._field(table, doctype, field), order=order)
+		if limit is not None:
+			query = query.limit(limit)
+		if offset:
+			if limit is None:
+				query = query.limit(_NO_LIMIT)  # MariaDB has no OFFSET without a LIMIT
+			query = query.offset(offset)
+		with self._site():
+			return [dict(r) for r in query.run(as_dict=True)]
+
+	@_in_site
+	def count(self, doctype: str, filters: Sequence[Filter] = ()) -> int:
+		table = frappe.qb.DocType(doctype)
+		query = self._where(frappe.qb.from_(table).select(Count("*")), table, doctype, filters)
+		with self._site():
+			return int(query.run()[0][0])
+
+	@_in_site
+	def count_by(self, doctype: str, field: str, filters: Sequence[Filter] = ()) -> dict[str, int]:
+		table = frappe.qb.DocType(doctype)
+		column = self._field(table, doctype, field)
+		query = frappe.qb.from_(table).select(column, Count("*")).groupby(column)
+		with self._site():
+			return {key: int(n) for key, n in self._where(query, table, doctype, filters).run()}
+
+	@_in_site
+	def insert(self, doctype: str, row: dict) -> None:
+		now = now_datetime()
+		values = {**schema.defaults(doctype), "creation": now, "modified": now, **row}
+		values.setdefault("owner", "Administrator")
+		values.setdefault("modified_by", values["owner"])
+		unknown = set(values) - self._known(doctype)
+		if unknown:
+			raise ValidationError(doctype, f"unknown fields {sorted(unknown)}")
+		columns = ", ".join(f"`{c}`" for c in values)
+		placeholders = ", ".join(["%s"] * len(values))
+		with self._site():
+			postgres = frappe.db.db_type == "postgres"  # a failed statement aborts its transaction
+			if postgres:
+				frappe.db.savepoint("dartwing_insert")
+			try:
+				frappe.db.sql(
+					f"insert into `tab{doctype}` ({columns}) values ({placeholders})", list(values.values())
+				)
+			except Exception as exc:
+				if postgres:
+					frappe.db.rollback(save_point="dartwing_insert")
+				if _is_unique_violation(exc):
+					raise UniqueViolation(str(exc)) from exc
+				raise
+
+	@_in_site
+	def update(self, doctype: str, name: str, values: dict, expect: Sequence[Filter] = ()) -> bool:
+		table = frappe.qb.DocType(doctype)
+		query = frappe.qb.update(table)
+		for field, value in values.items():
+			query = query.set(self._field(table, doctype, field), value)
+		query = self._where(query.where(table.name == name), table, doctype, expect)
+		with self._site():
+			try:
+				query.run()
+			except Exception as exc:
+				if _is_unique_violation(exc):
+					raise UniqueViolation(str(exc)) from exc
+				raise
+			if frappe.db._cursor.rowcount:
+				return True
+			# MariaDB counts changed rows, not matched ones: a write of equal values still matched.
+			check = frappe.qb.from_(table).select(table.name).where(table.name == name)
+			return bool(self._where(check, table, doctype, expect).run())
+
+	@_in_site
+	def delete(self, doctype: str, filters: Sequence[Filter]) -> int:
+		table = frappe.qb.DocType(doctype)
+		query = self._where(frappe.qb.from_(table).delete(), table, doctype, filters)
+		with self._site():
+			query.run()
+			return frappe.db._cursor.rowcount
+
+	def _known(self, doctype: str) -> set[str]:
+		if doctype not in self._columns:
+			with self._site():
+				self._columns[doctype] = set(frappe.db.get_table_columns(doctype))
+		return self._columns[doctype]
+
+	def _field(self, table, doctype: str, field: str):
+		if field not in self._known(doctype):
+			raise ValidationError(field, f"is not a field of {doctype}")
+		return table[field]
+
+	def _where(self, query, table, doctype: str, filters: Sequence[Filter]):
+		"""The same meaning as the standalone store: NULL matches `= None` and `is not set` only."""
+		for field, op, value in filters:
+			column = self._field(table, doctype, field)
+			if op == "=":
+				query = query.where(column.isnull() if value is None else column == value)
+			elif op == "!=":
+				query = query.where(column.isnotnull() if value is None else column != value)
+			elif op == "<":
+				query = query.where(column < value)
+			elif op == "<=":
+				query = query.where(column <= value)
+			elif op == ">":
+				query = query.where(column > value)
+			elif op == ">=":
+				query = query.where(column >= value)
+			elif op in ("in", "not in"):
+				items = list(value)
+				if not items:  # SQL has no empty IN list: nothing is in it, everything is not
+					query = query.where(column.isnull() & column.isnotnull()) if op == "in" else query
+				else:
+					query = query.where(column.isin(items) if op == "in" else column.notin(items))
+			elif op == "is":
+				query = query.where(column.isnotnull() if value == "set" else column.isnull())
+			else:
+				raise ValidationError(field, f"unsupported filter operator {op!r}")
+		return query
+
+
+class FrappeQueue:
+	"""RQ through frappe.enqueue: site-namespaced message ids, run by `bench worker`."""
+
+	def queue_for(self, priority: str) -> str:
+		queue = PRIORITY_QUEUES[priority]
+		return queue if queue in get_queues_timeout() else STOCK_QUEUES[priority]
+
+	def enqueue(self, job_id: str, queue_job_id: str, priority: str, timeout: int) -> None:
+		frappe.enqueue(
+			RUN_JOB,
+			queue=self.queue_for(priority),
+			timeout=(timeout or 0) + BACKSTOP_SECONDS,
+			job_id=queue_job_id,
+			enqueue_after_commit=in_open_transaction(),
+			background_job=job_id,
+			message_id=queue_job_id,
+		)
+
+	def is_waiting(self, queue_job_id: str) -> bool:
+		return message_waiting(get_redis_conn(), create_job_id(queue_job_id))
+
+	def stop(self, queue_job_id: str) -> None:
+		try:
+			send_stop_job_command(get_redis_conn(), create_job_id(queue_job_id))
+		except (NoSuchJobError, InvalidJobOperation):
+			pass  # not running anywhere: nothing to stop
+
+	def depth(self) -> dict[str, int]:
+		from frappe.utils.background_jobs import get_queue
+
+		names = {p: self.queue_for(p) for p in states.PRIORITIES}
+		return {p: get_queue(q).count for p, q in names.items()}
+
+
+class FrappeEvents:
+	"""Socket.IO through Frappe: to the job's document room and its owner, never the whole site."""
+
+	def publish(self, event: str, payload: dict) -> None:
+		name = EVENTS.get(event, f"dartwing_{event}")
+		after_commit = in_open_transaction()
+		job_id = payload["job_id"]
+		frappe.publish_realtime(name, payload, room=get_doc_room(JOB, job_id), after_commit=after_commit)
+		if payload.get("owner_user"):
+			room = get_user_room(payload["owner_user"])
+			frappe.publish_realtime(name, payload, room=room, after_commit=after_commit)
+		if event == "job_status_changed":
+			# The list view re-reads its page (with the viewer's permissions) on this signal.
+			frappe.publish_realtime(
+				"list_update",
+				{"doctype": JOB, "name": job_id, "user": frappe.session.user},
+				after_commit=after_commit,
+			)
+
+	def subscribe(self, job_id=None, organization=None):
+		raise NotImplementedError("on Frappe, watch jobs in the desk: events arrive over Socket.IO")
+
+
+def is_admin(user: str | None = None) -> bool:
+	user = user or frappe.session.user
+	return user == "Administrator" or bool(set(ADMIN_ROLES) & set(frappe.get_roles(user)))
+
+
+def allowed_organizations(user: str | None = None) -> list[str] | None:
+	"""The organizations `user` may reach through User Permissions; None means all (admins)."""
+	user = user or frappe.session.user
+	if is_admin(user):
+		return None
+	from frappe.permissions import get_user_permissions
+
+	return sorted({p["doc"] for p in get_user_permissions(user).get("Organization", [])})
+
+
+def can_access_organization(organization: str, user: str | None = None) -> bool:
+	allowed = allowed_organizations(user)
+	return allowed is None or organization in allowed
+
+
+class FrappeAccess:
+	"""Jobs run as the user who submitted them, and only while that user may still reach the
+	job's organization."""
+
+	def check_run(self, job: dict) -> None:
+		user = job["owner_user"]
+		enabled = frappe.db.get_value("User", user, "enabled")
+		if not enabled:
+			raise PermissionDenied(f"user {user} is disabled or deleted")
+		if not can_access_organization(job["organization"], user):
+			raise PermissionDenied(f"{user} may no longer access organization {job['organization']}")
+
+	@contextmanager
+	def run_as(self, user: str) -> Iterator[None]:
+		previous = frappe.session.user
+		frappe.set_user(user)
+		try:
+			yield
+		finally:
+			frappe.set_user(previous)
+
+
+def load_handlers() -> None:
+	"""Import every module an installed app lists under the `dartwing_job_handlers` hook, and
+	those in DARTWING_IMPORTS (comma-separated), as the standalone commands do."""
+	extra = os.environ.get("DARTWING_IMPORTS", "").split(",")
+	import_handler_modules([*frappe.get_hooks(HANDLER_HOOK), *extra])
+
+
+def site_settings() -> Settings:
+	"""Settings from DARTWING_* variables, overridden by the site config key `dartwing`."""
+	overrides = frappe.conf.get("dartwing") or {}
+	known = {f.name for f in dataclasses.fields(Settings)}
+	unknown = set(overrides) - known
+	if unknown:
+		raise ValidationError("dartwing", f"unknown settings in site config: {sorted(unknown)}")
+	return Settings.from_env(**{"queue_prefix": f"dartwing:{frappe.local.site}", **overrides})
+
+
+def get_engine() -> Engine:
+	"""The engine of the current site, built once per process and site."""
+	engines = _engines.setdefault(frappe.local.site, {})
+	if "engine" not in engines:
+		load_handlers()
+		from frappe.utils import get_system_timezone
+
+		engines["engine"] = Engine(
+			store=FrappeStore(frappe.local.site, frappe.local.sites_path),
+			queue=FrappeQueue(),
+			events=FrappeEvents(),
+			settings=site_settings(),
+			clock=now_datetime,
+			lock_client=get_redis_conn(),
+			access=FrappeAccess(),
+			tz=ZoneInfo(get_system_timezone()),
+		)
+	return engines["engine"]
+
+
+_engines: dict[str, dict] = {}
+
+
+# -- entry points named by hooks.py and by queue messages ------------------------------------
+
+
+def run_job(background_job: str, message_id: str) -> str:
+	"""What every queue message runs, inside frappe's execute_job (site connected)."""
+	from ..executor import execute
+
+	return execute(get_engine(), background_job, message_id)
+
+
+def scheduler_tick() -> dict:
+	"""Per-minute cron: due retries, pending releases, orphan rescue, lost messages, hard stops."""
+	from ..scheduler import tick
+
+	return tick(get_engine())
+
+
+def purge_daily() -> int | None:
+	from ..cleanup import purge_daily as purge
+
+	return purge(get_engine())

@@ -1,0 +1,475 @@
+"""The Store contract: what the engine relies on from a store, as plain checks, so every backend
+(the SQL store on SQLite, MariaDB and PostgreSQL under pytest; the Frappe store under `bench
+run-tests`, plain unittest) is held to the same behaviour and none can drift.
+
+Each check takes a store and raises AssertionError when the store breaks the contract. The checks
+may run on a shared database that holds other rows: every row they write is named `ct-...` (links
+and hashes too), every read is scoped to those rows, and `cleanup()` removes them.
+"""
+
+import re
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+
+from .errors import UniqueViolation, ValidationError
+from .ports import Filter, Store
+from .transitions import JOB, LOG
+
+T0 = datetime(2024, 2, 29, 23, 59, 58, 123456)
+ORG = "ct-Acme"
+
+# Every name a check writes, so cleanup() can delete exactly these rows: the filters have no
+# `like`, and a name range ("ct-" <= name < "ct.") is not safe under every collation.
+JOB_NAMES = ("ct-r1", "ct-r2", "ct-r3", "ct-r4")
+LOG_NAMES = ("ct-a", "ct-b", "ct-c", "ct-d", "ct-e", "ct-z", "ct-l1", "ct-l2")
+# Jobs the log rows link to; ct-j1 and ct-j2 exist only as link values.
+LINKED_JOBS = ("ct-j1", "ct-j2", *JOB_NAMES)
+
+# Scopes that keep every read to the checks' own rows.
+OUR_JOBS: list[Filter] = [("name", "in", JOB_NAMES)]
+OUR_LOGS: list[Filter] = [("name", "in", LOG_NAMES)]
+
+
+def cleanup(store: Store) -> None:
+	"""Delete every row the checks may have written (also after a check failed half-way)."""
+	store.delete(LOG, [("name", "in", LOG_NAMES)])
+	store.delete(LOG, [("background_job", "in", LINKED_JOBS)])
+	store.delete(JOB, [("name", "in", JOB_NAMES)])
+
+
+class Raised:
+	"""What `raises` caught, for assertions on it after the block."""
+
+	value: BaseException | None = None
+
+
+@contextmanager
+def raises(exc_type: type[BaseException], match: str | None = None) -> Iterator[Raised]:
+	"""pytest.raises without pytest: the block must raise `exc_type` (whose text matches `match`)."""
+	raised = Raised()
+	try:
+		yield raised
+	except exc_type as exc:
+		raised.value = exc
+		if match is not None:
+			assert re.search(match, str(exc)), f"{exc!r} does not match {match!r}"
+	else:
+		raise AssertionError(f"{exc_type.__name__} was not raised")
+
+
+def job_row(name: str, **values) -> dict:
+	return {"name": name, "job_type": "t_echo", "organization": ORG, "status": "Queued", **values}
+
+
+def log(name: str, sequence: int, job: str = "ct-j1", **values) -> dict:
+	return {
+		"name": name,
+		"background_job": job,
+		"sequence": sequence,
+		"timestamp": T0 + timedelta(seconds=sequence, microseconds=sequence),
+		"to_status": "Queued",
+		**values,
+	}
+
+
+def names(rows: list[dict]) -> list[str]:
+	return [r["name"] for r in rows]
+
+
+def insert_logs(store: Store) -> list[dict]:
+	"""Five log rows of job ct-j1 (the first without a from_status) and one of job ct-j2."""
+	rows = [
+		log("ct-a", 1, from_status=None, to_status="Queued", actor="alice"),
+		log("ct-b", 2, from_status="Queued", to_status="Running", actor="worker"),
+		log("ct-c", 3, from_status="Running", to_status="Failed", actor="worker"),
+		log("ct-d", 4, from_status="Failed", to_status="Queued", actor="scheduler"),
+		log("ct-e", 5, from_status="Queued", to_status="Running", actor="worker"),
+		log("ct-z", 1, job="ct-j2", from_status=None, to_status="Queued", actor="bob"),
+	]
+	for row in rows:
+		store.insert(LOG, row)
+	return rows
+
+
+# -- round trip -------------------------------------------------------------------------------
+
+
+def check_a_row_reads_back_as_written(store: Store) -> None:
+	text = "Zoë's report — 日本語, Ελληνικά, emoji 🚀"
+	store.insert(
+		JOB,
+		job_row(
+			"ct-r1",
+			creation=T0,
+			queued_at=datetime(2024, 3, 1, 0, 0, 0, 1),
+			input_parameters='{"title": "Zoë 🚀"}',
+			error_message=text,
+			error_traceback="x" * 200_000,
+			progress=42.5,
+			retry_count=3,
+		),
+	)
+
+	row = store.get(JOB, "ct-r1")
+
+	assert row["creation"] == T0, row["creation"]
+	assert row["queued_at"] == datetime(2024, 3, 1, 0, 0, 0, 1), row["queued_at"]
+	assert row["creation"].tzinfo is None
+	assert row["input_parameters"] == '{"title": "Zoë 🚀"}', row["input_parameters"]
+	assert row["error_message"] == text, row["error_message"]
+	assert row["error_traceback"] == "x" * 200_000, len(row["error_traceback"] or "")
+	assert row["progress"] == 42.5, row["progress"]
+	assert row["retry_count"] == 3, row["retry_count"]
+
+
+def check_unset_fields_take_the_doctype_defaults(store: Store) -> None:
+	store.insert(JOB, {"name": "ct-r1", "job_type": "t_echo", "organization": ORG})
+
+	row = store.get(JOB, "ct-r1")
+
+	assert (row["status"], row["priority"], row["retry_count"], row["max_retries"]) == (
+		"Pending",
+		"Normal",
+		0,
+		5,
+	), row
+	assert row["next_retry_at"] is None, row["next_retry_at"]
+	assert isinstance(row["creation"], datetime), row["creation"]
+
+
+def check_a_missing_row_reads_as_none(store: Store) -> None:
+	assert store.get(JOB, "ct-nope") is None
+	assert store.get(JOB, "ct-nope", for_update=True) is None
+
+
+def check_inserting_an_unknown_field_is_refused(store: Store) -> None:
+	with raises(ValidationError) as info:
+		store.insert(JOB, job_row("ct-r1", colour="red"))
+
+	assert "colour" in str(info.value), info.value
+	assert store.get(JOB, "ct-r1") is None
+
+
+# -- compare-and-set --------------------------------------------------------------------------
+
+
+def check_update_without_expectations_changes_the_row(store: Store) -> None:
+	store.insert(JOB, job_row("ct-r1", transition_count=1))
+
+	assert store.update(JOB, "ct-r1", {"status": "Running", "started_at": T0}) is True
+
+	row = store.get(JOB, "ct-r1")
+	assert (row["status"], row["started_at"]) == ("Running", T0), row
+
+
+def check_update_with_a_met_expectation_changes_the_row(store: Store) -> None:
+	store.insert(JOB, job_row("ct-r1", transition_count=1))
+
+	changed = store.update(
+		JOB,
+		"ct-r1",
+		{"status": "Running", "transition_count": 2},
+		expect=[("status", "=", "Queued"), ("transition_count", "=", 1)],
+	)
+
+	assert changed is True, changed
+	assert store.get(JOB, "ct-r1")["status"] == "Running"
+
+
+def check_update_with_a_failed_expectation_changes_nothing(store: Store) -> None:
+	# Given a job another worker already moved on
+	store.insert(JOB, job_row("ct-r1", status="Running", transition_count=2))
+
+	# When a second worker tries to claim it as it last saw it
+	changed = store.update(
+		JOB,
+		"ct-r1",
+		{"status": "Running", "worker_name": "late", "transition_count": 2},
+		expect=[("status", "=", "Queued"), ("transition_count", "=", 1)],
+	)
+
+	# Then it loses the race and the row is untouched
+	assert changed is False, changed
+	row = store.get(JOB, "ct-r1")
+	assert (row["status"], row["worker_name"], row["transition_count"]) == ("Running", None, 2), row
+
+
+def check_update_with_one_of_several_expectations_failing_changes_nothing(store: Store) -> None:
+	store.insert(JOB, job_row("ct-r1", transition_count=1))
+
+	changed = store.update(
+		JOB, "ct-r1", {"status": "Running"}, expect=[("status", "=", "Queued"), ("transition_count", "=", 7)]
+	)
+
+	assert changed is False, changed
+	assert store.get(JOB, "ct-r1")["status"] == "Queued"
+
+
+def check_update_writing_the_values_already_there_still_reports_the_row(store: Store) -> None:
+	# A heartbeat in the same microsecond, or a note that changes nothing, must not read as a lost race.
+	store.insert(JOB, job_row("ct-r1", heartbeat_at=T0))
+
+	assert store.update(JOB, "ct-r1", {"heartbeat_at": T0}, expect=[("status", "=", "Queued")]) is True
+
+
+def check_update_of_a_missing_row_reports_false(store: Store) -> None:
+	assert store.update(JOB, "ct-nope", {"status": "Running"}) is False
+
+
+# -- unique index and transactions -----------------------------------------------------------
+
+
+def check_a_second_active_job_with_the_same_hash_is_refused(store: Store) -> None:
+	store.insert(JOB, job_row("ct-r1", active_hash="ct-h1"))
+
+	with raises(UniqueViolation):
+		store.insert(JOB, job_row("ct-r2", active_hash="ct-h1"))
+
+	assert store.get(JOB, "ct-r2") is None
+
+
+def check_any_number_of_finished_jobs_may_share_a_hash(store: Store) -> None:
+	# Finished jobs clear active_hash; NULLs never collide
+	for name in ("ct-r1", "ct-r2", "ct-r3"):
+		store.insert(JOB, job_row(name, job_hash="ct-h1", active_hash=None))
+
+	assert store.count(JOB, [("job_hash", "=", "ct-h1")]) == 3
+
+
+def check_clearing_the_active_hash_lets_the_same_job_be_submitted_again(store: Store) -> None:
+	store.insert(JOB, job_row("ct-r1", active_hash="ct-h1"))
+	store.update(JOB, "ct-r1", {"status": "Completed", "active_hash": None})
+
+	store.insert(JOB, job_row("ct-r2", active_hash="ct-h1"))
+
+	assert store.get(JOB, "ct-r2")["active_hash"] == "ct-h1"
+
+
+def check_an_update_that_would_duplicate_an_active_hash_is_refused(store: Store) -> None:
+	store.insert(JOB, job_row("ct-r1", active_hash="ct-h1"))
+	store.insert(JOB, job_row("ct-r2", active_hash=None))
+
+	with raises(UniqueViolation):
+		store.update(JOB, "ct-r2", {"active_hash": "ct-h1"})
+
+	assert store.get(JOB, "ct-r2")["active_hash"] is None
+
+
+def check_a_failure_inside_a_transaction_rolls_all_of_it_back(store: Store) -> None:
+	with raises(RuntimeError), store.transaction():
+		store.insert(JOB, job_row("ct-r1"))
+		store.insert(LOG, log("ct-l1", 1, job="ct-r1"))
+		raise RuntimeError("crash between the two writes and the commit")
+
+	assert store.get(JOB, "ct-r1") is None
+	assert store.get(LOG, "ct-l1") is None
+
+
+def check_a_unique_violation_inside_a_transaction_rolls_all_of_it_back(store: Store) -> None:
+	store.insert(JOB, job_row("ct-r1", active_hash="ct-h1"))
+
+	with raises(UniqueViolation), store.transaction():
+		store.insert(LOG, log("ct-l2", 1, job="ct-r2"))
+		store.insert(JOB, job_row("ct-r2", active_hash="ct-h1"))
+
+	assert store.get(LOG, "ct-l2") is None
+	assert store.get(JOB, "ct-r2") is None
+
+
+def check_a_caught_unique_violation_leaves_the_transaction_usable(store: Store) -> None:
+	store.insert(JOB, job_row("ct-r1", active_hash="ct-h1"))
+
+	with store.transaction():
+		store.insert(JOB, job_row("ct-r2"))
+		with raises(UniqueViolation):
+			store.insert(JOB, job_row("ct-r3", active_hash="ct-h1"))
+		store.insert(JOB, job_row("ct-r4"))
+
+	assert store.get(JOB, "ct-r2") is not None
+	assert store.get(JOB, "ct-r3") is None
+	assert store.get(JOB, "ct-r4") is not None
+
+
+def check_a_nested_transaction_belongs_to_the_outer_one(store: Store) -> None:
+	with raises(RuntimeError), store.transaction():
+		with store.transaction():
+			store.insert(JOB, job_row("ct-r1"))
+		store.update(JOB, "ct-r1", {"status": "Running"})
+		raise RuntimeError("outer fails after the inner block finished")
+
+	assert store.get(JOB, "ct-r1") is None
+
+
+def check_a_transaction_reads_its_own_writes_and_others_see_them_only_after_commit(store: Store) -> None:
+	# The other reader is another thread: a store gives each thread its own connection.
+	seen_by_other: dict = {}
+
+	def read_elsewhere() -> None:
+		try:
+			seen_by_other["row"] = store.get(JOB, "ct-r1")
+		except BaseException as exc:
+			seen_by_other["error"] = exc
+
+	with store.transaction():
+		store.insert(JOB, job_row("ct-r1"))
+		assert store.get(JOB, "ct-r1")["status"] == "Queued"
+		assert store.count(JOB, OUR_JOBS) == 1
+		other = threading.Thread(target=read_elsewhere)
+		other.start()
+		other.join(timeout=30)
+
+	assert not other.is_alive()
+	assert "error" not in seen_by_other, seen_by_other
+	assert seen_by_other["row"] is None, seen_by_other
+	assert store.get(JOB, "ct-r1") is not None
+
+
+# -- filters ----------------------------------------------------------------------------------
+
+# Each case runs together with OUR_LOGS, so rows of other jobs in a shared database never match.
+FILTER_CASES: list[tuple[list[Filter], list[str]]] = [
+	([("background_job", "=", "ct-j1")], ["ct-a", "ct-b", "ct-c", "ct-d", "ct-e"]),
+	([("actor", "!=", "worker")], ["ct-a", "ct-d", "ct-z"]),
+	([("sequence", "<", 3)], ["ct-a", "ct-b", "ct-z"]),
+	([("sequence", "<=", 3)], ["ct-a", "ct-b", "ct-c", "ct-z"]),
+	([("sequence", ">", 3)], ["ct-d", "ct-e"]),
+	([("sequence", ">=", 3)], ["ct-c", "ct-d", "ct-e"]),
+	([("timestamp", ">", T0 + timedelta(seconds=4))], ["ct-d", "ct-e"]),
+	([("timestamp", "<", T0 + timedelta(seconds=2, microseconds=2))], ["ct-a", "ct-z"]),
+	([("timestamp", "<=", T0 + timedelta(seconds=2, microseconds=2))], ["ct-a", "ct-b", "ct-z"]),
+	([("to_status", "in", ["Failed", "Running"])], ["ct-b", "ct-c", "ct-e"]),
+	([("to_status", "in", ("Failed",))], ["ct-c"]),
+	([("to_status", "in", [])], []),
+	([("actor", "not in", ["worker", "alice"])], ["ct-d", "ct-z"]),
+	([("actor", "not in", [])], ["ct-a", "ct-b", "ct-c", "ct-d", "ct-e", "ct-z"]),
+	([("from_status", "is", "set")], ["ct-b", "ct-c", "ct-d", "ct-e"]),
+	([("from_status", "is", "not set")], ["ct-a", "ct-z"]),
+	([("from_status", "=", None)], ["ct-a", "ct-z"]),
+	([("from_status", "!=", None)], ["ct-b", "ct-c", "ct-d", "ct-e"]),
+	([("background_job", "=", "ct-j1"), ("to_status", "=", "Running"), ("sequence", ">", 2)], ["ct-e"]),
+	([("background_job", "=", "ct-nobody")], []),
+]
+
+
+def check_filters_select_the_matching_rows(store: Store) -> None:
+	insert_logs(store)
+
+	for filters, expected in FILTER_CASES:
+		scoped: Sequence[Filter] = [*filters, *OUR_LOGS]
+		found = sorted(names(store.get_all(LOG, scoped)))
+		assert found == expected, f"{filters}: got {found}, expected {expected}"
+		counted = store.count(LOG, scoped)
+		assert counted == len(expected), f"{filters}: counted {counted}, expected {len(expected)}"
+
+
+def check_an_unknown_field_in_a_filter_is_named(store: Store) -> None:
+	insert_logs(store)
+
+	with raises(ValidationError) as info:
+		store.get_all(LOG, [("colour", "=", "red")])
+
+	assert info.value.field == "colour", info.value
+
+
+def check_an_unsupported_operator_is_refused(store: Store) -> None:
+	insert_logs(store)
+
+	with raises(ValidationError) as info:
+		store.get_all(LOG, [("actor", "like", "wor%")])
+
+	assert "like" in str(info.value), info.value
+
+
+# -- order, paging, fields --------------------------------------------------------------------
+
+
+def check_order_by_sorts_rows(store: Store) -> None:
+	insert_logs(store)
+	j1: list[Filter] = [("background_job", "=", "ct-j1")]
+
+	found = names(store.get_all(LOG, j1, order_by="sequence desc"))
+	assert found == ["ct-e", "ct-d", "ct-c", "ct-b", "ct-a"], found
+	found = names(store.get_all(LOG, j1, order_by="sequence asc"))
+	assert found == ["ct-a", "ct-b", "ct-c", "ct-d", "ct-e"], found
+	found = names(store.get_all(LOG, j1, order_by="timestamp desc"))
+	assert found == ["ct-e", "ct-d", "ct-c", "ct-b", "ct-a"], found
+	found = names(store.get_all(LOG, OUR_LOGS, order_by="sequence asc, background_job desc"))
+	assert found == ["ct-z", "ct-a", "ct-b", "ct-c", "ct-d", "ct-e"], found
+
+
+def check_limit_and_offset_page_through_rows(store: Store) -> None:
+	insert_logs(store)
+	j1: list[Filter] = [("background_job", "=", "ct-j1")]
+
+	pages = [names(store.get_all(LOG, j1, order_by="sequence asc", limit=2, offset=o)) for o in (0, 2, 4, 6)]
+
+	assert pages == [["ct-a", "ct-b"], ["ct-c", "ct-d"], ["ct-e"], []], pages
+
+
+def check_offset_without_limit_returns_the_rest(store: Store) -> None:
+	insert_logs(store)
+
+	rows = store.get_all(LOG, [("background_job", "=", "ct-j1")], order_by="sequence asc", offset=3)
+
+	assert names(rows) == ["ct-d", "ct-e"], names(rows)
+
+
+def check_get_all_returns_only_the_fields_asked_for(store: Store) -> None:
+	insert_logs(store)
+
+	rows = store.get_all(LOG, [("name", "=", "ct-c")], ["name", "to_status", "timestamp"])
+
+	assert rows == [
+		{"name": "ct-c", "to_status": "Failed", "timestamp": T0 + timedelta(seconds=3, microseconds=3)}
+	], rows
+
+
+# -- counting and deleting --------------------------------------------------------------------
+
+
+def check_count_counts_all_or_the_filtered_rows(store: Store) -> None:
+	insert_logs(store)
+
+	assert store.count(LOG, OUR_LOGS) == 6
+	# Without filters it counts the whole table, which on a shared database holds others' rows too.
+	assert store.count(LOG) >= 6
+	assert store.count(LOG, [("background_job", "=", "ct-j2")]) == 1
+	assert store.count(JOB, OUR_JOBS) == 0
+
+
+def check_count_by_groups_rows_by_a_field(store: Store) -> None:
+	insert_logs(store)
+
+	counts = store.count_by(LOG, "to_status", OUR_LOGS)
+	assert counts == {"Queued": 3, "Running": 2, "Failed": 1}, counts
+	counts = store.count_by(LOG, "to_status", [("background_job", "=", "ct-j1")])
+	assert counts == {"Queued": 2, "Running": 2, "Failed": 1}, counts
+	counts = store.count_by(LOG, "from_status", [("background_job", "=", "ct-j2")])
+	assert counts == {None: 1}, counts
+	counts = store.count_by(LOG, "actor", [("background_job", "=", "ct-nobody")])
+	assert counts == {}, counts
+
+
+def check_delete_removes_only_the_matching_rows(store: Store) -> None:
+	insert_logs(store)
+
+	deleted = store.delete(LOG, [("background_job", "=", "ct-j1"), ("sequence", "<=", 2)])
+
+	assert deleted == 2, deleted
+	found = sorted(names(store.get_all(LOG, OUR_LOGS)))
+	assert found == ["ct-c", "ct-d", "ct-e", "ct-z"], found
+
+
+def check_delete_matching_nothing_deletes_nothing(store: Store) -> None:
+	insert_logs(store)
+
+	assert store.delete(LOG, [("background_job", "=", "ct-nobody")]) == 0
+	assert store.count(LOG, OUR_LOGS) == 6
+
+
+# Every check above, in file order: a new check_* function joins the contract by being defined.
+CHECKS: list[Callable[[Store], None]] = [
+	value for key, value in list(globals().items()) if key.startswith("check_") and callable(value)
+]

@@ -1,0 +1,82 @@
+# Copyright (c) 2026, Dartwing and contributors
+# License: MIT. See license.txt
+
+import frappe
+from frappe import _
+from frappe.model.document import Document
+
+from dartwing.dartwing_core.background_jobs import schema
+from dartwing.dartwing_core.background_jobs.backends.frappe_backend import get_engine
+from dartwing.dartwing_core.background_jobs.errors import DartwingError
+from dartwing.dartwing_core.background_jobs.states import TERMINAL
+
+JOB = "Background Job"
+
+
+class BackgroundJob(Document):
+	"""A job's row belongs to the engine: every change is a logged compare-and-set. A document
+	inserted from the desk or REST is submitted through the engine (same checks as submit_job);
+	saving an existing job is refused, and finished jobs change only through Retry."""
+
+	def validate(self) -> None:
+		if self.is_new():
+			return
+		before = self.get_doc_before_save()
+		if before is None:
+			return
+		changed = [f for f in _DATA_FIELDS if str(self.get(f) or "") != str(before.get(f) or "")]
+		if not changed:
+			return
+		if before.status in TERMINAL:
+			frappe.throw(
+				_("Job {0} is {1}; a finished job changes only through Retry.").format(
+					self.name, before.status
+				),
+				title=_("Job is finished"),
+			)
+		frappe.throw(
+			_("Background Jobs change only through their actions (Cancel, Retry); cannot edit {0}.").format(
+				", ".join(self.meta.get_label(f) for f in changed)
+			),
+			title=_("Not editable"),
+		)
+
+	def db_insert(self, *args, **kwargs) -> None:
+		"""Submit through the engine: validation, duplicate and quota checks, the first log row
+		and the queue message, exactly as the API does."""
+		try:
+			job = get_engine().submit(
+				self.job_type,
+				self.organization,
+				self.input_parameters or None,
+				self.priority or None,
+				self.depends_on or None,
+				user=frappe.session.user,
+				triggered_by="desk",
+				roles=set(frappe.get_roles()),
+			)
+		except DartwingError as exc:
+			frappe.throw(str(exc), title=_("Cannot submit job"))
+		self.name = job["job_id"]
+		self.update(get_engine().store.get(JOB, self.name))
+
+	def on_trash(self) -> None:
+		if self.status not in TERMINAL:
+			frappe.throw(
+				_("Job {0} is {1}; cancel it before deleting it.").format(self.name, self.status),
+				title=_("Job is unfinished"),
+			)
+		frappe.db.delete("Job Execution Log", {"background_job": self.name})
+
+
+_DATA_FIELDS = tuple(f["fieldname"] for f in schema.data_fields(JOB))
+
+
+def on_doctype_update() -> None:
+	"""Composite indexes declared in the doctype JSON under `dartwing_indexes`."""
+	add_composite_indexes(JOB)
+
+
+def add_composite_indexes(doctype: str) -> None:
+	for fields in schema.composite_indexes(doctype):
+		frappe.db.add_index(doctype, fields, index_name="_".join(["dw", *fields]))

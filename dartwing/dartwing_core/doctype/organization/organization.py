@@ -1,0 +1,18 @@
+# Copyright (c) 2026, Dartwing and contributors
+# License: MIT. See license.txt
+
+import frappe
+from frappe import _
+from frappe.model.document import Document
+
+
+class Organization(Document):
+	"""The tenant. Users reach organizations through User Permissions; jobs of a Suspended
+	organization wait as Pending until it is Active again."""
+
+	def validate(self) -> None:
+		if (self.max_queued_jobs or 0) < 0:
+			frappe.throw(
+				_("Max Queued Jobs must be zero (no limit) or more, not {0}").format(self.max_queued_jobs),
+				title=_("Invalid Organization"),
+			)

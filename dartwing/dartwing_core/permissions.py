@@ -1,0 +1,43 @@
+"""Tenancy: a user sees the jobs (and their logs) of the organizations their User Permissions
+reach; System Manager and Dartwing Admin see all. Used by hooks.py for lists and documents."""
+
+import frappe
+
+from dartwing.dartwing_core.background_jobs.backends.frappe_backend import allowed_organizations
+
+
+def _in_organizations(column: str, user: str | None) -> str:
+	allowed = allowed_organizations(user)
+	if allowed is None:
+		return ""
+	if not allowed:
+		return "1=0"
+	return f"{column} in ({', '.join(frappe.db.escape(org) for org in allowed)})"
+
+
+def background_job_query(user: str | None = None) -> str:
+	return _in_organizations("`tabBackground Job`.`organization`", user)
+
+
+def job_execution_log_query(user: str | None = None) -> str:
+	condition = _in_organizations("`tabBackground Job`.`organization`", user)
+	if not condition:
+		return ""
+	return (
+		"`tabJob Execution Log`.`background_job` in "
+		f"(select `tabBackground Job`.`name` from `tabBackground Job` where {condition})"
+	)
+
+
+def _may_see(organization: str | None, user: str | None) -> bool:
+	allowed = allowed_organizations(user)
+	return allowed is None or organization in allowed
+
+
+def has_background_job_permission(doc, ptype: str | None = None, user: str | None = None) -> bool:
+	return _may_see(doc.organization, user)
+
+
+def has_job_execution_log_permission(doc, ptype: str | None = None, user: str | None = None) -> bool:
+	organization = frappe.db.get_value("Background Job", doc.background_job, "organization")
+	return _may_see(organization, user)

@@ -1,0 +1,192 @@
+"""Jobs run by a real `bench worker`, the per-minute scheduler hook, realtime rooms, and the
+execution-time permission check."""
+
+import json
+import time
+
+import frappe
+from frappe.utils.background_jobs import get_redis_connection_without_auth
+
+from dartwing.dartwing_core.background_jobs.backends.frappe_backend import RUN_JOB, scheduler_tick
+from dartwing.dartwing_core.background_jobs.transitions import JOB
+from dartwing.dartwing_core.tests.utils import DartwingTestCase, run_bench_worker
+
+TICK = "dartwing.dartwing_core.background_jobs.backends.frappe_backend.scheduler_tick"
+
+
+class TestExecution(DartwingTestCase):
+	def test_a_real_bench_worker_runs_a_job_to_completion(self):
+		job = self.submit_as(self.member_a, steps=3, delay=0.05, label="worker")
+		output = run_bench_worker()
+		row = self.wait_for(job["job_id"], {"Completed", "Dead Letter"}, timeout=10)
+		self.assertEqual(row["status"], "Completed", (row["error_message"], output))
+		self.assertEqual(row["progress"], 100)
+		self.assertEqual(row["output_reference"], f"/files/worker-{job['job_id']}.txt")
+		self.assertEqual(json.loads(row["result"])["steps"], 3)
+		history = self.engine.history(job["job_id"])
+		self.assertTrue(history["chain_valid"])
+		self.assertEqual([e["to_status"] for e in history["entries"]], ["Queued", "Running", "Completed"])
+
+	def test_the_job_runs_as_its_owner(self):
+		job = self.submit_as(self.member_a, job_type="whoami_job")
+		run_bench_worker()
+		row = self.wait_for(job["job_id"], {"Completed", "Dead Letter"}, timeout=10)
+		self.assertEqual(json.loads(row["result"]), {"user": self.member_a["name"]}, row["error_message"])
+
+	def test_an_owner_who_lost_access_gets_permission_denied(self):
+		job = self.submit_as(self.member_a, label="revoked")
+		permission = frappe.get_value(
+			"User Permission", {"user": self.member_a["name"], "allow": "Organization"}, "name"
+		)
+		frappe.delete_doc("User Permission", permission, ignore_permissions=True)
+		frappe.db.commit()
+		try:
+			run_bench_worker()
+			row = self.wait_for(job["job_id"], {"Completed", "Dead Letter"}, timeout=10)
+			self.assertEqual(row["status"], "Dead Letter")
+			self.assertTrue(row["error_message"].startswith("Permission denied"), row["error_message"])
+			self.assertIsNone(row["result"])
+		finally:
+			frappe.get_doc(
+				{
+					"doctype": "User Permission",
+					"user": self.member_a["name"],
+					"allow": "Organization",
+					"for_value": self.org_a,
+				}
+			).insert(ignore_permissions=True)
+			frappe.db.commit()
+
+	def test_a_suspended_organizations_jobs_wait_then_run(self):
+		job = self.submit_as(self.member_b, organization=self.org_b, steps=1, delay=0, label="suspended")
+		frappe.db.set_value("Organization", self.org_b, "status", "Suspended")
+		frappe.db.commit()
+		try:
+			run_bench_worker()
+			self.assertEqual(self.row(job["job_id"])["status"], "Pending")
+		finally:
+			frappe.db.set_value("Organization", self.org_b, "status", "Active")
+			frappe.db.commit()
+		scheduler_tick()
+		self.assertEqual(self.row(job["job_id"])["status"], "Queued")
+		run_bench_worker()
+		self.assertEqual(self.wait_for(job["job_id"], {"Completed"}, timeout=10)["status"], "Completed")
+
+	def test_a_deleted_organization_fails_its_jobs_without_retry(self):
+		org = f"dw-gone-{frappe.generate_hash(length=6)}"
+		frappe.get_doc({"doctype": "Organization", "organization_name": org, "status": "Active"}).insert()
+		frappe.db.commit()
+		job = self.engine.submit("sample_job", org, {"label": "gone"}, user="Administrator")
+		frappe.db.delete("Organization", org)
+		frappe.db.commit()
+		try:
+			run_bench_worker()
+			row = self.wait_for(job["job_id"], {"Dead Letter", "Completed"}, timeout=10)
+			self.assertEqual(row["status"], "Dead Letter")
+			self.assertEqual(row["error_message"], "Organization not found")
+			self.assertEqual(row["retry_count"], 0)
+		finally:
+			frappe.db.delete("Job Execution Log", {"background_job": job["job_id"]})
+			frappe.db.delete(JOB, job["job_id"])
+			frappe.db.commit()
+
+	def test_the_cron_hook_requeues_due_retries_and_releases_dependents(self):
+		events = frappe.get_hooks("scheduler_events")
+		self.assertIn(TICK, events["cron"]["* * * * *"])
+		scheduled = frappe.get_all(
+			"Scheduled Job Type", filters={"method": TICK}, fields=["name", "frequency"]
+		)
+		self.assertEqual(len(scheduled), 1, "migrate creates the Scheduled Job Type of the cron hook")
+
+		flaky = self.submit_as(self.member_a, job_type="flaky_job", failures=1, label="retry")
+		parent = self.submit_as(self.member_a, steps=1, delay=0, label="parent")
+		frappe.set_user(self.member_a["name"])
+		child = self.engine.submit(
+			"sample_job",
+			self.org_a,
+			{"steps": 1, "delay": 0, "label": "child"},
+			depends_on=parent["job_id"],
+			user=self.member_a["name"],
+		)
+		frappe.set_user("Administrator")
+		self.assertEqual(child["status"], "Pending")
+
+		run_bench_worker()
+		failed = self.row(flaky["job_id"])
+		self.assertEqual(failed["status"], "Failed")
+		self.assertIsNotNone(failed["next_retry_at"])
+		self.assertEqual(self.row(parent["job_id"])["status"], "Completed")
+		# The parent's completion released the child at once; the hook is the backstop.
+		self.assertIn(self.row(child["job_id"])["status"], {"Queued", "Running", "Completed"})
+
+		frappe.db.set_value(JOB, flaky["job_id"], "next_retry_at", frappe.utils.add_to_date(None, minutes=-1))
+		frappe.db.commit()
+		frappe.get_doc("Scheduled Job Type", scheduled[0]["name"]).execute()  # Frappe's own path
+		self.assertEqual(self.row(flaky["job_id"])["status"], "Queued")
+		run_bench_worker()
+		self.assertEqual(self.wait_for(flaky["job_id"], {"Completed"}, timeout=10)["status"], "Completed")
+		self.assertEqual(self.wait_for(child["job_id"], {"Completed"}, timeout=10)["status"], "Completed")
+
+	def test_queue_messages_are_site_namespaced_and_point_at_the_executor(self):
+		job = self.submit_as(self.member_a, label="message")
+		from frappe.utils.background_jobs import get_job
+
+		message = get_job(f"{job['job_id']}-1")
+		self.assertIsNotNone(message)
+		self.assertEqual(message.id, f"{frappe.local.site}::{job['job_id']}-1")
+		self.assertEqual(message.kwargs["method"], RUN_JOB)
+		self.assertEqual(
+			message.kwargs["kwargs"], {"background_job": job["job_id"], "message_id": f"{job['job_id']}-1"}
+		)
+		self.engine.cancel(job["job_id"], user="Administrator")
+
+
+class TestRealtime(DartwingTestCase):
+	def test_events_go_to_the_job_room_and_its_owner_only(self):
+		pubsub = get_redis_connection_without_auth().pubsub(ignore_subscribe_messages=True)
+		pubsub.subscribe("events")
+		try:
+			job = self.submit_as(self.member_a, steps=2, delay=0, label="realtime")
+			run_bench_worker()
+			self.wait_for(job["job_id"], {"Completed"}, timeout=10)
+			messages = []
+			deadline = time.monotonic() + 5
+			while time.monotonic() < deadline:
+				message = pubsub.get_message(timeout=0.5)
+				if message is None:
+					if any(
+						m["event"] == "dartwing_job_status" and m["message"]["status"] == "Completed"
+						for m in messages
+					):
+						break
+					continue
+				data = json.loads(message["data"])
+				if data.get("namespace") == frappe.local.site and _about(data, job["job_id"]):
+					messages.append(data)
+		finally:
+			pubsub.close()
+		rooms = {m["room"] for m in messages}
+		self.assertEqual(
+			rooms,
+			{f"doc:{JOB}/{job['job_id']}", f"user:{self.member_a['name']}", f"doctype:{JOB}"},
+		)
+		statuses = [
+			m["message"]["status"]
+			for m in messages
+			if m["event"] == "dartwing_job_status" and m["room"].startswith("doc:")
+		]
+		self.assertEqual(statuses, ["Queued", "Running", "Completed"])
+		progress = [
+			m["message"]["progress"]
+			for m in messages
+			if m["event"] == "dartwing_job_progress" and m["room"].startswith("doc:")
+		]
+		self.assertTrue(progress and progress[-1] == 100, progress)
+		list_updates = [m for m in messages if m["event"] == "list_update"]
+		self.assertTrue(list_updates)
+		self.assertTrue(all(set(m["message"]) == {"doctype", "name", "user"} for m in list_updates))
+
+
+def _about(data: dict, job_id: str) -> bool:
+	message = data.get("message") or {}
+	return message.get("job_id") == job_id or message.get("name") == job_id

@@ -1,0 +1,156 @@
+"""Shared set-up for the bench tests (`bench --site SITE run-tests --app dartwing`): two
+organizations, three kinds of user, real HTTP calls through Frappe's WSGI app, and a real
+`bench worker` process. Everything is committed (workers and HTTP calls use their own
+connections) and removed again in tearDownClass."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import frappe
+from frappe.tests.test_api import FrappeAPITestCase, make_request
+from frappe.utils import get_bench_path
+
+from dartwing.dartwing_core.background_jobs.backends.frappe_backend import get_engine
+from dartwing.dartwing_core.background_jobs.registry import import_handler_modules, registry
+from dartwing.dartwing_core.background_jobs.transitions import JOB, LOG
+
+API = "/api/method/dartwing.dartwing_core.api.jobs."
+TEST_HANDLERS = "dartwing.dartwing_core.tests.handlers"
+
+
+class DartwingTestCase(FrappeAPITestCase):
+	"""Organizations A and B; users: an admin, a member of A, a member of B, an outsider."""
+
+	@classmethod
+	def setUpClass(cls) -> None:
+		super().setUpClass()
+		tag = frappe.generate_hash(length=6)
+		cls.org_a = _organization(f"dw-test-a-{tag}")
+		cls.org_b = _organization(f"dw-test-b-{tag}")
+		cls.admin = _user(f"dw-admin-{tag}@example.com", "Dartwing Admin")
+		cls.member_a = _user(f"dw-member-a-{tag}@example.com", "Dartwing User", cls.org_a)
+		cls.member_b = _user(f"dw-member-b-{tag}@example.com", "Dartwing User", cls.org_b)
+		cls.outsider = _user(f"dw-outsider-{tag}@example.com", "Dartwing User")
+		cls.engine = get_engine()
+		import_handler_modules([TEST_HANDLERS])
+		if not frappe.db.exists("Job Type", "whoami_job"):
+			frappe.get_doc({"doctype": "Job Type", **registry.specs["whoami_job"].as_job_type_row()}).insert()
+		frappe.db.commit()
+
+	@classmethod
+	def tearDownClass(cls) -> None:
+		frappe.set_user("Administrator")
+		frappe.db.rollback()
+		orgs = [cls.org_a, cls.org_b]
+		jobs = frappe.get_all(JOB, filters={"organization": ["in", orgs]}, pluck="name")
+		if jobs:
+			frappe.db.delete(LOG, {"background_job": ["in", jobs]})
+			frappe.db.delete(JOB, {"name": ["in", jobs]})
+		for user in (cls.admin, cls.member_a, cls.member_b, cls.outsider):
+			frappe.db.delete("User Permission", {"user": user["name"]})
+			frappe.delete_doc("User", user["name"], force=True, ignore_permissions=True)
+		for org in orgs:
+			frappe.delete_doc("Organization", org, force=True, ignore_permissions=True)
+		frappe.db.commit()
+		super().tearDownClass()
+
+	def setUp(self) -> None:
+		frappe.set_user("Administrator")
+
+	def tearDown(self) -> None:
+		frappe.set_user("Administrator")
+		frappe.db.rollback()
+
+	def call(self, method: str, user: dict, http: str = "GET", **params):
+		"""A real HTTP request through Frappe's app, authenticated with the user's API key."""
+		headers = {"Authorization": f"token {user['api_key']}:{user['api_secret']}"}
+		if http == "GET":
+			query = {k: v if isinstance(v, str) else json.dumps(v) for k, v in params.items()}
+			return make_request(
+				self.TEST_CLIENT.get, args=(API + method,), kwargs={"query_string": query, "headers": headers}
+			)
+		return make_request(
+			self.TEST_CLIENT.post, args=(API + method,), kwargs={"json": params, "headers": headers}
+		)
+
+	def submit_as(self, user: dict, job_type: str = "sample_job", organization=None, **params) -> dict:
+		frappe.set_user(user["name"])
+		try:
+			return self.engine.submit(
+				job_type, organization or self.org_a, params, user=user["name"], roles=set(frappe.get_roles())
+			)
+		finally:
+			frappe.set_user("Administrator")
+
+	def row(self, job_id: str) -> dict:
+		frappe.db.rollback()  # see what other connections committed
+		return self.engine.store.get(JOB, job_id)
+
+	def wait_for(self, job_id: str, statuses: set[str], timeout: float = 60) -> dict:
+		deadline = time.monotonic() + timeout
+		while time.monotonic() < deadline:
+			row = self.row(job_id)
+			if row["status"] in statuses:
+				return row
+			time.sleep(0.2)
+		self.fail(f"job {job_id} stayed {row['status']}, expected one of {sorted(statuses)}")
+
+
+def _organization(name: str) -> str:
+	frappe.get_doc(
+		{"doctype": "Organization", "organization_name": name, "status": "Active", "max_queued_jobs": 50}
+	).insert(ignore_permissions=True)
+	return name
+
+
+def _user(email: str, role: str, organization: str | None = None) -> dict:
+	user = frappe.get_doc(
+		{
+			"doctype": "User",
+			"email": email,
+			"first_name": email.split("@")[0],
+			"send_welcome_email": 0,
+			"user_type": "System User",
+			"roles": [{"role": role}],
+		}
+	).insert(ignore_permissions=True)
+	user.api_key = frappe.generate_hash(length=15)
+	secret = frappe.generate_hash(length=15)
+	user.api_secret = secret
+	user.save(ignore_permissions=True)
+	if organization:
+		frappe.get_doc(
+			{"doctype": "User Permission", "user": email, "allow": "Organization", "for_value": organization}
+		).insert(ignore_permissions=True)
+	return {"name": email, "api_key": user.api_key, "api_secret": secret}
+
+
+def run_bench_worker(queues: str = "short,default,long", timeout: float = 120) -> str:
+	"""Drain the queues with a real `bench worker --burst` (the frappe CLI bench runs) and return
+	its output."""
+	command = [
+		sys.executable,
+		"-m",
+		"frappe.utils.bench_helper",
+		"frappe",
+		"--site",
+		frappe.local.site,
+		"worker",
+		"--queue",
+		queues,
+		"--burst",
+	]
+	done = subprocess.run(
+		command,
+		cwd=os.path.join(get_bench_path(), "sites"),
+		capture_output=True,
+		text=True,
+		timeout=timeout,
+		env={**os.environ, "PYTHONUNBUFFERED": "1", "DARTWING_IMPORTS": TEST_HANDLERS},
+	)
+	if done.returncode != 0:
+		raise AssertionError(f"bench worker failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+	return done.stdout + done.stderr
