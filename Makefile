@@ -34,5 +34,14 @@ format: $(STAMP)
 benchmark: $(STAMP) services
 	$(BIN)/python benchmarks/throughput.py $(BENCH_ARGS)
 
+# The Frappe tier: the app's bench tests on an existing bench with dartwing installed on SITE.
+# It builds no bench: make bench-test BENCH=/path/to/frappe-bench SITE=site.localhost
+BENCH_CMD ?= bench
+bench-test:
+	@test -n "$(BENCH)" -a -n "$(SITE)" || { echo "usage: make bench-test BENCH=/path/to/frappe-bench SITE=site.localhost" >&2; exit 2; }
+	@test -d "$(BENCH)/apps/dartwing" || { echo "$(BENCH)/apps/dartwing is missing: bench get-app first (see README)" >&2; exit 2; }
+	# CI=1: without it, Frappe v15's run-tests exits 0 even when tests fail.
+	cd "$(BENCH)" && CI=1 $(BENCH_CMD) --site "$(SITE)" run-tests --app dartwing $(BENCH_TEST_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache

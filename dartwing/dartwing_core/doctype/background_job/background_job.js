@@ -1,0 +1,371 @@
+// Copyright (c) 2026, Dartwing and contributors
+// For license information, please see license.txt
+
+// Shared helpers (status colours, API calls, formatting) live in background_job_list.js, which
+// Frappe evaluates with the doctype meta before this script runs.
+frappe.provide("dartwing.jobs");
+
+const JOB_EVENTS = ["dartwing_job_status", "dartwing_job_progress"];
+
+frappe.ui.form.on("Background Job", {
+	setup(frm) {
+		// The Form object is reused for every job opened, so one listener suffices; drop any
+		// listener of an earlier Form instance (re-created after a meta reload) instead of stacking.
+		const jobs = dartwing.jobs;
+		if (jobs.form_listener) {
+			JOB_EVENTS.forEach((event) => frappe.realtime.off(event, jobs.form_listener));
+		}
+		jobs.form_listener = (job) => on_job_event(frm, job);
+		JOB_EVENTS.forEach((event) => frappe.realtime.on(event, jobs.form_listener));
+	},
+
+	refresh(frm) {
+		if (frm.is_new()) return;
+		const jobs = dartwing.jobs;
+
+		frm.page.set_indicator(__(frm.doc.status), jobs.status_color(frm.doc.status));
+
+		// dashboard.refresh() removes ".custom" sections before "refresh" runs, so rebuild them.
+		render_progress_section(frm);
+		render_details_section(frm);
+		render_history_section(frm);
+		// add_section does not unhide the dashboard wrapper; Frappe's own callers do this too.
+		frm.dashboard.show();
+		add_action_buttons(frm);
+
+		if (jobs.ACTIVE_STATUSES.includes(frm.doc.status)) {
+			// The doc has no ETA and its progress is persisted less often than it is published.
+			const name = frm.doc.name;
+			jobs.call("get_job_status", { job_id: name }, { silent: true })
+				.then((job) => {
+					if (job && frm.doc.name === name) on_job_event(frm, job);
+				})
+				.catch(() => {});
+		}
+	},
+});
+
+function on_job_event(frm, job) {
+	if (!job || !frm.doc || frm.is_new() || job.job_id !== frm.doc.name) return;
+
+	if (job.status && job.status !== frm.doc.status) {
+		frm._dw_live = job;
+		update_progress(frm, job);
+		if (is_form_visible(frm)) {
+			frm.page.set_indicator(__(job.status), dartwing.jobs.status_color(job.status));
+			// Status changes are rare: reload so every field (errors, timing, history) is true.
+			// Once per job and status, so a lagging read can never make reloads loop.
+			const key = job.job_id + "/" + job.status + "/" + (job.modified_at || "");
+			if (frm._dw_reloaded_for !== key) {
+				frm._dw_reloaded_for = key;
+				(frm.debounced_reload_doc || frm.reload_doc).call(frm);
+			}
+		} else {
+			// Frappe reloads a doc flagged like this when its form is shown again.
+			frm.doc.__needs_refresh = true;
+		}
+		return;
+	}
+
+	frm._dw_live = job;
+	update_progress(frm, job);
+}
+
+function is_form_visible(frm) {
+	const route = frappe.get_route() || [];
+	return route[0] === "Form" && route[1] === frm.doctype && route[2] === frm.docname;
+}
+
+// --- progress -------------------------------------------------------------------------------
+
+function render_progress_section(frm) {
+	frm._dw_progress = frm.dashboard.add_section(
+		`<div class="dartwing-job-progress">
+			<div class="d-flex justify-content-between align-items-baseline mb-2">
+				<span class="dw-progress-message text-muted"></span>
+				<span class="dw-progress-percent font-weight-bold"></span>
+			</div>
+			<div class="progress" style="height: 10px;">
+				<div class="progress-bar" role="progressbar" aria-valuemin="0" aria-valuemax="100"></div>
+			</div>
+			<div class="dw-progress-eta text-muted small mt-2"></div>
+		</div>`,
+		__("Progress"),
+		"custom dartwing-job-progress-section"
+	);
+
+	// Prefer the last live event for this doc and status: it is fresher than the stored row.
+	const live = frm._dw_live;
+	const fresh = live && live.job_id === frm.doc.name && live.status === frm.doc.status;
+	update_progress(
+		frm,
+		fresh
+			? live
+			: {
+					job_id: frm.doc.name,
+					status: frm.doc.status,
+					progress: frm.doc.progress,
+					progress_message: frm.doc.progress_message,
+					eta_seconds: null,
+					depends_on: frm.doc.depends_on,
+					started_at: frm.doc.started_at,
+					completed_at: frm.doc.completed_at,
+					cancel_requested_at: frm.doc.cancel_requested_at,
+				}
+	);
+}
+
+function update_progress(frm, job) {
+	const $area = frm._dw_progress;
+	if (!$area || !$area.closest("body").length) return;
+	const jobs = dartwing.jobs;
+
+	const percent = Math.max(0, Math.min(100, flt(job.progress)));
+	const $bar = $area.find(".progress-bar");
+	$bar.removeClass(
+		"progress-bar-success progress-bar-danger bg-secondary progress-bar-striped progress-bar-animated"
+	)
+		.addClass(jobs.progress_bar_class(job.status))
+		.css("width", percent + "%")
+		.attr("aria-valuenow", percent);
+	$area.find(".dw-progress-percent").text(flt(percent, 1) + "%");
+	$area.find(".dw-progress-message").text(job.progress_message || "");
+	$area.find(".dw-progress-eta").text(eta_text(job));
+}
+
+function eta_text(job) {
+	const jobs = dartwing.jobs;
+	switch (job.status) {
+		case "Running":
+			if (job.cancel_requested_at) return __("Cancellation requested, stopping…");
+			if (job.eta_seconds !== null && job.eta_seconds !== undefined) {
+				return __("About {0} left", [jobs.format_duration(job.eta_seconds)]);
+			}
+			return __("Estimating time left…");
+		case "Queued":
+			return __("Waiting for a worker");
+		case "Pending":
+			return job.depends_on
+				? __("Waiting for job {0} to complete", [job.depends_on])
+				: __("Waiting to be queued");
+		default: {
+			const started = jobs.to_moment(job.started_at);
+			const ended = jobs.to_moment(job.completed_at);
+			if (started && ended && started.isValid() && ended.isValid()) {
+				return __("Ran for {0}", [jobs.format_duration(ended.diff(started) / 1000)]);
+			}
+			return "";
+		}
+	}
+}
+
+// --- attempts, errors and output -----------------------------------------------------------
+
+function render_details_section(frm) {
+	const jobs = dartwing.jobs;
+	const esc = jobs.esc;
+	const doc = frm.doc;
+	const rows = [];
+
+	const max = doc.max_retries === null || doc.max_retries === undefined ? "–" : doc.max_retries;
+	rows.push([__("Attempts"), `${esc(cint(doc.retry_count))} / ${esc(max)}`]);
+
+	if (doc.next_retry_at) {
+		rows.push([
+			__("Next Retry"),
+			`${esc(jobs.format_time(doc.next_retry_at))}
+			<span class="text-muted">(${esc(jobs.relative_time(doc.next_retry_at))})</span>`,
+		]);
+	}
+	if (doc.cancel_requested_at && !doc.canceled_at) {
+		rows.push([__("Cancel Requested"), esc(jobs.format_time(doc.cancel_requested_at))]);
+	}
+	if (doc.canceled_at) {
+		const by = doc.canceled_by ? " " + __("by {0}", [esc(doc.canceled_by)]) : "";
+		rows.push([__("Canceled"), esc(jobs.format_time(doc.canceled_at)) + by]);
+	}
+	if (doc.output_reference) {
+		rows.push([__("Output"), output_html(doc.output_reference)]);
+	}
+
+	const row = ([label, value]) =>
+		`<tr><td class="text-muted pl-0 pr-4">${esc(label)}</td><td>${value}</td></tr>`;
+	let html = `<table class="table table-sm table-borderless mb-0" style="width: auto;">
+		${rows.map(row).join("")}
+	</table>`;
+
+	if (doc.error_message || doc.error_type || doc.error_traceback) {
+		html += error_html(doc);
+	}
+
+	frm.dashboard.add_section(
+		html,
+		__("Attempts and Errors"),
+		"custom dartwing-job-details-section"
+	);
+}
+
+function error_html(doc) {
+	const esc = dartwing.jobs.esc;
+	const type_color = doc.error_type === "Transient" ? "orange" : "red";
+	const type_pill = doc.error_type
+		? `<span class="indicator-pill ${type_color} ml-2">${esc(__(doc.error_type))}</span>`
+		: "";
+	// Native <details> keeps the (long) traceback collapsed without any extra wiring.
+	const traceback = doc.error_traceback
+		? `<details class="mt-2">
+			<summary class="text-muted small" style="cursor: pointer;">${esc(__("Traceback"))}</summary>
+			<pre class="mt-2 mb-0 small" style="max-height: 400px; overflow: auto;">${esc(
+				doc.error_traceback
+			)}</pre>
+		</details>`
+		: "";
+	return `<div class="mt-3 p-3 rounded"
+		style="background: var(--subtle-fg); border-left: 3px solid var(--red-500);">
+		<div class="mb-2"><span class="font-weight-bold">${esc(__("Error"))}</span>${type_pill}</div>
+		<div style="white-space: pre-wrap; word-break: break-word;">${esc(doc.error_message)}</div>
+		${traceback}
+	</div>`;
+}
+
+function output_html(reference) {
+	const esc = dartwing.jobs.esc;
+	const value = String(reference).trim();
+	// Only link things that are unambiguously URLs or site paths; anything else is shown as text.
+	if (/^https?:\/\/\S+$/i.test(value)) {
+		return `<a href="${esc(value)}" target="_blank" rel="noopener noreferrer">${esc(value)}</a>`;
+	}
+	if (/^\/\S*$/.test(value)) {
+		// Desk routes stay in the app; files and other site paths open in a new tab.
+		const target = value.startsWith("/app/") ? "" : ' target="_blank" rel="noopener"';
+		return `<a href="${esc(value)}"${target}>${esc(value)}</a>`;
+	}
+	return `<code style="white-space: pre-wrap; word-break: break-all;">${esc(value)}</code>`;
+}
+
+// --- execution history ---------------------------------------------------------------------
+
+function render_history_section(frm) {
+	const jobs = dartwing.jobs;
+	const esc = jobs.esc;
+	const $area = frm.dashboard.add_section(
+		`<div class="dw-history text-muted">${esc(__("Loading…"))}</div>`,
+		__("Execution History"),
+		"custom dartwing-job-history-section"
+	);
+	const name = frm.doc.name;
+
+	jobs.call("get_job_history", { job_id: name }, { silent: true })
+		.then((history) => {
+			// Skip stale answers: the user may have moved to another job meanwhile.
+			if (frm.doc.name !== name || !$area.closest("body").length) return;
+			$area.find(".dw-history").replaceWith(history_html(history || {}));
+		})
+		.catch(() => {
+			if (frm.doc.name !== name) return;
+			$area
+				.find(".dw-history")
+				.removeClass("text-muted")
+				.addClass("text-danger")
+				.text(__("Could not load the execution history."));
+		});
+}
+
+function history_html(history) {
+	const jobs = dartwing.jobs;
+	const esc = jobs.esc;
+	const entries = history.entries || [];
+
+	const chain = history.chain_valid
+		? `<span class="indicator-pill green">${esc(__("Audit chain verified"))}</span>`
+		: `<span class="indicator-pill red">${esc(__("Audit chain broken"))}</span>
+			<span class="text-danger small ml-2">${esc(history.chain_problem || "")}</span>`;
+
+	if (!entries.length) {
+		return `<div class="dw-history"><div class="mb-2">${chain}</div>
+			<div class="text-muted">${esc(__("No transitions recorded yet."))}</div></div>`;
+	}
+
+	const rows = entries
+		.map(
+			(e) => `<tr>
+				<td class="text-muted">${esc(e.sequence)}</td>
+				<td>${e.from_status ? jobs.indicator_pill(e.from_status) : "–"}</td>
+				<td>${e.to_status ? jobs.indicator_pill(e.to_status) : "–"}</td>
+				<td title="${esc(e.timestamp || "")}">${esc(jobs.format_time(e.timestamp))}</td>
+				<td>${esc(e.actor || "")}</td>
+				<td class="text-muted">${esc(e.retry_attempt === null ? "" : e.retry_attempt)}</td>
+				<td style="white-space: pre-wrap; word-break: break-word;">${esc(e.message || "")}</td>
+				<td><code class="small" title="${esc(e.entry_hash || "")}">${esc(
+					(e.entry_hash || "").slice(0, 10)
+				)}</code></td>
+			</tr>`
+		)
+		.join("");
+
+	return `<div class="dw-history">
+		<div class="mb-2">${chain}</div>
+		<div class="table-responsive">
+			<table class="table table-sm table-bordered mb-0">
+				<thead><tr>
+					<th>#</th>
+					<th>${esc(__("From"))}</th>
+					<th>${esc(__("To"))}</th>
+					<th>${esc(__("Time"))}</th>
+					<th>${esc(__("Actor"))}</th>
+					<th>${esc(__("Attempt"))}</th>
+					<th>${esc(__("Message"))}</th>
+					<th>${esc(__("Hash"))}</th>
+				</tr></thead>
+				<tbody>${rows}</tbody>
+			</table>
+		</div>
+	</div>`;
+}
+
+// --- actions -------------------------------------------------------------------------------
+
+function add_action_buttons(frm) {
+	const jobs = dartwing.jobs;
+	const doc = frm.doc;
+	// Mirrors cancel_job: the submitting user (owner_user, not the row's creator) or an admin.
+	const is_owner = doc.owner_user === frappe.session.user;
+
+	if (jobs.ACTIVE_STATUSES.includes(doc.status) && (is_owner || jobs.is_admin())) {
+		frm.add_custom_button(
+			__("Cancel"),
+			() => {
+				frappe.confirm(__("Cancel job {0}?", [`<b>${jobs.esc(doc.name)}</b>`]), () => {
+					jobs.call("cancel_job", { job_id: doc.name }, { type: "POST", freeze: true })
+						.then((job) => {
+							const message =
+								job && job.status === "Running"
+									? __(
+											"Cancellation requested; the job stops at its next checkpoint."
+										)
+									: __("Job canceled");
+							frappe.show_alert({ message, indicator: "orange" });
+						})
+						.catch(() => {})
+						.finally(() => frm.reload_doc());
+				});
+			},
+			__("Actions")
+		);
+	}
+
+	if (jobs.RETRYABLE_STATUSES.includes(doc.status) && jobs.is_admin()) {
+		frm.add_custom_button(
+			__("Retry"),
+			() => {
+				jobs.call("retry_job", { job_id: doc.name }, { type: "POST", freeze: true })
+					.then(() =>
+						frappe.show_alert({ message: __("Job queued again"), indicator: "green" })
+					)
+					.catch(() => {})
+					.finally(() => frm.reload_doc());
+			},
+			__("Actions")
+		);
+	}
+}

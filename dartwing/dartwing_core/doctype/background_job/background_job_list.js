@@ -1,0 +1,175 @@
+// Copyright (c) 2026, Dartwing and contributors
+// For license information, please see license.txt
+
+// Helpers shared by the Background Job list, the form and the Job Monitor page. Frappe runs this
+// file whenever the doctype's meta loads (list, form, or frappe.model.with_doctype on the page),
+// so it is the one place they can all rely on without a build step.
+frappe.provide("dartwing.jobs");
+
+Object.assign(dartwing.jobs, {
+	API: "dartwing.dartwing_core.api.jobs.",
+
+	// The one status -> indicator colour map (list, form indicator, monitor cards).
+	STATUS_COLORS: {
+		Pending: "gray",
+		Queued: "blue",
+		Running: "orange",
+		Completed: "green",
+		Failed: "red",
+		"Timed Out": "red",
+		Canceled: "darkgrey",
+		"Dead Letter": "red",
+	},
+	STATUSES: [
+		"Pending",
+		"Queued",
+		"Running",
+		"Completed",
+		"Failed",
+		"Timed Out",
+		"Canceled",
+		"Dead Letter",
+	],
+	PRIORITIES: ["Low", "Normal", "High", "Critical"],
+	ACTIVE_STATUSES: ["Pending", "Queued", "Running"],
+	RETRYABLE_STATUSES: ["Failed", "Timed Out", "Dead Letter"],
+
+	status_color(status) {
+		return dartwing.jobs.STATUS_COLORS[status] || "gray";
+	},
+
+	is_admin() {
+		return frappe.user.has_role(["System Manager", "Dartwing Admin"]);
+	},
+
+	esc(value) {
+		// frappe.utils.escape_html turns 0 into "", so stringify first.
+		return frappe.utils.escape_html(value == null ? "" : String(value));
+	},
+
+	// Promise over frappe.call; reads are GET so GET-only whitelisting works too.
+	call(method, args, opts = {}) {
+		const clean = {};
+		for (const [key, value] of Object.entries(args || {})) {
+			// Omit empty filters: jQuery would send them as "" instead of leaving the default.
+			if (value !== null && value !== undefined && value !== "") clean[key] = value;
+		}
+		return new Promise((resolve, reject) => {
+			frappe.call({
+				method: dartwing.jobs.API + method,
+				args: clean,
+				type: opts.type || "GET",
+				freeze: opts.freeze,
+				silent: opts.silent,
+				callback: (r) => resolve(r.message),
+				error: (r) => reject(r),
+			});
+		});
+	},
+
+	// API timestamps are ISO 8601 with an offset; doc fields are naive in the system time zone.
+	to_moment(value) {
+		if (!value) return null;
+		if (typeof value === "string" && value.indexOf("T") === -1 && moment.tz) {
+			const tz = frappe.boot.time_zone && frappe.boot.time_zone.system;
+			return tz ? moment.tz(value, tz) : moment(value);
+		}
+		return moment(value);
+	},
+
+	format_time(value) {
+		const m = dartwing.jobs.to_moment(value);
+		if (!m || !m.isValid()) return "";
+		const user_tz = frappe.boot.time_zone && frappe.boot.time_zone.user;
+		const fmt =
+			frappe.datetime.get_user_date_fmt().toUpperCase() +
+			" " +
+			frappe.datetime.get_user_time_fmt();
+		return (user_tz && m.tz ? m.clone().tz(user_tz) : m).format(fmt);
+	},
+
+	format_duration(seconds) {
+		if (seconds === null || seconds === undefined || isNaN(seconds)) return "–";
+		seconds = Number(seconds);
+		if (seconds < 10) return __("{0} s", [seconds.toFixed(seconds < 1 ? 2 : 1)]);
+		if (seconds < 60) return __("{0} s", [Math.round(seconds)]);
+		const minutes = Math.floor(seconds / 60);
+		if (minutes < 60) return __("{0} m {1} s", [minutes, Math.round(seconds % 60)]);
+		const hours = Math.floor(minutes / 60);
+		if (hours < 48) return __("{0} h {1} m", [hours, minutes % 60]);
+		return __("{0} d {1} h", [Math.floor(hours / 24), hours % 24]);
+	},
+
+	// Relative to now, both ways ("in 3 m 2 s" / "3 m 2 s ago").
+	relative_time(value) {
+		const m = dartwing.jobs.to_moment(value);
+		if (!m || !m.isValid()) return "";
+		const diff = m.diff(moment(), "seconds");
+		if (Math.abs(diff) < 5) return __("now");
+		const span = dartwing.jobs.format_duration(Math.abs(diff));
+		return diff > 0 ? __("in {0}", [span]) : __("{0} ago", [span]);
+	},
+
+	indicator_pill(status) {
+		return `<span class="indicator-pill ${dartwing.jobs.status_color(status)}">${dartwing.jobs.esc(
+			__(status)
+		)}</span>`;
+	},
+
+	progress_bar_class(status) {
+		if (status === "Completed") return "progress-bar-success";
+		if (["Failed", "Timed Out", "Dead Letter"].includes(status)) return "progress-bar-danger";
+		if (status === "Canceled") return "bg-secondary";
+		if (status === "Running") return "progress-bar-striped progress-bar-animated";
+		return "";
+	},
+});
+
+frappe.listview_settings["Background Job"] = {
+	add_fields: ["status", "progress", "job_type", "organization", "progress_message"],
+
+	get_indicator(doc) {
+		if (!doc.status) return;
+		return [__(doc.status), dartwing.jobs.status_color(doc.status), "status,=," + doc.status];
+	},
+
+	formatters: {
+		progress(value, df, doc) {
+			const percent = Math.max(0, Math.min(100, flt(value)));
+			const title = dartwing.jobs.esc(doc.progress_message || percent + "%");
+			return `<div class="d-flex align-items-center" title="${title}">
+				<div class="progress flex-grow-1" style="height: 6px; min-width: 40px;">
+					<div class="progress-bar ${dartwing.jobs.progress_bar_class(doc.status)}"
+						role="progressbar" style="width: ${percent}%"></div>
+				</div>
+				<span class="ml-2 text-muted small">${Math.round(percent)}%</span>
+			</div>`;
+		},
+	},
+
+	onload(listview) {
+		add_created_range_filter(listview);
+		if (dartwing.jobs.is_admin()) {
+			listview.page.add_inner_button(__("Job Monitor"), () =>
+				frappe.set_route("job-monitor")
+			);
+		}
+	},
+};
+
+function add_created_range_filter(listview) {
+	// A Datetime field with in_standard_filter only filters on one exact value, so add a
+	// range control beside the standard filters; the filter area reads every page field.
+	const area = listview.filter_area;
+	if (!area || !area.standard_filters_wrapper || listview.page.fields_dict.creation) return;
+	listview.page.add_field(
+		{
+			fieldtype: "DateRange",
+			fieldname: "creation",
+			label: __("Created Between"),
+			condition: "Between",
+			onchange: () => area.debounced_refresh_list_view(),
+		},
+		area.standard_filters_wrapper
+	);
+}
