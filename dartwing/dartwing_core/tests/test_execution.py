@@ -9,7 +9,7 @@ from frappe.utils.background_jobs import get_redis_connection_without_auth
 
 from dartwing.dartwing_core.background_jobs.backends.frappe_backend import RUN_JOB, scheduler_tick
 from dartwing.dartwing_core.background_jobs.transitions import JOB
-from dartwing.dartwing_core.tests.utils import DartwingTestCase, run_bench_worker
+from dartwing.dartwing_core.tests.utils import DartwingTestCase, run_bench_worker, start_bench_worker
 
 TICK = "dartwing.dartwing_core.background_jobs.backends.frappe_backend.scheduler_tick"
 
@@ -142,47 +142,45 @@ class TestExecution(DartwingTestCase):
 
 
 class TestRealtime(DartwingTestCase):
-	def test_events_go_to_the_job_room_and_its_owner_only(self):
+	def test_events_go_to_the_job_room_and_its_owner_only_while_it_runs(self):
 		pubsub = get_redis_connection_without_auth().pubsub(ignore_subscribe_messages=True)
 		pubsub.subscribe("events")
+		job = self.submit_as(self.member_a, steps=4, delay=1.0, label="realtime")
+		worker = start_bench_worker()
+		messages = []  # (seconds since start, message)
+		started = time.monotonic()
 		try:
-			job = self.submit_as(self.member_a, steps=2, delay=0, label="realtime")
-			run_bench_worker()
-			self.wait_for(job["job_id"], {"Completed"}, timeout=10)
-			messages = []
-			deadline = time.monotonic() + 5
-			while time.monotonic() < deadline:
-				message = pubsub.get_message(timeout=0.5)
-				if message is None:
-					if any(
-						m["event"] == "dartwing_job_status" and m["message"]["status"] == "Completed"
-						for m in messages
-					):
-						break
-					continue
-				data = json.loads(message["data"])
-				if data.get("namespace") == frappe.local.site and _about(data, job["job_id"]):
-					messages.append(data)
+			while time.monotonic() - started < 60:
+				message = pubsub.get_message(timeout=0.2)
+				if message is not None:
+					data = json.loads(message["data"])
+					if data.get("namespace") == frappe.local.site and _about(data, job["job_id"]):
+						messages.append((time.monotonic() - started, data))
+				elif worker.poll() is not None:
+					break
 		finally:
+			worker.kill()
+			worker.communicate()
 			pubsub.close()
-		rooms = {m["room"] for m in messages}
+		events = [m for _, m in messages]
+		rooms = {m["room"] for m in events}
 		self.assertEqual(
 			rooms,
 			{f"doc:{JOB}/{job['job_id']}", f"user:{self.member_a['name']}", f"doctype:{JOB}"},
 		)
-		statuses = [
-			m["message"]["status"]
-			for m in messages
-			if m["event"] == "dartwing_job_status" and m["room"].startswith("doc:")
-		]
+		in_doc_room = [(t, m) for t, m in messages if m["room"].startswith("doc:")]
+		statuses = [m["message"]["status"] for _, m in in_doc_room if m["event"] == "dartwing_job_status"]
 		self.assertEqual(statuses, ["Queued", "Running", "Completed"])
 		progress = [
-			m["message"]["progress"]
-			for m in messages
-			if m["event"] == "dartwing_job_progress" and m["room"].startswith("doc:")
+			(t, m["message"]["progress"]) for t, m in in_doc_room if m["event"] == "dartwing_job_progress"
 		]
-		self.assertTrue(progress and progress[-1] == 100, progress)
-		list_updates = [m for m in messages if m["event"] == "list_update"]
+		self.assertEqual(progress[-1][1], 100, progress)
+		# Live, not replayed at the end: each step's event arrives as the step ends, 1 s apart,
+		# so even the last one before 100% comes about a second before completion.
+		completed_at = next(t for t, m in in_doc_room if m["message"]["status"] == "Completed")
+		self.assertEqual([p for _, p in progress], [25, 50, 75, 100])
+		self.assertGreater(completed_at - progress[2][0], 0.5, (progress, completed_at))
+		list_updates = [m for m in events if m["event"] == "list_update"]
 		self.assertTrue(list_updates)
 		self.assertTrue(all(set(m["message"]) == {"doctype", "name", "user"} for m in list_updates))
 

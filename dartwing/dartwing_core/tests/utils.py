@@ -131,6 +131,17 @@ def _user(email: str, role: str, organization: str | None = None) -> dict:
 def run_bench_worker(queues: str = "short,default,long", timeout: float = 120) -> str:
 	"""Drain the queues with a real `bench worker --burst` (the frappe CLI bench runs) and return
 	its output."""
+	worker = start_bench_worker(queues)
+	try:
+		stdout, stderr = worker.communicate(timeout=timeout)
+	finally:
+		worker.kill()
+	if worker.returncode != 0:
+		raise AssertionError(f"bench worker failed ({worker.returncode}):\n{stdout}\n{stderr}")
+	return stdout + stderr
+
+
+def start_bench_worker(queues: str = "short,default,long") -> subprocess.Popen:
 	command = [
 		sys.executable,
 		"-m",
@@ -143,14 +154,11 @@ def run_bench_worker(queues: str = "short,default,long", timeout: float = 120) -
 		queues,
 		"--burst",
 	]
-	done = subprocess.run(
+	return subprocess.Popen(
 		command,
 		cwd=os.path.join(get_bench_path(), "sites"),
-		capture_output=True,
+		stdout=subprocess.PIPE,
+		stderr=subprocess.PIPE,
 		text=True,
-		timeout=timeout,
 		env={**os.environ, "PYTHONUNBUFFERED": "1", "DARTWING_IMPORTS": TEST_HANDLERS},
 	)
-	if done.returncode != 0:
-		raise AssertionError(f"bench worker failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-	return done.stdout + done.stderr

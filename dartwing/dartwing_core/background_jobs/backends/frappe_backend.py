@@ -66,6 +66,19 @@ def _in_site(method):
 	return wrapper
 
 
+def _written(method):
+	"""A write outside transaction() is a transaction of its own, as on the standalone store:
+	progress saved by a worker must be committed, or its events (which wait for the commit of
+	open writes) would all arrive at the end of the job."""
+
+	@functools.wraps(method)
+	def wrapper(self, *args, **kwargs):
+		with self.transaction():
+			return method(self, *args, **kwargs)
+
+	return wrapper
+
+
 def _is_unique_violation(exc: Exception) -> bool:
 	return any(
 		getattr(frappe.db, check)(exc)
@@ -168,7 +181,7 @@ class FrappeStore:
 		with self._site():
 			return {key: int(n) for key, n in self._where(query, table, doctype, filters).run()}
 
-	@_in_site
+	@_written
 	def insert(self, doctype: str, row: dict) -> None:
 		now = now_datetime()
 		values = {**schema.defaults(doctype), "creation": now, "modified": now, **row}
@@ -194,7 +207,7 @@ class FrappeStore:
 					raise UniqueViolation(str(exc)) from exc
 				raise
 
-	@_in_site
+	@_written
 	def update(self, doctype: str, name: str, values: dict, expect: Sequence[Filter] = ()) -> bool:
 		table = frappe.qb.DocType(doctype)
 		query = frappe.qb.update(table)
@@ -214,7 +227,7 @@ class FrappeStore:
 			check = frappe.qb.from_(table).select(table.name).where(table.name == name)
 			return bool(self._where(check, table, doctype, expect).run())
 
-	@_in_site
+	@_written
 	def delete(self, doctype: str, filters: Sequence[Filter]) -> int:
 		table = frappe.qb.DocType(doctype)
 		query = self._where(frappe.qb.from_(table).delete(), table, doctype, filters)
