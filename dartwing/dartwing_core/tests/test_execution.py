@@ -188,3 +188,34 @@ class TestRealtime(DartwingTestCase):
 def _about(data: dict, job_id: str) -> bool:
 	message = data.get("message") or {}
 	return message.get("job_id") == job_id or message.get("name") == job_id
+
+
+class TestPriorityQueues(DartwingTestCase):
+	def test_priorities_use_the_benchs_dartwing_queues_or_the_stock_ones(self):
+		from frappe.utils.background_jobs import get_queues_timeout
+
+		queue = self.engine.queue
+		stock = {p: queue.queue_for(p) for p in ("Critical", "High", "Normal", "Low")}
+		self.assertEqual(stock, {"Critical": "short", "High": "short", "Normal": "default", "Low": "long"})
+		saved = frappe.local.conf.get("workers")
+		frappe.local.conf["workers"] = {
+			name: {"timeout": 5000}
+			for name in ("dartwing_critical", "dartwing_high", "dartwing_normal", "dartwing_low")
+		}
+		get_queues_timeout.cache_clear()
+		try:
+			self.assertEqual(queue.queue_for("Critical"), "dartwing_critical")
+			self.assertEqual(queue.queue_for("Low"), "dartwing_low")
+			job = self.submit_as(self.member_a, label="priority")
+			from frappe.utils.background_jobs import get_job
+
+			message = get_job(f"{job['job_id']}-1")
+			self.assertEqual(message.origin.rsplit(":", 1)[-1], "dartwing_normal")
+			self.engine.cancel(job["job_id"], user="Administrator")
+			message.delete()  # no test worker listens on dartwing_normal
+		finally:
+			if saved is None:
+				frappe.local.conf.pop("workers", None)
+			else:
+				frappe.local.conf["workers"] = saved
+			get_queues_timeout.cache_clear()
