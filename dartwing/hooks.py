@@ -46,11 +46,13 @@ fixtures = [
 ]
 
 permission_query_conditions = {
+	"Organization": f"{_PERMISSIONS}.organization_query",
 	"Background Job": f"{_PERMISSIONS}.background_job_query",
 	"Job Execution Log": f"{_PERMISSIONS}.job_execution_log_query",
 }
 
 has_permission = {
+	"Organization": f"{_PERMISSIONS}.has_organization_permission",
 	"Background Job": f"{_PERMISSIONS}.has_background_job_permission",
 	"Job Execution Log": f"{_PERMISSIONS}.has_job_execution_log_permission",
 }

@@ -1,5 +1,6 @@
-"""Tenancy: a user sees the jobs (and their logs) of the organizations their User Permissions
-reach; System Manager and Dartwing Admin see all. Used by hooks.py for lists and documents."""
+"""Tenancy: a user sees the organizations their User Permissions reach, and those organizations'
+jobs and job logs; System Manager and Dartwing Admin see all. Used by hooks.py for lists and
+documents."""
 
 import frappe
 
@@ -13,6 +14,14 @@ def _in_organizations(column: str, user: str | None) -> str:
 	if not allowed:
 		return "1=0"
 	return f"{column} in ({', '.join(frappe.db.escape(org) for org in allowed)})"
+
+
+def organization_query(user: str | None = None) -> str:
+	return _in_organizations("`tabOrganization`.`name`", user)
+
+
+def has_organization_permission(doc, ptype: str | None = None, user: str | None = None) -> bool:
+	return doc.is_new() or _may_see(doc.name, user)
 
 
 def background_job_query(user: str | None = None) -> str:

@@ -8,10 +8,10 @@ import functools
 from datetime import datetime
 
 import frappe
-from frappe import _
 from frappe.rate_limiter import rate_limit
 from frappe.utils import get_datetime
 
+from dartwing.dartwing_core.api.errors import throw
 from dartwing.dartwing_core.background_jobs.backends.frappe_backend import (
 	allowed_organizations,
 	can_access_organization,
@@ -20,7 +20,6 @@ from dartwing.dartwing_core.background_jobs.backends.frappe_backend import (
 )
 from dartwing.dartwing_core.background_jobs.errors import (
 	DartwingError,
-	DuplicateJob,
 	InvalidState,
 	NotFound,
 	PermissionDenied,
@@ -30,54 +29,27 @@ from dartwing.dartwing_core.background_jobs.states import TERMINAL
 from dartwing.dartwing_core.background_jobs.transitions import JOB
 
 
-class JobInputError(frappe.ValidationError):
-	http_status_code = 400
-
-
-class JobConflictError(frappe.ValidationError):
-	http_status_code = 409
-
-
-class JobQueueFullError(frappe.ValidationError):
-	http_status_code = 429
-
-
-class JobNotFoundError(frappe.DoesNotExistError):
-	http_status_code = 404
-
-
-class JobPermissionError(frappe.PermissionError):
-	http_status_code = 403
-
-
-_BY_STATUS = {
-	400: JobInputError,
-	403: JobPermissionError,
-	404: JobNotFoundError,
-	409: JobConflictError,
-	429: JobQueueFullError,
-}
-
-
 def _engine_errors(method):
-	"""Turn engine errors into Frappe's, with the status the API promises. A duplicate's body
-	names the existing job and its status."""
+	"""Engine errors become Frappe's, with the status the API promises."""
 
 	@functools.wraps(method)
 	def wrapper(*args, **kwargs):
 		try:
 			return method(*args, **kwargs)
 		except DartwingError as exc:
-			if isinstance(exc, DuplicateJob):
-				frappe.local.response["existing_job"] = exc.existing_job
-				frappe.local.response["existing_status"] = exc.existing_status
-			frappe.throw(str(exc), exc=_BY_STATUS.get(exc.http_status, JobInputError), title=_("Job"))
+			throw(exc)
 
 	return wrapper
 
 
 def _submit_rate_limit() -> int:
 	return int(frappe.conf.get("dartwing_submit_rate_limit") or 300)
+
+
+def _require_read() -> None:
+	"""The doctype permission every read needs first: a Dartwing role (or an admin one)."""
+	if not frappe.has_permission(JOB, "read"):
+		raise PermissionDenied("you may not use background jobs")
 
 
 def _require_admin() -> None:
@@ -90,10 +62,11 @@ def _readable_job(job_id: str) -> dict:
 	may not access."""
 	if not isinstance(job_id, str) or not job_id:
 		raise ValidationError("job_id", "is required")
+	_require_read()
 	job = get_engine().store.get(JOB, job_id)
 	if job is None:
 		raise NotFound(f"job {job_id!r} not found")
-	if not can_access_organization(job["organization"]):
+	if not frappe.has_permission(JOB, "read", doc=job_id):  # role, User Permissions, tenancy hook
 		raise PermissionDenied(f"no access to job {job_id!r}")
 	return job
 
@@ -160,6 +133,7 @@ def list_jobs(
 	limit: int | str = 20,
 	offset: int | str = 0,
 ) -> dict:
+	_require_read()
 	return get_engine().list_jobs(
 		organization=organization or None,
 		status=status or None,
@@ -201,6 +175,7 @@ def get_job_history(job_id: str) -> dict:
 def get_job_metrics(organization: str | None = None) -> dict:
 	from dartwing.dartwing_core.background_jobs.metrics import collect
 
+	_require_read()
 	allowed = allowed_organizations()
 	if allowed is not None and not organization:
 		raise PermissionDenied("only admins see all organizations; name one you may access")

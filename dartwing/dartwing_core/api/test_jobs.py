@@ -2,7 +2,9 @@
 two organizations and three kinds of user (admin, member, outsider)."""
 
 import frappe
+from frappe.tests.test_api import make_request
 
+from dartwing.dartwing_core.background_jobs.states import UNFINISHED
 from dartwing.dartwing_core.background_jobs.transitions import JOB, LOG
 from dartwing.dartwing_core.tests.utils import DartwingTestCase
 
@@ -70,49 +72,22 @@ class TestJobsAPI(DartwingTestCase):
 		self.assertEqual(response.status_code, 403, response.json)  # Frappe refuses the method
 
 	def test_duplicate_is_409_and_names_the_existing_job(self):
-		first = self.call(
-			"submit_job",
-			self.member_a,
-			"POST",
-			job_type="sample_job",
-			organization=self.org_a,
-			parameters={"label": "dup"},
-		).json["message"]
-		again = self.call(
-			"submit_job",
-			self.member_a,
-			"POST",
-			job_type="sample_job",
-			organization=self.org_a,
-			parameters={"label": "dup"},
-		)
+		first = self.submit_over_http(self.member_a, self.org_a, label="dup").json["message"]
+		again = self.submit_over_http(self.member_a, self.org_a, label="dup")
 		self.assertEqual(again.status_code, 409, again.json)
 		self.assertEqual(again.json["existing_job"], first["job_id"])
 		self.assertEqual(again.json["existing_status"], "Queued")
 
 	def test_full_queue_is_429(self):
-		frappe.db.set_value("Organization", self.org_b, "max_queued_jobs", 1)
+		unfinished = frappe.db.count(JOB, {"organization": self.org_b, "status": ["in", list(UNFINISHED)]})
+		frappe.db.set_value("Organization", self.org_b, "max_queued_jobs", unfinished + 1)
 		frappe.db.commit()
 		try:
-			ok = self.call(
-				"submit_job",
-				self.member_b,
-				"POST",
-				job_type="sample_job",
-				organization=self.org_b,
-				parameters={"label": "quota-1"},
-			)
+			ok = self.submit_over_http(self.member_b, self.org_b, label="quota-1")
 			self.assertEqual(ok.status_code, 200, ok.json)
-			full = self.call(
-				"submit_job",
-				self.member_b,
-				"POST",
-				job_type="sample_job",
-				organization=self.org_b,
-				parameters={"label": "quota-2"},
-			)
+			full = self.submit_over_http(self.member_b, self.org_b, label="quota-2")
 			self.assertEqual(full.status_code, 429, full.json)
-			self.assertIn("limit 1", full.json["exception"])
+			self.assertIn(f"limit {unfinished + 1}", full.json["exception"])
 		finally:
 			frappe.db.set_value("Organization", self.org_b, "max_queued_jobs", 50)
 			frappe.db.commit()
@@ -261,9 +236,55 @@ class TestJobsAPI(DartwingTestCase):
 		self.assertEqual(frappe.db.count(LOG, {"background_job": job["job_id"]}), 0)
 
 	def test_unauthenticated_calls_are_refused(self):
-		from frappe.tests.test_api import make_request
-
 		response = make_request(
 			self.TEST_CLIENT.get, args=("/api/method/dartwing.dartwing_core.api.jobs.list_jobs",)
 		)
 		self.assertEqual(response.status_code, 403)
+
+	def test_a_user_without_a_dartwing_role_is_refused_everywhere(self):
+		from dartwing.dartwing_core.tests.utils import _user
+
+		job = self.submit_as(self.member_a, label="roleless")
+		roleless = _user(f"dw-roleless-{frappe.generate_hash(length=6)}@example.com", "Blogger", self.org_a)
+		frappe.db.commit()
+		try:
+			calls = [
+				("get_job_status", "GET", {"job_id": job["job_id"]}),
+				("get_job_history", "GET", {"job_id": job["job_id"]}),
+				("list_jobs", "GET", {}),
+				("get_job_metrics", "GET", {"organization": self.org_a}),
+				("cancel_job", "POST", {"job_id": job["job_id"]}),
+				("submit_job", "POST", {"job_type": "sample_job", "organization": self.org_a}),
+			]
+			for method, http, params in calls:
+				response = self.call(method, roleless, http, **params)
+				self.assertEqual(response.status_code, 403, (method, response.json))
+		finally:
+			frappe.db.delete("User Permission", {"user": roleless["name"]})
+			frappe.delete_doc("User", roleless["name"], force=True, ignore_permissions=True)
+			frappe.db.commit()
+
+	def test_organizations_are_bounded_too(self):
+		frappe.set_user(self.member_a["name"])
+		visible = set(frappe.get_list("Organization", pluck="name", limit=500))
+		self.assertIn(self.org_a, visible)
+		self.assertNotIn(self.org_b, visible)
+		self.assertFalse(frappe.has_permission("Organization", doc=self.org_b))
+		frappe.set_user(self.outsider["name"])
+		self.assertEqual(
+			frappe.get_list("Organization", filters={"name": ["in", [self.org_a, self.org_b]]}), []
+		)
+
+	def test_a_rest_insert_answers_like_submit_job(self):
+		path = "/api/resource/Background Job"
+		headers = {"Authorization": f"token {self.member_a['api_key']}:{self.member_a['api_secret']}"}
+		body = {"job_type": "sample_job", "organization": self.org_a, "input_parameters": '{"label": "rest"}'}
+		first = make_request(self.TEST_CLIENT.post, args=(path,), kwargs={"json": body, "headers": headers})
+		self.assertEqual(first.status_code, 200, first.json)
+		self.assertEqual(first.json["data"]["status"], "Queued")
+		again = make_request(self.TEST_CLIENT.post, args=(path,), kwargs={"json": body, "headers": headers})
+		self.assertEqual(again.status_code, 409, again.json)
+		self.assertEqual(again.json["existing_job"], first.json["data"]["name"])
+		bad = {**body, "input_parameters": '{"nope": 1}'}
+		refused = make_request(self.TEST_CLIENT.post, args=(path,), kwargs={"json": bad, "headers": headers})
+		self.assertEqual(refused.status_code, 400, refused.json)

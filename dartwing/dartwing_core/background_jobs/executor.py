@@ -265,9 +265,9 @@ def _heartbeat(engine, job: dict) -> Iterator[None]:
 
 	def beat():
 		while not stop.wait(interval):
-			now = engine.now()
 			try:
-				engine.store.update(
+				now = engine.now()
+				engine.store.update_apart(
 					JOB,
 					job["name"],
 					{

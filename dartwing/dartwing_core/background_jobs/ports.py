@@ -11,6 +11,16 @@ from typing import Any, Protocol
 Filter = tuple[str, str, Any]
 
 
+def order_terms(order_by: str | None) -> list[tuple[str, bool]]:
+	"""`"creation desc, name"` as [(field, descending)]: the one order_by syntax stores accept."""
+	terms = []
+	for part in (order_by or "").split(","):
+		if part.strip():
+			field, _, direction = part.strip().partition(" ")
+			terms.append((field, direction.strip().lower() == "desc"))
+	return terms
+
+
 class Store(Protocol):
 	def transaction(self) -> AbstractContextManager[None]:
 		"""All calls inside run in one transaction; it commits on exit, rolls back on error."""
@@ -36,6 +46,10 @@ class Store(Protocol):
 
 	def update(self, doctype: str, name: str, values: dict, expect: Sequence[Filter] = ()) -> bool:
 		"""Compare-and-set: update only when every `expect` filter holds; True when a row changed."""
+
+	def update_apart(self, doctype: str, name: str, values: dict, expect: Sequence[Filter] = ()) -> bool:
+		"""update(), committed at once and apart from any transaction the caller holds open: for
+		progress and heartbeats, which watchers must see while the handler's own work is pending."""
 
 	def delete(self, doctype: str, filters: Sequence[Filter]) -> int: ...
 

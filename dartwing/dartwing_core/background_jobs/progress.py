@@ -57,7 +57,7 @@ class JobContext:
 			self.persist_progress()
 
 	def persist_progress(self) -> None:
-		self.engine.store.update(
+		self.engine.store.update_apart(
 			JOB,
 			self.job_id,
 			{"progress": self.job["progress"], "progress_message": self.job.get("progress_message")},

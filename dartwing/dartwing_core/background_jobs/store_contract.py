@@ -326,6 +326,57 @@ def check_a_transaction_reads_its_own_writes_and_others_see_them_only_after_comm
 	assert store.get(JOB, "ct-r1") is not None
 
 
+def _elsewhere(work: Callable[[], object]) -> object:
+	"""Run `work` on another thread, which a store serves on its own connection, and return its
+	result (or raise its error)."""
+	outcome: dict = {}
+
+	def run() -> None:
+		try:
+			outcome["value"] = work()
+		except BaseException as exc:
+			outcome["error"] = exc
+
+	thread = threading.Thread(target=run)
+	thread.start()
+	thread.join(timeout=30)
+	assert not thread.is_alive(), "the other connection hung"
+	if "error" in outcome:
+		raise outcome["error"]
+	return outcome["value"]
+
+
+def check_a_compare_and_set_lost_to_another_connection_reports_false(store: Store) -> None:
+	store.insert(JOB, job_row("ct-r1", transition_count=1))
+	assert store.get(JOB, "ct-r1")["transition_count"] == 1  # may pin a snapshot (REPEATABLE READ)
+
+	assert _elsewhere(lambda: store.update(JOB, "ct-r1", {"transition_count": 2, "status": "Running"}))
+
+	lost = store.update(JOB, "ct-r1", {"status": "Canceled"}, expect=[("transition_count", "=", 1)])
+	assert lost is False, "a compare-and-set another connection won must report False"
+	assert _elsewhere(lambda: store.get(JOB, "ct-r1")["status"]) == "Running"
+
+
+def check_reads_see_what_other_connections_committed(store: Store) -> None:
+	store.insert(JOB, job_row("ct-r1", progress=10))
+	assert store.get(JOB, "ct-r1")["progress"] == 10
+
+	_elsewhere(lambda: store.update(JOB, "ct-r1", {"progress": 55, "cancel_requested_at": T0}))
+
+	# What a running job's checkpoint relies on to notice a cancel (READ COMMITTED semantics).
+	row = store.get(JOB, "ct-r1")
+	assert (row["progress"], row["cancel_requested_at"]) == (55, T0)
+
+
+def check_update_apart_commits_at_once(store: Store) -> None:
+	store.insert(JOB, job_row("ct-r1", progress=0))
+
+	assert store.update_apart(JOB, "ct-r1", {"progress": 30}, expect=[("status", "=", "Queued")])
+	assert not store.update_apart(JOB, "ct-r1", {"progress": 40}, expect=[("status", "=", "Running")])
+
+	assert _elsewhere(lambda: store.get(JOB, "ct-r1")["progress"]) == 30
+
+
 # -- filters ----------------------------------------------------------------------------------
 
 # Each case runs together with OUR_LOGS, so rows of other jobs in a shared database never match.

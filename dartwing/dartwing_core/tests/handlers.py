@@ -1,11 +1,26 @@
 """Handlers only the bench tests use; workers import them through DARTWING_IMPORTS."""
 
+import time
+
 import frappe
 
-from dartwing.dartwing_core.background_jobs import job_handler
+from dartwing.dartwing_core.background_jobs import TransientError, job_handler
 
 
 @job_handler("whoami_job", timeout=30, max_retries=0, deduplication_window=0)
 def whoami_job(ctx):
 	"""Reports the Frappe session user the handler runs as."""
 	return {"user": frappe.session.user}
+
+
+@job_handler("writer_job", timeout=60, max_retries=2, base_delay=30, deduplication_window=0)
+def writer_job(ctx, note: str, steps: int = 0, delay: float = 0.0, fail: bool = False):
+	"""Writes a ToDo of its own, then works in steps with progress and checkpoints; may fail."""
+	frappe.get_doc({"doctype": "ToDo", "description": note}).insert(ignore_permissions=True)
+	for step in range(1, steps + 1):
+		ctx.checkpoint()
+		time.sleep(delay)
+		ctx.progress(100 * step / steps, f"step {step}/{steps}")
+	if fail:
+		raise TransientError(f"{note}: failed after writing")
+	return {"note": note}

@@ -12,6 +12,7 @@ import time
 import frappe
 from frappe.tests.test_api import FrappeAPITestCase, make_request
 from frappe.utils import get_bench_path
+from frappe.utils.scheduler import disable_scheduler, enable_scheduler, is_scheduler_disabled
 
 from dartwing.dartwing_core.background_jobs.backends.frappe_backend import get_engine
 from dartwing.dartwing_core.background_jobs.registry import import_handler_modules, registry
@@ -36,9 +37,16 @@ class DartwingTestCase(FrappeAPITestCase):
 		cls.outsider = _user(f"dw-outsider-{tag}@example.com", "Dartwing User")
 		cls.engine = get_engine()
 		import_handler_modules([TEST_HANDLERS])
-		if not frappe.db.exists("Job Type", "whoami_job"):
-			frappe.get_doc({"doctype": "Job Type", **registry.specs["whoami_job"].as_job_type_row()}).insert()
+		for job_type in ("whoami_job", "writer_job"):
+			if not frappe.db.exists("Job Type", job_type):
+				row = registry.specs[job_type].as_job_type_row()
+				frappe.get_doc({"doctype": "Job Type", **row}).insert()
+		# The bench's scheduler would run the cron hook mid-test (and fill the queues the tests'
+		# workers drain): the tests run the hook themselves.
+		cls.scheduler_was_enabled = not is_scheduler_disabled(verbose=False)
+		disable_scheduler()
 		frappe.db.commit()
+		_drop_queued_ticks()
 
 	@classmethod
 	def tearDownClass(cls) -> None:
@@ -54,6 +62,8 @@ class DartwingTestCase(FrappeAPITestCase):
 			frappe.delete_doc("User", user["name"], force=True, ignore_permissions=True)
 		for org in orgs:
 			frappe.delete_doc("Organization", org, force=True, ignore_permissions=True)
+		if cls.scheduler_was_enabled:
+			enable_scheduler()
 		frappe.db.commit()
 		super().tearDownClass()
 
@@ -74,6 +84,17 @@ class DartwingTestCase(FrappeAPITestCase):
 			)
 		return make_request(
 			self.TEST_CLIENT.post, args=(API + method,), kwargs={"json": params, "headers": headers}
+		)
+
+	def submit_over_http(self, user: dict, organization: str, **parameters):
+		"""POST submit_job of a sample_job with these handler parameters."""
+		return self.call(
+			"submit_job",
+			user,
+			"POST",
+			job_type="sample_job",
+			organization=organization,
+			parameters=parameters,
 		)
 
 	def submit_as(self, user: dict, job_type: str = "sample_job", organization=None, **params) -> dict:
@@ -97,6 +118,16 @@ class DartwingTestCase(FrappeAPITestCase):
 				return row
 			time.sleep(0.2)
 		self.fail(f"job {job_id} stayed {row['status']}, expected one of {sorted(statuses)}")
+
+
+def _drop_queued_ticks() -> None:
+	"""Cron runs the scheduler already queued for this site would otherwise run in our workers."""
+	from frappe.utils.background_jobs import get_queue
+
+	for queue_name in ("short", "default", "long"):
+		for message in get_queue(queue_name).jobs:
+			if message.kwargs.get("site") == frappe.local.site and "scheduler_tick" in str(message.kwargs):
+				message.delete()
 
 
 def _organization(name: str) -> str:
@@ -128,10 +159,10 @@ def _user(email: str, role: str, organization: str | None = None) -> dict:
 	return {"name": email, "api_key": user.api_key, "api_secret": secret}
 
 
-def run_bench_worker(queues: str = "short,default,long", timeout: float = 120) -> str:
+def run_bench_worker(queues: str = "short,default,long", timeout: float = 120, **env: str) -> str:
 	"""Drain the queues with a real `bench worker --burst` (the frappe CLI bench runs) and return
 	its output."""
-	worker = start_bench_worker(queues)
+	worker = start_bench_worker(queues, **env)
 	try:
 		stdout, stderr = worker.communicate(timeout=timeout)
 	finally:
@@ -141,7 +172,7 @@ def run_bench_worker(queues: str = "short,default,long", timeout: float = 120) -
 	return stdout + stderr
 
 
-def start_bench_worker(queues: str = "short,default,long") -> subprocess.Popen:
+def start_bench_worker(queues: str = "short,default,long", **env: str) -> subprocess.Popen:
 	command = [
 		sys.executable,
 		"-m",
@@ -160,5 +191,5 @@ def start_bench_worker(queues: str = "short,default,long") -> subprocess.Popen:
 		stdout=subprocess.PIPE,
 		stderr=subprocess.PIPE,
 		text=True,
-		env={**os.environ, "PYTHONUNBUFFERED": "1", "DARTWING_IMPORTS": TEST_HANDLERS},
+		env={**os.environ, "PYTHONUNBUFFERED": "1", "DARTWING_IMPORTS": TEST_HANDLERS, **env},
 	)

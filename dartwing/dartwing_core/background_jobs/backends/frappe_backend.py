@@ -10,8 +10,10 @@ so a job never runs for a transaction that rolled back."""
 import dataclasses
 import functools
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import frappe
@@ -26,7 +28,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from .. import schema, states
 from ..engine import Engine
 from ..errors import PermissionDenied, UniqueViolation, ValidationError
-from ..ports import Filter
+from ..ports import Filter, order_terms
 from ..registry import import_handler_modules
 from ..settings import Settings
 from ..transitions import JOB
@@ -115,12 +117,16 @@ class FrappeStore:
 				yield  # nested: the outer transaction decides
 				return
 			ours = not in_open_transaction()
+			writes_before = frappe.db.transaction_writes
 			frappe.db.savepoint(_SAVEPOINT)
 			frappe.local.dartwing_tx_depth = 1
 			try:
 				yield
 			except BaseException:
 				frappe.db.rollback(save_point=_SAVEPOINT)
+				# Frappe zeroes its write count on any "rollback ..." statement, a savepoint's too:
+				# the caller's writes are still open, and the next transaction must not commit them.
+				frappe.db.transaction_writes = writes_before
 				raise
 			finally:
 				frappe.local.dartwing_tx_depth = 0
@@ -152,11 +158,9 @@ class FrappeStore:
 		table = frappe.qb.DocType(doctype)
 		columns = ["*"] if tuple(fields) == ("*",) else [self._field(table, doctype, f) for f in fields]
 		query = self._where(frappe.qb.from_(table).select(*columns), table, doctype, filters)
-		for part in (order_by or "").split(","):
-			if part.strip():
-				field, _, direction = part.strip().partition(" ")
-				order = Order.desc if direction.strip().lower() == "desc" else Order.asc
-				query = query.orderby(self._field(table, doctype, field), order=order)
+		for field, descending in order_terms(order_by):
+			order = Order.desc if descending else Order.asc
+			query = query.orderby(self._field(table, doctype, field), order=order)
 		if limit is not None:
 			query = query.limit(limit)
 		if offset:
@@ -224,8 +228,30 @@ class FrappeStore:
 			if frappe.db._cursor.rowcount:
 				return True
 			# MariaDB counts changed rows, not matched ones: a write of equal values still matched.
-			check = frappe.qb.from_(table).select(table.name).where(table.name == name)
+			# A locking read sees the row as committed now; a plain one could read an old snapshot
+			# (REPEATABLE READ) and report a lost compare-and-set as won.
+			check = frappe.qb.from_(table).select(table.name).where(table.name == name).for_update()
 			return bool(self._where(check, table, doctype, expect).run())
+
+	def update_apart(self, doctype: str, name: str, values: dict, expect: Sequence[Filter] = ()) -> bool:
+		"""Progress and heartbeats: committed at once even while a handler's own writes are open,
+		so they neither wait for the handler's commit nor lock the job row until it."""
+		if getattr(frappe.local, "db", None) is None or not in_open_transaction():
+			return self.update(doctype, name, values, expect)
+		outcome: dict = {}
+
+		def write() -> None:  # a new thread has no frappe.local: _site opens its own connection
+			try:
+				outcome["changed"] = self.update(doctype, name, values, expect)
+			except BaseException as exc:
+				outcome["error"] = exc
+
+		thread = threading.Thread(target=write, name="dartwing-apart")
+		thread.start()
+		thread.join()
+		if "error" in outcome:
+			raise outcome["error"]
+		return outcome["changed"]
 
 	@_written
 	def delete(self, doctype: str, filters: Sequence[Filter]) -> int:
@@ -314,7 +340,8 @@ class FrappeEvents:
 
 	def publish(self, event: str, payload: dict) -> None:
 		name = EVENTS.get(event, f"dartwing_{event}")
-		after_commit = in_open_transaction()
+		# A status change is news only once committed; progress is saved apart, so it goes now.
+		after_commit = event != "job_progress" and in_open_transaction()
 		job_id = payload["job_id"]
 		frappe.publish_realtime(name, payload, room=get_doc_room(JOB, job_id), after_commit=after_commit)
 		if payload.get("owner_user"):
@@ -324,7 +351,7 @@ class FrappeEvents:
 			# The list view re-reads its page (with the viewer's permissions) on this signal.
 			frappe.publish_realtime(
 				"list_update",
-				{"doctype": JOB, "name": job_id, "user": frappe.session.user},
+				{"doctype": JOB, "name": job_id},  # no user: the doctype room spans organizations
 				after_commit=after_commit,
 			)
 
@@ -361,15 +388,22 @@ class FrappeAccess:
 		enabled = frappe.db.get_value("User", user, "enabled")
 		if not enabled:
 			raise PermissionDenied(f"user {user} is disabled or deleted")
+		if not frappe.has_permission(JOB, "read", user=user):
+			raise PermissionDenied(f"{user} no longer has a role that may use background jobs")
 		if not can_access_organization(job["organization"], user):
 			raise PermissionDenied(f"{user} may no longer access organization {job['organization']}")
 
 	@contextmanager
 	def run_as(self, user: str) -> Iterator[None]:
+		"""The handler runs as `user`; a failed attempt's own writes are rolled back, so a retry
+		starts from a clean slate (a successful one commits with its Completed transition)."""
 		previous = frappe.session.user
 		frappe.set_user(user)
 		try:
 			yield
+		except BaseException:
+			frappe.db.rollback()
+			raise
 		finally:
 			frappe.set_user(previous)
 
@@ -398,15 +432,18 @@ def get_engine() -> Engine:
 		load_handlers()
 		from frappe.utils import get_system_timezone
 
+		zone = ZoneInfo(get_system_timezone())
 		engines["engine"] = Engine(
 			store=FrappeStore(frappe.local.site, frappe.local.sites_path),
 			queue=FrappeQueue(),
 			events=FrappeEvents(),
 			settings=site_settings(),
-			clock=now_datetime,
+			# now_datetime() needs frappe.local, which the heartbeat thread lacks: the same wall
+			# clock (the site's zone, naive, as Frappe stores datetimes), readable from any thread.
+			clock=lambda: datetime.now(zone).replace(tzinfo=None),
 			lock_client=get_redis_conn(),
 			access=FrappeAccess(),
-			tz=ZoneInfo(get_system_timezone()),
+			tz=zone,
 		)
 	return engines["engine"]
 
@@ -417,10 +454,20 @@ _engines: dict[str, dict] = {}
 # -- entry points named by hooks.py and by queue messages ------------------------------------
 
 
+def read_committed() -> None:
+	"""Run this session at READ COMMITTED, as the standalone store does: a checkpoint must see a
+	cancel committed after the job started, which REPEATABLE READ (MariaDB's default) hides.
+	Takes effect from the next transaction, so it commits the (empty) current one."""
+	if frappe.db.db_type == "mariadb" and not in_open_transaction():
+		frappe.db.sql("set session transaction isolation level read committed")
+		frappe.db.commit()
+
+
 def run_job(background_job: str, message_id: str) -> str:
 	"""What every queue message runs, inside frappe's execute_job (site connected)."""
 	from ..executor import execute
 
+	read_committed()
 	return execute(get_engine(), background_job, message_id)
 
 
@@ -428,10 +475,14 @@ def scheduler_tick() -> dict:
 	"""Per-minute cron: due retries, pending releases, orphan rescue, lost messages, hard stops."""
 	from ..scheduler import tick
 
+	read_committed()
 	return tick(get_engine())
 
 
-def purge_daily() -> int | None:
-	from ..cleanup import purge_daily as purge
+def purge_daily() -> int:
+	"""Daily cron. Frappe's scheduler already runs it once a day; the standalone scheduler's
+	24-hour lock would skip a day whenever today's run starts earlier than yesterday's."""
+	from ..cleanup import purge
 
+	read_committed()
 	return purge(get_engine())

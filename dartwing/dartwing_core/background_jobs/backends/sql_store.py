@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 
 from .. import schema
 from ..errors import UniqueViolation, ValidationError
-from ..ports import Filter
+from ..ports import Filter, order_terms
 
 _LONG_TEXT = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 _DATETIME = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
@@ -211,11 +211,9 @@ class SqlStore:
 		table = self.tables[doctype]
 		columns = [table] if tuple(fields) == ("*",) else [self._column(table, f) for f in fields]
 		query = sa.select(*columns).where(*self._where(table, filters))
-		for part in (order_by or "").split(","):
-			if part.strip():
-				field, _, direction = part.strip().partition(" ")
-				column = self._column(table, field)
-				query = query.order_by(column.desc() if direction.strip().lower() == "desc" else column.asc())
+		for field, descending in order_terms(order_by):
+			column = self._column(table, field)
+			query = query.order_by(column.desc() if descending else column.asc())
 		if limit is not None:
 			query = query.limit(limit)
 		if offset:
@@ -264,6 +262,11 @@ class SqlStore:
 				return conn.execute(query).rowcount == 1
 		except sa.exc.IntegrityError as exc:
 			raise UniqueViolation(str(exc.orig)) from exc
+
+	def update_apart(self, doctype: str, name: str, values: dict, expect: Sequence[Filter] = ()) -> bool:
+		"""Handlers never write through this store's connections: outside transaction() every
+		write already commits on its own."""
+		return self.update(doctype, name, values, expect)
 
 	def delete(self, doctype: str, filters: Sequence[Filter]) -> int:
 		table = self.tables[doctype]

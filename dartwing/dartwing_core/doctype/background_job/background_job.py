@@ -5,6 +5,7 @@ import frappe
 from frappe import _
 from frappe.model.document import Document
 
+from dartwing.dartwing_core.api.errors import throw
 from dartwing.dartwing_core.background_jobs import schema
 from dartwing.dartwing_core.background_jobs.backends.frappe_backend import get_engine
 from dartwing.dartwing_core.background_jobs.errors import DartwingError
@@ -56,7 +57,7 @@ class BackgroundJob(Document):
 				roles=set(frappe.get_roles()),
 			)
 		except DartwingError as exc:
-			frappe.throw(str(exc), title=_("Cannot submit job"))
+			throw(exc)  # the API's statuses: REST inserts answer 400/409/429 like submit_job
 		self.name = job["job_id"]
 		self.update(get_engine().store.get(JOB, self.name))
 
