@@ -57,12 +57,17 @@ class JobContext:
 			self.persist_progress()
 
 	def persist_progress(self) -> None:
-		self.engine.store.update_apart(
-			JOB,
-			self.job_id,
-			{"progress": self.job["progress"], "progress_message": self.job.get("progress_message")},
-			expect=[("status", "=", states.RUNNING), ("queue_job_id", "=", self.job["queue_job_id"])],
-		)
+		"""Saved progress is a courtesy to watchers, like events: failing to save it must not fail
+		the job (the final outcome is saved by the executor)."""
+		try:
+			self.engine.store.update_apart(
+				JOB,
+				self.job_id,
+				{"progress": self.job["progress"], "progress_message": self.job.get("progress_message")},
+				expect=[("status", "=", states.RUNNING), ("queue_job_id", "=", self.job["queue_job_id"])],
+			)
+		except Exception:
+			self.logger.warning("Saving progress failed job_id=%s", self.job_id, exc_info=True)
 
 	def checkpoint(self) -> None:
 		"""Raise JobCanceled if a cancel was requested, or if this run no longer owns the job

@@ -240,6 +240,29 @@ class TestHandlerTransactions(DartwingTestCase):
 		self.assertEqual(row["status"], "Failed", row["error_message"])
 		self.assertEqual(self.todos(note), 0)
 
+	def test_saving_progress_never_commits_a_handlers_uncounted_writes(self):
+		note = f"dw-note-{frappe.generate_hash(length=6)}"
+		job = self.submit_as(
+			self.member_a, job_type="writer_job", note=note, steps=1, fail=True, uncounted=True
+		)
+		run_bench_worker()
+		row = self.row(job["job_id"])
+		self.assertEqual(row["status"], "Failed", row["error_message"])
+		self.assertEqual(row["progress"], 100, "the progress write itself went through")
+		self.assertEqual(self.todos(note), 0)
+
+	def test_progress_apart_falls_back_when_this_transaction_holds_the_row(self):
+		job = self.submit_as(self.member_a, label="apart")
+		store = self.engine.store
+		self.assertTrue(store.update(JOB, job["job_id"], {"progress": 5}))  # commits: ours
+		frappe.db.sql(f"update `tab{JOB}` set progress_message='held' where name=%s", job["job_id"])
+		started = time.monotonic()
+		self.assertTrue(store.update_apart(JOB, job["job_id"], {"progress": 7}))
+		self.assertLess(time.monotonic() - started, 20, "waited out the lock instead of falling back")
+		frappe.db.commit()
+		self.assertEqual(self.row(job["job_id"])["progress"], 7)
+		self.engine.cancel(job["job_id"], user="Administrator")
+
 	def test_a_successful_attempt_commits_its_writes_with_its_completion(self):
 		note = f"dw-note-{frappe.generate_hash(length=6)}"
 		job = self.submit_as(self.member_a, job_type="writer_job", note=note)

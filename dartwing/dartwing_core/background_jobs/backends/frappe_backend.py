@@ -9,6 +9,7 @@ so a job never runs for a transaction that rolled back."""
 
 import dataclasses
 import functools
+import logging
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -34,6 +35,7 @@ from ..settings import Settings
 from ..transitions import JOB
 from .rq_queue import BACKSTOP_SECONDS, message_waiting
 
+logger = logging.getLogger("dartwing.jobs")
 RUN_JOB = "dartwing.dartwing_core.background_jobs.backends.frappe_backend.run_job"
 # One RQ queue per priority; a bench declares them under `workers` in common_site_config.json
 # and lists them first to last in `bench worker --queue`. Without them, the stock queues serve.
@@ -53,8 +55,15 @@ _NO_LIMIT = 2**63 - 1
 
 def in_open_transaction() -> bool:
 	"""True when the current commit is not ours to make: a web request (Frappe commits it at the
-	end) or a caller's uncommitted writes."""
-	return getattr(frappe.local, "request", None) is not None or bool(frappe.db.transaction_writes)
+	end), a handler running (its transaction is its own, whatever it wrote), or a caller's
+	uncommitted writes. Frappe counts only statements starting with insert/update/delete, so a
+	handler's `select ... for update` alone would not show."""
+	in_request = getattr(frappe.local, "request", None) is not None and not getattr(frappe.local, "job", None)
+	return (
+		in_request
+		or getattr(frappe.local, "dartwing_in_handler", False)
+		or bool(frappe.db.transaction_writes)
+	)
 
 
 def _in_site(method):
@@ -123,10 +132,14 @@ class FrappeStore:
 			try:
 				yield
 			except BaseException:
-				frappe.db.rollback(save_point=_SAVEPOINT)
-				# Frappe zeroes its write count on any "rollback ..." statement, a savepoint's too:
-				# the caller's writes are still open, and the next transaction must not commit them.
-				frappe.db.transaction_writes = writes_before
+				if ours:
+					frappe.db.rollback()  # also drops the row and gap locks taken since the savepoint
+				else:
+					frappe.db.rollback(save_point=_SAVEPOINT)
+					# Frappe zeroes its write count on any "rollback ..." statement, a savepoint's
+					# too: the caller's writes are still open, and the next transaction must not
+					# commit them.
+					frappe.db.transaction_writes = writes_before
 				raise
 			finally:
 				frappe.local.dartwing_tx_depth = 0
@@ -242,15 +255,23 @@ class FrappeStore:
 
 		def write() -> None:  # a new thread has no frappe.local: _site opens its own connection
 			try:
-				outcome["changed"] = self.update(doctype, name, values, expect)
+				with self._site():
+					if frappe.db.db_type == "mariadb":
+						frappe.db.sql("set session innodb_lock_wait_timeout = 3")
+					outcome["changed"] = self.update(doctype, name, values, expect)
 			except BaseException as exc:
 				outcome["error"] = exc
 
-		thread = threading.Thread(target=write, name="dartwing-apart")
+		thread = threading.Thread(target=write, name="dartwing-apart", daemon=True)
 		thread.start()
 		thread.join()
-		if "error" in outcome:
-			raise outcome["error"]
+		error = outcome.get("error")
+		if isinstance(error, frappe.QueryTimeoutError):
+			# This very transaction holds the row (a job run inline, inside an open transaction):
+			# the write can only go in it.
+			return self.update(doctype, name, values, expect)
+		if error is not None:
+			raise error
 		return outcome["changed"]
 
 	@_written
@@ -395,16 +416,23 @@ class FrappeAccess:
 
 	@contextmanager
 	def run_as(self, user: str) -> Iterator[None]:
-		"""The handler runs as `user`; a failed attempt's own writes are rolled back, so a retry
-		starts from a clean slate (a successful one commits with its Completed transition)."""
+		"""The handler runs as `user`, in a transaction of its own: a failed attempt's writes are
+		rolled back before it is settled, a successful one's commit with its Completed transition.
+		A handler that commits itself (frappe.db.commit) keeps what it committed even if it later
+		fails, and redoes it on retry: key such work on ctx.idempotency_key."""
 		previous = frappe.session.user
 		frappe.set_user(user)
+		frappe.local.dartwing_in_handler = True
 		try:
 			yield
 		except BaseException:
-			frappe.db.rollback()
+			try:
+				frappe.db.rollback()
+			except Exception:  # a dropped connection: keep the handler's error, not this one
+				logger.warning("Rolling back a failed attempt failed", exc_info=True)
 			raise
 		finally:
+			frappe.local.dartwing_in_handler = False
 			frappe.set_user(previous)
 
 

@@ -22,6 +22,9 @@ frappe.ui.form.on("Background Job", {
 	refresh(frm) {
 		if (frm.is_new()) return;
 		const jobs = dartwing.jobs;
+		// A job changes only through its actions; the server refuses saves, so offer none.
+		frm.disable_save();
+		frm.set_read_only();
 
 		frm.page.set_indicator(__(frm.doc.status), jobs.status_color(frm.doc.status));
 
@@ -235,7 +238,8 @@ function output_html(reference) {
 	if (/^https?:\/\/\S+$/i.test(value)) {
 		return `<a href="${esc(value)}" target="_blank" rel="noopener noreferrer">${esc(value)}</a>`;
 	}
-	if (/^\/\S*$/.test(value)) {
+	// A site path, but not "//host" or "/\host", which browsers open as another site.
+	if (/^\/(?![\/\\])\S*$/.test(value)) {
 		// Desk routes stay in the app; files and other site paths open in a new tab.
 		const target = value.startsWith("/app/") ? "" : ' target="_blank" rel="noopener"';
 		return `<a href="${esc(value)}"${target}>${esc(value)}</a>`;
@@ -331,7 +335,8 @@ function add_action_buttons(frm) {
 	// Mirrors cancel_job: the submitting user (owner_user, not the row's creator) or an admin.
 	const is_owner = doc.owner_user === frappe.session.user;
 
-	if (jobs.ACTIVE_STATUSES.includes(doc.status) && (is_owner || jobs.is_admin())) {
+	const cancel_pending = doc.status === "Running" && doc.cancel_requested_at;
+	if (jobs.ACTIVE_STATUSES.includes(doc.status) && !cancel_pending && (is_owner || jobs.is_admin())) {
 		frm.add_custom_button(
 			__("Cancel"),
 			() => {

@@ -59,3 +59,15 @@ class TestBackgroundJob(DartwingTestCase):
 			"dw_depends_on_status",
 		):
 			self.assertIn(name, indexes)
+
+	def test_text_a_handler_or_user_controls_is_shown_escaped(self):
+		"""Frappe renders read-only Small/Long Text as HTML; Code fields are escaped. The engine
+		writes these with raw SQL, so Frappe's save-time sanitizing never sees them."""
+		hostile = {
+			JOB: ("progress_message", "output_reference", "error_message", "error_traceback"),
+			LOG: ("message",),
+		}
+		for doctype, fields in hostile.items():
+			meta = frappe.get_meta(doctype)
+			for field in fields:
+				self.assertEqual(meta.get_field(field).fieldtype, "Code", (doctype, field))

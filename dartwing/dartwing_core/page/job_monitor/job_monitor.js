@@ -107,8 +107,10 @@ dartwing.jobs.JobMonitor = class JobMonitor {
 		this.stop();
 		this.visible = true;
 		this.failures = 0;
-		// Status events reach only a job's owner and its form; list_update is site-wide and
-		// Frappe sends it for Background Job on every status change, so admins hear about all.
+		// Status events reach only a job's owner and its form; list_update goes to the Background
+		// Job doctype room on every status change, so join it to hear about everyone's jobs (and
+		// never leave it: an open list view shares the room).
+		frappe.realtime.doctype_subscribe("Background Job");
 		frappe.realtime.on("dartwing_job_status", this.on_realtime);
 		frappe.realtime.on("list_update", this.on_realtime);
 		this.start_timer();
@@ -459,12 +461,12 @@ dartwing.jobs.JobMonitor = class JobMonitor {
 
 		if (action === "retry") {
 			frappe.confirm(__("Retry job {0}? It goes back to the queue.", [name]), () =>
-				run("retry_job", __("Job {0} queued again", [job_id]))
+				run("retry_job", __("Job {0} queued again", [jobs.esc(job_id)]))
 			);
 		} else if (action === "delete") {
 			frappe.confirm(
 				__("Delete job {0} and its execution history? This cannot be undone.", [name]),
-				() => run("delete_job", __("Job {0} deleted", [job_id]))
+				() => run("delete_job", __("Job {0} deleted", [jobs.esc(job_id)]))
 			);
 		}
 	}
