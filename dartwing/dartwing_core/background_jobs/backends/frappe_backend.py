@@ -154,8 +154,7 @@ class FrappeStore:
 		query = frappe.qb.from_(table).select("*").where(table.name == name)
 		if for_update:
 			query = query.for_update()
-		with self._site():
-			rows = query.run(as_dict=True)
+		rows = query.run(as_dict=True)
 		return dict(rows[0]) if rows else None
 
 	@_in_site
@@ -180,23 +179,20 @@ class FrappeStore:
 			if limit is None:
 				query = query.limit(_NO_LIMIT)  # MariaDB has no OFFSET without a LIMIT
 			query = query.offset(offset)
-		with self._site():
-			return [dict(r) for r in query.run(as_dict=True)]
+		return [dict(r) for r in query.run(as_dict=True)]
 
 	@_in_site
 	def count(self, doctype: str, filters: Sequence[Filter] = ()) -> int:
 		table = frappe.qb.DocType(doctype)
 		query = self._where(frappe.qb.from_(table).select(Count("*")), table, doctype, filters)
-		with self._site():
-			return int(query.run()[0][0])
+		return int(query.run()[0][0])
 
 	@_in_site
 	def count_by(self, doctype: str, field: str, filters: Sequence[Filter] = ()) -> dict[str, int]:
 		table = frappe.qb.DocType(doctype)
 		column = self._field(table, doctype, field)
 		query = frappe.qb.from_(table).select(column, Count("*")).groupby(column)
-		with self._site():
-			return {key: int(n) for key, n in self._where(query, table, doctype, filters).run()}
+		return {key: int(n) for key, n in self._where(query, table, doctype, filters).run()}
 
 	@_written
 	def insert(self, doctype: str, row: dict) -> None:
@@ -209,20 +205,19 @@ class FrappeStore:
 			raise ValidationError(doctype, f"unknown fields {sorted(unknown)}")
 		columns = ", ".join(f"`{c}`" for c in values)
 		placeholders = ", ".join(["%s"] * len(values))
-		with self._site():
-			postgres = frappe.db.db_type == "postgres"  # a failed statement aborts its transaction
+		postgres = frappe.db.db_type == "postgres"  # a failed statement aborts its transaction
+		if postgres:
+			frappe.db.savepoint("dartwing_insert")
+		try:
+			frappe.db.sql(
+				f"insert into `tab{doctype}` ({columns}) values ({placeholders})", list(values.values())
+			)
+		except Exception as exc:
 			if postgres:
-				frappe.db.savepoint("dartwing_insert")
-			try:
-				frappe.db.sql(
-					f"insert into `tab{doctype}` ({columns}) values ({placeholders})", list(values.values())
-				)
-			except Exception as exc:
-				if postgres:
-					frappe.db.rollback(save_point="dartwing_insert")
-				if _is_unique_violation(exc):
-					raise UniqueViolation(str(exc)) from exc
-				raise
+				frappe.db.rollback(save_point="dartwing_insert")
+			if _is_unique_violation(exc):
+				raise UniqueViolation(str(exc)) from exc
+			raise
 
 	@_written
 	def update(self, doctype: str, name: str, values: dict, expect: Sequence[Filter] = ()) -> bool:
@@ -231,20 +226,19 @@ class FrappeStore:
 		for field, value in values.items():
 			query = query.set(self._field(table, doctype, field), value)
 		query = self._where(query.where(table.name == name), table, doctype, expect)
-		with self._site():
-			try:
-				query.run()
-			except Exception as exc:
-				if _is_unique_violation(exc):
-					raise UniqueViolation(str(exc)) from exc
-				raise
-			if frappe.db._cursor.rowcount:
-				return True
-			# MariaDB counts changed rows, not matched ones: a write of equal values still matched.
-			# A locking read sees the row as committed now; a plain one could read an old snapshot
-			# (REPEATABLE READ) and report a lost compare-and-set as won.
-			check = frappe.qb.from_(table).select(table.name).where(table.name == name).for_update()
-			return bool(self._where(check, table, doctype, expect).run())
+		try:
+			query.run()
+		except Exception as exc:
+			if _is_unique_violation(exc):
+				raise UniqueViolation(str(exc)) from exc
+			raise
+		if frappe.db._cursor.rowcount:
+			return True
+		# MariaDB counts changed rows, not matched ones: a write of equal values still matched.
+		# A locking read sees the row as committed now; a plain one could read an old snapshot
+		# (REPEATABLE READ) and report a lost compare-and-set as won.
+		check = frappe.qb.from_(table).select(table.name).where(table.name == name).for_update()
+		return bool(self._where(check, table, doctype, expect).run())
 
 	def update_apart(self, doctype: str, name: str, values: dict, expect: Sequence[Filter] = ()) -> bool:
 		"""Progress and heartbeats: committed at once even while a handler's own writes are open,
@@ -278,9 +272,8 @@ class FrappeStore:
 	def delete(self, doctype: str, filters: Sequence[Filter]) -> int:
 		table = frappe.qb.DocType(doctype)
 		query = self._where(frappe.qb.from_(table).delete(), table, doctype, filters)
-		with self._site():
-			query.run()
-			return frappe.db._cursor.rowcount
+		query.run()
+		return frappe.db._cursor.rowcount
 
 	def _known(self, doctype: str) -> set[str]:
 		if doctype not in self._columns:
