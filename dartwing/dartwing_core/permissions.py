@@ -4,7 +4,10 @@ documents."""
 
 import frappe
 
-from dartwing.dartwing_core.background_jobs.backends.frappe_backend import allowed_organizations
+from dartwing.dartwing_core.background_jobs.backends.frappe_backend import (
+	allowed_organizations,
+	can_access_organization,
+)
 
 
 def _in_organizations(column: str, user: str | None) -> str:
@@ -21,7 +24,7 @@ def organization_query(user: str | None = None) -> str:
 
 
 def has_organization_permission(doc, ptype: str | None = None, user: str | None = None) -> bool:
-	return doc.is_new() or _may_see(doc.name, user)
+	return doc.is_new() or can_access_organization(doc.name, user)
 
 
 def background_job_query(user: str | None = None) -> str:
@@ -38,15 +41,10 @@ def job_execution_log_query(user: str | None = None) -> str:
 	)
 
 
-def _may_see(organization: str | None, user: str | None) -> bool:
-	allowed = allowed_organizations(user)
-	return allowed is None or organization in allowed
-
-
 def has_background_job_permission(doc, ptype: str | None = None, user: str | None = None) -> bool:
-	return _may_see(doc.organization, user)
+	return can_access_organization(doc.organization, user)
 
 
 def has_job_execution_log_permission(doc, ptype: str | None = None, user: str | None = None) -> bool:
 	organization = frappe.db.get_value("Background Job", doc.background_job, "organization")
-	return _may_see(organization, user)
+	return can_access_organization(organization, user)

@@ -242,10 +242,12 @@ class TestJobsAPI(DartwingTestCase):
 		self.assertEqual(response.status_code, 403)
 
 	def test_a_user_without_a_dartwing_role_is_refused_everywhere(self):
-		from dartwing.dartwing_core.tests.utils import _user
+		from dartwing.dartwing_core.tests.utils import make_user
 
 		job = self.submit_as(self.member_a, label="roleless")
-		roleless = _user(f"dw-roleless-{frappe.generate_hash(length=6)}@example.com", "Blogger", self.org_a)
+		roleless = make_user(
+			f"dw-roleless-{frappe.generate_hash(length=6)}@example.com", "Blogger", self.org_a
+		)
 		frappe.db.commit()
 		try:
 			calls = [

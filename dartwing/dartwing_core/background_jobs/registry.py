@@ -75,23 +75,25 @@ def job_type_problems(row: dict) -> list[tuple[str, str]]:
 		problems.append(("default_priority", f"must be one of {', '.join(PRIORITIES)}"))
 	if row.get("retry_strategy", "exponential") not in STRATEGIES:
 		problems.append(("retry_strategy", f"must be one of {', '.join(STRATEGIES)}"))
-	numbers = {
-		"default_timeout": (1, "must be at least 1 second"),
-		"max_retries": (0, "must be zero or more"),
-		"base_delay": (0, "must be zero or more seconds"),
-		"max_delay": (0, "must be zero or more seconds"),
-		"jitter": (0, "must be from 0 to 1"),
-		"deduplication_window": (0, "must be zero or more seconds"),
+	numbers = {  # field: (lowest, highest, problem)
+		"default_timeout": (1, None, "must be at least 1 second"),
+		"max_retries": (0, None, "must be zero or more"),
+		"base_delay": (0, None, "must be zero or more seconds"),
+		"max_delay": (0, None, "must be zero or more seconds"),
+		"jitter": (0, 1, "must be from 0 to 1"),
+		"deduplication_window": (0, None, "must be zero or more seconds"),
 	}
-	for name, (low, problem) in numbers.items():
+	for name, (low, high, problem) in numbers.items():
 		value = row.get(name)
-		if value is not None and (
-			isinstance(value, bool) or not isinstance(value, int | float) or value < low
+		if value is None:
+			continue
+		if (
+			isinstance(value, bool)
+			or not isinstance(value, int | float)
+			or value < low
+			or (high is not None and value > high)
 		):
 			problems.append((name, problem))
-	jitter = row.get("jitter")
-	if isinstance(jitter, int | float) and jitter > 1:
-		problems.append(("jitter", "must be from 0 to 1"))
 	base, ceiling = row.get("base_delay"), row.get("max_delay")
 	if isinstance(base, int | float) and isinstance(ceiling, int | float) and 0 < ceiling < base:
 		problems.append(("max_delay", "must not be less than base_delay"))

@@ -1,10 +1,12 @@
 """The doctype JSON files are the one definition of the schema; this module reads them for the
-standalone store. Composite indexes live under the JSON key `dartwing_indexes`, which the Frappe
+standalone store (tables) and for both stores (defaults of inserted rows). Composite indexes live under the JSON key `dartwing_indexes`, which the Frappe
 side applies in `on_doctype_update`."""
 
 import json
 from functools import cache
 from pathlib import Path
+
+from .errors import ValidationError
 
 DOCTYPE_DIR = Path(__file__).resolve().parent.parent / "doctype"
 DOCTYPES = ("Organization", "Job Type", "Background Job", "Job Execution Log")
@@ -28,6 +30,18 @@ def data_fields(doctype: str) -> tuple[dict, ...]:
 
 def composite_indexes(doctype: str) -> list[list[str]]:
 	return load(doctype).get("dartwing_indexes", [])
+
+
+def complete_row(doctype: str, row: dict, now, columns) -> dict:
+	"""A row as a store inserts it: field defaults, Frappe's standard columns, then `row`; a field
+	the table lacks is refused by name."""
+	values = {**defaults(doctype), "creation": now, "modified": now, **row}
+	values.setdefault("owner", "Administrator")
+	values.setdefault("modified_by", values["owner"])
+	unknown = set(values) - set(columns)
+	if unknown:
+		raise ValidationError(doctype, f"unknown fields {sorted(unknown)}")
+	return values
 
 
 @cache

@@ -31,10 +31,10 @@ class DartwingTestCase(FrappeAPITestCase):
 		tag = frappe.generate_hash(length=6)
 		cls.org_a = _organization(f"dw-test-a-{tag}")
 		cls.org_b = _organization(f"dw-test-b-{tag}")
-		cls.admin = _user(f"dw-admin-{tag}@example.com", "Dartwing Admin")
-		cls.member_a = _user(f"dw-member-a-{tag}@example.com", "Dartwing User", cls.org_a)
-		cls.member_b = _user(f"dw-member-b-{tag}@example.com", "Dartwing User", cls.org_b)
-		cls.outsider = _user(f"dw-outsider-{tag}@example.com", "Dartwing User")
+		cls.admin = make_user(f"dw-admin-{tag}@example.com", "Dartwing Admin")
+		cls.member_a = make_user(f"dw-member-a-{tag}@example.com", "Dartwing User", cls.org_a)
+		cls.member_b = make_user(f"dw-member-b-{tag}@example.com", "Dartwing User", cls.org_b)
+		cls.outsider = make_user(f"dw-outsider-{tag}@example.com", "Dartwing User")
 		cls.engine = get_engine()
 		import_handler_modules([TEST_HANDLERS])
 		for job_type in ("whoami_job", "writer_job"):
@@ -137,7 +137,7 @@ def _organization(name: str) -> str:
 	return name
 
 
-def _user(email: str, role: str, organization: str | None = None) -> dict:
+def make_user(email: str, role: str, organization: str | None = None) -> dict:
 	user = frappe.get_doc(
 		{
 			"doctype": "User",

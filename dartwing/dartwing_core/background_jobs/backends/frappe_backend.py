@@ -26,7 +26,7 @@ from frappe.utils.background_jobs import create_job_id, get_queues_timeout, get_
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 
-from .. import schema, states
+from .. import schema
 from ..engine import Engine
 from ..errors import PermissionDenied, UniqueViolation, ValidationError
 from ..ports import Filter, order_terms
@@ -196,13 +196,7 @@ class FrappeStore:
 
 	@_written
 	def insert(self, doctype: str, row: dict) -> None:
-		now = now_datetime()
-		values = {**schema.defaults(doctype), "creation": now, "modified": now, **row}
-		values.setdefault("owner", "Administrator")
-		values.setdefault("modified_by", values["owner"])
-		unknown = set(values) - self._known(doctype)
-		if unknown:
-			raise ValidationError(doctype, f"unknown fields {sorted(unknown)}")
+		values = schema.complete_row(doctype, row, now_datetime(), self._known(doctype))
 		columns = ", ".join(f"`{c}`" for c in values)
 		placeholders = ", ".join(["%s"] * len(values))
 		postgres = frappe.db.db_type == "postgres"  # a failed statement aborts its transaction
@@ -342,12 +336,6 @@ class FrappeQueue:
 		except (NoSuchJobError, InvalidJobOperation):
 			pass  # not running anywhere: nothing to stop
 
-	def depth(self) -> dict[str, int]:
-		from frappe.utils.background_jobs import get_queue
-
-		names = {p: self.queue_for(p) for p in states.PRIORITIES}
-		return {p: get_queue(q).count for p, q in names.items()}
-
 
 class FrappeEvents:
 	"""Socket.IO through Frappe: to the job's document room and its owner, never the whole site."""
@@ -448,13 +436,13 @@ def site_settings() -> Settings:
 
 def get_engine() -> Engine:
 	"""The engine of the current site, built once per process and site."""
-	engines = _engines.setdefault(frappe.local.site, {})
-	if "engine" not in engines:
+	site = frappe.local.site
+	if site not in _engines:
 		load_handlers()
 		from frappe.utils import get_system_timezone
 
 		zone = ZoneInfo(get_system_timezone())
-		engines["engine"] = Engine(
+		_engines[site] = Engine(
 			store=FrappeStore(frappe.local.site, frappe.local.sites_path),
 			queue=FrappeQueue(),
 			events=FrappeEvents(),
@@ -466,10 +454,10 @@ def get_engine() -> Engine:
 			access=FrappeAccess(),
 			tz=zone,
 		)
-	return engines["engine"]
+	return _engines[site]
 
 
-_engines: dict[str, dict] = {}
+_engines: dict[str, Engine] = {}
 
 
 # -- entry points named by hooks.py and by queue messages ------------------------------------

@@ -237,12 +237,7 @@ class SqlStore:
 	def insert(self, doctype: str, row: dict) -> None:
 		table = self.tables[doctype]
 		now = datetime.now(timezone.utc).replace(tzinfo=None)
-		values = {**schema.defaults(doctype), "creation": now, "modified": now, **row}
-		values.setdefault("owner", "Administrator")
-		values.setdefault("modified_by", values["owner"])
-		unknown = set(values) - set(table.c.keys())
-		if unknown:
-			raise ValidationError(doctype, f"unknown fields {sorted(unknown)}")
+		values = schema.complete_row(doctype, row, now, table.c.keys())
 		try:
 			with self._connection(write=True) as conn, self._savepoint(conn):
 				conn.execute(table.insert(), values)

@@ -45,8 +45,9 @@ class BackgroundJob(Document):
 	def db_insert(self, *args, **kwargs) -> None:
 		"""Submit through the engine: validation, duplicate and quota checks, the first log row
 		and the queue message, exactly as the API does."""
+		engine = get_engine()
 		try:
-			job = get_engine().submit(
+			job = engine.submit(
 				self.job_type,
 				self.organization,
 				self.input_parameters or None,
@@ -59,7 +60,7 @@ class BackgroundJob(Document):
 		except DartwingError as exc:
 			throw(exc)  # the API's statuses: REST inserts answer 400/409/429 like submit_job
 		self.name = job["job_id"]
-		self.update(get_engine().store.get(JOB, self.name))
+		self.update(engine.store.get(JOB, self.name))
 
 	def on_trash(self) -> None:
 		if self.status not in TERMINAL:
