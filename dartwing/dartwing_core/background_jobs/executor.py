@@ -29,6 +29,11 @@ def run(job_id: str, queue_job_id: str) -> str:
 
 def execute(engine, job_id: str, queue_job_id: str) -> str:
 	"""Returns the status the job ended this run in, or "skipped" when the message was stale."""
+	with engine.store.session():
+		return _execute(engine, job_id, queue_job_id)
+
+
+def _execute(engine, job_id: str, queue_job_id: str) -> str:
 	job = engine.store.get(JOB, job_id)
 	if job is None or job["status"] != states.QUEUED or job["queue_job_id"] != queue_job_id:
 		logger.info("Job skipped job_id=%s message=%s (no longer queued for it)", job_id, queue_job_id)

@@ -25,6 +25,9 @@ class Store(Protocol):
 	def transaction(self) -> AbstractContextManager[None]:
 		"""All calls inside run in one transaction; it commits on exit, rolls back on error."""
 
+	def session(self) -> AbstractContextManager[None]:
+		"""Calls inside share one connection (a worker's whole job); each still commits on its own."""
+
 	def get(self, doctype: str, name: str, *, for_update: bool = False) -> dict | None: ...
 
 	def get_all(

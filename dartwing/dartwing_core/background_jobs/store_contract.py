@@ -218,6 +218,16 @@ def check_update_of_a_missing_row_reports_false(store: Store) -> None:
 	assert store.update(JOB, "ct-nope", {"status": "Running"}) is False
 
 
+def check_updating_an_unknown_field_is_refused(store: Store) -> None:
+	store.insert(JOB, job_row("ct-r1"))
+
+	with raises(ValidationError) as info:
+		store.update(JOB, "ct-r1", {"status": "Running", "colour": "red"})
+
+	assert info.value.field == "colour", info.value
+	assert store.get(JOB, "ct-r1")["status"] == "Queued"
+
+
 # -- unique index and transactions -----------------------------------------------------------
 
 
@@ -362,6 +372,25 @@ def check_update_apart_commits_at_once(store: Store) -> None:
 	assert not store.update_apart(JOB, "ct-r1", {"progress": 40}, expect=[("status", "=", "Running")])
 
 	assert _elsewhere(lambda: store.get(JOB, "ct-r1")["progress"]) == 30
+
+
+def check_a_session_commits_each_write_at_once_and_reads_fresh(store: Store) -> None:
+	# What a worker's job runs in: one held connection, no transaction of its own.
+	with store.session():
+		store.insert(JOB, job_row("ct-r1", progress=0))
+		assert _elsewhere(lambda: store.get(JOB, "ct-r1")) is not None
+
+		_elsewhere(lambda: store.update(JOB, "ct-r1", {"progress": 55}))
+		assert store.get(JOB, "ct-r1")["progress"] == 55
+
+		with raises(RuntimeError):
+			with store.transaction():
+				store.update(JOB, "ct-r1", {"progress": 99})
+				raise RuntimeError("the transaction fails")
+		assert store.get(JOB, "ct-r1")["progress"] == 55
+
+		assert store.update(JOB, "ct-r1", {"progress": 60})
+		assert _elsewhere(lambda: store.get(JOB, "ct-r1")["progress"]) == 60
 
 
 # -- filters ----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -147,6 +147,10 @@ class FrappeStore:
 				frappe.db.commit()
 			else:
 				frappe.db.release_savepoint(_SAVEPOINT)
+
+	def session(self) -> AbstractContextManager[None]:
+		"""frappe.db is already one connection per site and thread."""
+		return nullcontext()
 
 	@_in_site
 	def get(self, doctype: str, name: str, *, for_update: bool = False) -> dict | None:

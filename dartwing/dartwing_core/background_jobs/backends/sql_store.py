@@ -39,6 +39,7 @@ _COLUMN_TYPES = {
 
 
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+_MAX_STATEMENTS = 1024
 
 
 def normalize_url(url: str) -> str:
@@ -105,14 +106,8 @@ class SqlStore:
 		if self.dialect == "sqlite":
 			_make_sqlite_safe(self.engine)
 		self.metadata, self.tables = build_metadata()
-		# Built once: the hot path (a worker reads a job several times per run) skips statement
-		# construction and cache-key generation.
-		self._get_statements = {}
-		for doctype, table in self.tables.items():
-			query = sa.select(table).where(table.c.name == sa.bindparam("name"))
-			self._get_statements[doctype, False] = query
-			self._get_statements[doctype, True] = query.with_for_update()
-		self._local = threading.local()
+		self._statements: dict[tuple, sa.Executable] = {}
+		self._local = _ThreadState()
 		# A forked RQ work-horse must not share its parent's sockets or file handles.
 		ref = weakref.ref(self)
 		os.register_at_fork(after_in_child=lambda: (s := ref()) and s.engine.dispose(close=False))
@@ -144,15 +139,29 @@ class SqlStore:
 
 	@contextmanager
 	def transaction(self) -> Iterator[None]:
-		if getattr(self._local, "conn", None) is not None:
+		if self._local.conn is not None:
 			yield
 			return
-		with self.engine.begin() as conn:
+		with self._begin() as conn:
 			self._local.conn = conn
 			try:
 				yield
 			finally:
 				self._local.conn = None
+
+	@contextmanager
+	def session(self) -> Iterator[None]:
+		"""Hold one connection for a run of calls (a worker's whole job) instead of checking one
+		out of the pool for every statement; each call still commits, or reads, on its own."""
+		if self._local.held is not None or self._local.conn is not None:
+			yield
+			return
+		with self.engine.connect() as conn:
+			self._local.held = conn
+			try:
+				yield
+			finally:
+				self._local.held = None
 
 	def maintain(self) -> None:
 		"""Periodic upkeep, called by the scheduler loop: on SQLite, move the WAL into the database
@@ -168,8 +177,8 @@ class SqlStore:
 	@contextmanager
 	def rehearsal(self) -> Iterator[None]:
 		"""Like transaction(), but always rolled back: real statements, nothing kept."""
-		if getattr(self._local, "conn", None) is not None:
-			raise RuntimeError("a rehearsal cannot run inside a transaction")
+		if self._local.conn is not None or self._local.held is not None:
+			raise RuntimeError("a rehearsal cannot run inside a transaction or a session")
 		with self.engine.connect() as conn:
 			conn.begin()
 			self._local.conn = conn
@@ -181,22 +190,46 @@ class SqlStore:
 
 	@contextmanager
 	def _connection(self, write: bool) -> Iterator[sa.Connection]:
-		current = getattr(self._local, "conn", None)
+		current, held = self._local.conn, self._local.held
 		if current is not None:
 			yield current
 		elif write:
-			with self.engine.begin() as conn:
+			with self._begin() as conn:
 				yield conn
+		elif held is not None:
+			_mark_read_only(held, True)
+			try:
+				yield held
+			finally:
+				held.rollback()
 		else:
 			with self.engine.connect() as conn:
-				conn.execution_options(dartwing_read_only=True)
+				_mark_read_only(conn, True)
 				yield conn
 				conn.rollback()
 
+	@contextmanager
+	def _begin(self) -> Iterator[sa.Connection]:
+		held = self._local.held
+		if held is None:
+			with self.engine.begin() as conn:
+				yield conn
+		else:
+			_mark_read_only(held, False)
+			with held.begin():
+				yield held
+
 	def get(self, doctype: str, name: str, *, for_update: bool = False) -> dict | None:
-		query = self._get_statements[doctype, for_update and self.dialect != "sqlite"]
+		locking = for_update and self.dialect != "sqlite"  # SQLite's writer lock covers the file
+
+		def build() -> sa.Select:
+			table = self.tables[doctype]
+			query = sa.select(table).where(table.c.name == sa.bindparam("p__name"))
+			return query.with_for_update() if locking else query
+
+		statement = self._statement(("get", doctype, locking), build)
 		with self._connection(write=for_update) as conn:
-			row = conn.execute(query, {"name": name}).mappings().first()
+			row = conn.execute(statement, {"p__name": name}).mappings().first()
 		return dict(row) if row else None
 
 	def get_all(
@@ -208,31 +241,51 @@ class SqlStore:
 		limit: int | None = None,
 		offset: int = 0,
 	) -> list[dict]:
-		table = self.tables[doctype]
-		columns = [table] if tuple(fields) == ("*",) else [self._column(table, f) for f in fields]
-		query = sa.select(*columns).where(*self._where(table, filters))
-		for field, descending in order_terms(order_by):
-			column = self._column(table, field)
-			query = query.order_by(column.desc() if descending else column.asc())
+		shape, params = _filter_shape(filters)
+		fields = tuple(fields)
+		key = ("get_all", doctype, fields, shape, order_by, limit is not None, bool(offset))
+
+		def build() -> sa.Select:
+			table = self.tables[doctype]
+			columns = [table] if fields == ("*",) else [self._column(table, f) for f in fields]
+			query = sa.select(*columns).where(*self._where(table, shape))
+			for field, descending in order_terms(order_by):
+				column = self._column(table, field)
+				query = query.order_by(column.desc() if descending else column.asc())
+			if limit is not None:
+				query = query.limit(sa.bindparam("p__limit"))
+			if offset:
+				query = query.offset(sa.bindparam("p__offset"))
+			return query
+
 		if limit is not None:
-			query = query.limit(limit)
+			params["p__limit"] = limit
 		if offset:
-			query = query.offset(offset)
+			params["p__offset"] = offset
 		with self._connection(write=False) as conn:
-			return [dict(r) for r in conn.execute(query).mappings()]
+			return [dict(r) for r in conn.execute(self._statement(key, build), params).mappings()]
 
 	def count(self, doctype: str, filters: Sequence[Filter] = ()) -> int:
-		table = self.tables[doctype]
-		query = sa.select(sa.func.count()).select_from(table).where(*self._where(table, filters))
+		shape, params = _filter_shape(filters)
+
+		def build() -> sa.Select:
+			table = self.tables[doctype]
+			return sa.select(sa.func.count()).select_from(table).where(*self._where(table, shape))
+
 		with self._connection(write=False) as conn:
-			return conn.execute(query).scalar_one()
+			return conn.execute(self._statement(("count", doctype, shape), build), params).scalar_one()
 
 	def count_by(self, doctype: str, field: str, filters: Sequence[Filter] = ()) -> dict[str, int]:
-		table = self.tables[doctype]
-		column = self._column(table, field)
-		query = sa.select(column, sa.func.count()).where(*self._where(table, filters)).group_by(column)
+		shape, params = _filter_shape(filters)
+
+		def build() -> sa.Select:
+			table = self.tables[doctype]
+			column = self._column(table, field)
+			return sa.select(column, sa.func.count()).where(*self._where(table, shape)).group_by(column)
+
+		statement = self._statement(("count_by", doctype, field, shape), build)
 		with self._connection(write=False) as conn:
-			return {key: count for key, count in conn.execute(query)}
+			return {key: count for key, count in conn.execute(statement, params)}
 
 	def insert(self, doctype: str, row: dict) -> None:
 		table = self.tables[doctype]
@@ -250,11 +303,19 @@ class SqlStore:
 		return conn.begin_nested() if self.dialect == "postgresql" else nullcontext()
 
 	def update(self, doctype: str, name: str, values: dict, expect: Sequence[Filter] = ()) -> bool:
-		table = self.tables[doctype]
-		query = table.update().where(table.c.name == name, *self._where(table, expect)).values(**values)
+		shape, params = _filter_shape(expect)
+		fields = tuple(values)
+
+		def build() -> sa.Update:
+			table = self.tables[doctype]
+			for field in fields:
+				self._column(table, field)  # the SET clause comes from the parameters: check them
+			return table.update().where(table.c.name == sa.bindparam("p__name"), *self._where(table, shape))
+
+		statement = self._statement(("update", doctype, fields, shape), build)
 		try:
 			with self._connection(write=True) as conn:
-				return conn.execute(query).rowcount == 1
+				return conn.execute(statement, {**values, **params, "p__name": name}).rowcount == 1
 		except sa.exc.IntegrityError as exc:
 			raise UniqueViolation(str(exc.orig)) from exc
 
@@ -264,9 +325,25 @@ class SqlStore:
 		return self.update(doctype, name, values, expect)
 
 	def delete(self, doctype: str, filters: Sequence[Filter]) -> int:
-		table = self.tables[doctype]
+		shape, params = _filter_shape(filters)
+
+		def build() -> sa.Delete:
+			table = self.tables[doctype]
+			return table.delete().where(*self._where(table, shape))
+
 		with self._connection(write=True) as conn:
-			return conn.execute(table.delete().where(*self._where(table, filters))).rowcount
+			return conn.execute(self._statement(("delete", doctype, shape), build), params).rowcount
+
+	def _statement(self, key: tuple, build) -> sa.Executable:
+		"""Statements are built once per shape (doctype, fields, filter operators) with bound
+		parameters, so the hot path skips building them and SQLAlchemy skips their cache keys."""
+		statement = self._statements.get(key)
+		if statement is None:
+			statement = build()
+			if len(self._statements) >= _MAX_STATEMENTS:
+				self._statements.clear()  # shapes come from code and a few API filters: never reached
+			self._statements[key] = statement
+		return statement
 
 	@staticmethod
 	def _column(table: sa.Table, field: str) -> sa.Column:
@@ -275,29 +352,58 @@ class SqlStore:
 		except KeyError:
 			raise ValidationError(field, f"is not a field of {table.name[3:]}") from None
 
-	def _where(self, table: sa.Table, filters: Sequence[Filter]) -> list:
+	def _where(self, table: sa.Table, shape: tuple) -> list:
 		clauses = []
-		for field, op, value in filters:
+		for index, (field, op, kind) in enumerate(shape):
 			column = self._column(table, field)
-			op = op.lower()
-			if op == "=":
-				clauses.append(column.is_(None) if value is None else column == value)
-			elif op == "!=":
-				clauses.append(column.is_not(None) if value is None else column != value)
-			elif op in ("<", "<=", ">", ">="):
-				clauses.append(column.operate(_COMPARISONS[op], value))
-			elif op == "in":
-				clauses.append(column.in_(list(value)))
-			elif op == "not in":
-				clauses.append(column.not_in(list(value)))
-			elif op == "is":
-				clauses.append(column.is_not(None) if value == "set" else column.is_(None))
+			if kind == "null":
+				clauses.append(column.is_(None))
+			elif kind == "not null":
+				clauses.append(column.is_not(None))
+			elif op in ("in", "not in"):
+				bound = sa.bindparam(f"p__{index}", expanding=True)
+				clauses.append(column.in_(bound) if op == "in" else column.not_in(bound))
 			else:
-				raise ValidationError(field, f"unsupported filter operator {op!r}")
+				clauses.append(column.operate(_COMPARISONS[op], sa.bindparam(f"p__{index}")))
 		return clauses
 
 
+class _ThreadState(threading.local):
+	conn: sa.Connection | None = None  # the connection of this thread's open transaction
+	held: sa.Connection | None = None  # the connection session() holds for this thread
+
+
+def _mark_read_only(conn: sa.Connection, read_only: bool) -> None:
+	"""Tells the SQLite begin hook whether to take the write lock (BEGIN IMMEDIATE)."""
+	if conn.get_execution_options().get("dartwing_read_only", False) != read_only:
+		conn.execution_options(dartwing_read_only=read_only)
+
+
+def _filter_shape(filters: Sequence[Filter]) -> tuple[tuple, dict]:
+	"""Filters as their shape, which keys the statement cache, and the values to bind into it.
+	NULL rules are SQL's: `= None` is IS NULL, `!= None` is IS NOT NULL; `in []` matches nothing."""
+	shape, params = [], {}
+	for index, (field, op, value) in enumerate(filters):
+		op = op.lower()
+		if op == "is":
+			kind = "not null" if value == "set" else "null"
+		elif op in ("=", "!=") and value is None:
+			kind = "null" if op == "=" else "not null"
+		elif op in _COMPARISONS:
+			kind = "value"
+			params[f"p__{index}"] = value
+		elif op in ("in", "not in"):
+			kind = "value"
+			params[f"p__{index}"] = list(value)
+		else:
+			raise ValidationError(field, f"unsupported filter operator {op!r}")
+		shape.append((field, op, kind))
+	return tuple(shape), params
+
+
 _COMPARISONS = {
+	"=": sa.sql.operators.eq,
+	"!=": sa.sql.operators.ne,
 	"<": sa.sql.operators.lt,
 	"<=": sa.sql.operators.le,
 	">": sa.sql.operators.gt,
@@ -326,7 +432,6 @@ def _make_sqlite_safe(engine: sa.Engine) -> None:
 
 	@sa.event.listens_for(engine, "begin")
 	def _on_begin(conn):
-		if conn.get_execution_options().get("dartwing_read_only"):
-			conn.exec_driver_sql("BEGIN")
-		else:
+		# A lone read needs no BEGIN: SQLite runs each statement outside one as its own transaction.
+		if not conn.get_execution_options().get("dartwing_read_only"):
 			conn.exec_driver_sql("BEGIN IMMEDIATE")
