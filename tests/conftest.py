@@ -178,6 +178,23 @@ def start_worker(engine, stdout=subprocess.PIPE) -> subprocess.Popen:
 	)
 
 
+@pytest.fixture
+def live_worker(engine, tmp_path):
+	"""Starts real `worker` processes (not burst) for the engine; stops them after the test."""
+	started = []
+
+	def start() -> subprocess.Popen:
+		log = open(tmp_path / f"worker-{len(started)}.log", "w")
+		proc = start_worker(engine, stdout=log)
+		started.append((proc, log))
+		return proc
+
+	yield start
+	for proc, log in started:
+		stop_worker(proc)
+		log.close()
+
+
 def stop_worker(proc: subprocess.Popen) -> None:
 	"""Warm shutdown; then cold (a second SIGTERM kills a running work-horse); then SIGKILL."""
 	for sig in (signal.SIGTERM, signal.SIGTERM, signal.SIGKILL):

@@ -3,7 +3,6 @@ grace period when they ignore checkpoints. Real RQ worker processes run the jobs
 
 import os
 import signal
-import subprocess
 
 import pytest
 
@@ -12,28 +11,9 @@ from tests.conftest import (
 	kill_worker_and_work_horse,
 	process_gone,
 	run_worker_burst,
-	start_worker,
-	stop_worker,
 	wait_for_work_horse,
 	wait_until,
 )
-
-
-@pytest.fixture
-def live_worker(engine, tmp_path):
-	"""Starts real `worker` processes (not burst) for the engine; stops them after the test."""
-	started = []
-
-	def start() -> subprocess.Popen:
-		log = open(tmp_path / f"worker-{len(started)}.log", "w")
-		proc = start_worker(engine, stdout=log)
-		started.append((proc, log))
-		return proc
-
-	yield start
-	for proc, log in started:
-		stop_worker(proc)
-		log.close()
 
 
 def test_cancel_queued_job_stops_it_at_once_and_the_worker_skips_it(engine):

@@ -9,8 +9,9 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from . import dead_letter, runtime, states
@@ -22,18 +23,70 @@ from .transitions import JOB, transition
 logger = logging.getLogger("dartwing.jobs")
 
 
+@dataclass
+class Claim:
+	"""A job this run owns: claimed Queued -> Running, with what running it needs."""
+
+	job: dict
+	job_type: dict
+	handler: Callable
+	attempt: int
+
+
+@dataclass
+class Failure:
+	"""A failed attempt as plain data, so a work-horse can report it to its worker."""
+
+	error_type: str  # retry.TRANSIENT or retry.PERMANENT
+	error_message: str
+	traceback: str = ""
+	timed_out: bool = False
+
+	@classmethod
+	def of(cls, exc: BaseException, tb: str = "") -> "Failure":
+		return cls(classify(exc), f"{type(exc).__name__}: {exc}", tb, isinstance(exc, JobTimedOut))
+
+
+@dataclass
+class Outcome:
+	"""How one attempt ended: Completed or Canceled with the fields to save, or a failure."""
+
+	status: str  # states.COMPLETED, states.CANCELED or FAILED
+	message: str = ""
+	values: dict = field(default_factory=dict)
+	failure: Failure | None = None
+
+
+FAILED = "failed"
+
+# Set by a supervising worker (supervisor.py) just before it forks the work-horse for a job it
+# has claimed: the horse then only runs the handler.
+horse_handoff = None
+
+
 def run(job_id: str, queue_job_id: str) -> str:
 	"""The function queue messages point at; the worker process has configured the runtime."""
+	handoff = horse_handoff
+	if handoff is not None and handoff.is_for(job_id, queue_job_id):
+		return handoff.run_in_horse(runtime.current())
 	return execute(runtime.current(), job_id, queue_job_id)
 
 
 def execute(engine, job_id: str, queue_job_id: str) -> str:
-	"""Returns the status the job ended this run in, or "skipped" when the message was stale."""
+	"""Claim, run and settle in this process. Returns the status the job ended this run in, or
+	"skipped" when the message was stale."""
 	with engine.store.session():
-		return _execute(engine, job_id, queue_job_id)
+		claimed = claim(engine, job_id, queue_job_id)
+		if not isinstance(claimed, Claim):
+			return claimed
+		with _heartbeat(engine, claimed.job):
+			outcome = attempt(engine, claimed)
+		return settle(engine, claimed, outcome)
 
 
-def _execute(engine, job_id: str, queue_job_id: str) -> str:
+def claim(engine, job_id: str, queue_job_id: str) -> Claim | str:
+	"""Queued -> Running for this message; or, when the job cannot run, the status it ended in
+	instead ("skipped" for a stale message, Pending for a suspended organization, Dead Letter)."""
 	job = engine.store.get(JOB, job_id)
 	if job is None or job["status"] != states.QUEUED or job["queue_job_id"] != queue_job_id:
 		logger.info("Job skipped job_id=%s message=%s (no longer queued for it)", job_id, queue_job_id)
@@ -56,13 +109,13 @@ def _execute(engine, job_id: str, queue_job_id: str) -> str:
 		return _give_up(engine, job, f"Permission denied: {exc}")
 
 	now = engine.now()
-	attempt = job["retry_count"] + 1
+	attempt_no = job["retry_count"] + 1
 	job = transition(
 		engine,
 		job,
 		states.RUNNING,
 		actor="worker",
-		message=f"Attempt {attempt} started",
+		message=f"Attempt {attempt_no} started",
 		values={
 			"started_at": now,
 			"worker_name": f"{socket.gethostname()}:{os.getpid()}",
@@ -72,67 +125,60 @@ def _execute(engine, job_id: str, queue_job_id: str) -> str:
 	)
 	if job is None:
 		return "skipped"
-	return _run_handler(engine, job, handler, job_type, attempt)
+	return Claim(job, job_type, handler, attempt_no)
 
 
-def _run_handler(engine, job: dict, handler, job_type: dict, attempt: int) -> str:
-	ctx = JobContext(engine, job, attempt, logger)
-	fields = {"job_id": job["name"], "job_type": job["job_type"], "attempt": attempt}
+def attempt(engine, claimed: Claim) -> Outcome:
+	"""Run the handler once, as the job's owner and under its deadline; never raises."""
+	job, attempt_no = claimed.job, claimed.attempt
+	ctx = JobContext(engine, job, attempt_no, logger)
+	fields = {"job_id": job["name"], "job_type": job["job_type"], "attempt": attempt_no}
 	logger.info(
-		"Job started job_id=%s type=%s attempt=%d", job["name"], job["job_type"], attempt, extra=fields
+		"Job started job_id=%s type=%s attempt=%d", job["name"], job["job_type"], attempt_no, extra=fields
 	)
 	started = time.monotonic()
 	try:
-		with (
-			_heartbeat(engine, job),
-			engine.access.run_as(job["owner_user"]),
-			deadline(int(job["timeout_seconds"] or 0)),
-		):
-			value = handler(ctx, **json.loads(job["input_parameters"] or "{}"))
+		with engine.access.run_as(job["owner_user"]), deadline(int(job["timeout_seconds"] or 0)):
+			value = claimed.handler(ctx, **json.loads(job["input_parameters"] or "{}"))
 		values = {**_result_values(value), "progress_message": ctx.job.get("progress_message")}
 	except JobCanceled as exc:
-		reason = f"Canceled at checkpoint: {exc}"
-		outcome = _persist(
-			lambda: _finish(
-				engine,
-				job,
-				states.CANCELED,
-				reason,
-				{
-					"canceled_at": engine.now(),
-					"progress": ctx.job["progress"],
-					"progress_message": ctx.job.get("progress_message"),
-				},
-			)
-		)
+		progress = {"progress": ctx.job["progress"], "progress_message": ctx.job.get("progress_message")}
+		return Outcome(states.CANCELED, f"Canceled at checkpoint: {exc}", progress)
 	except (Exception, JobTimedOut) as exc:
 		duration = time.monotonic() - started
 		logger.warning(
 			"Job failed job_id=%s type=%s attempt=%d duration=%.3fs error=%s: %s",
 			job["name"],
 			job["job_type"],
-			attempt,
+			attempt_no,
 			duration,
 			type(exc).__name__,
 			exc,
 			extra={**fields, "duration": duration},
 		)
-		error, tb = exc, traceback.format_exc()
-		outcome = _persist(lambda: settle_failure(engine, job, error, job_type, tb, actor="worker"))
-	else:
-		duration = time.monotonic() - started
-		logger.info(
-			"Job succeeded job_id=%s type=%s attempt=%d duration=%.3fs",
-			job["name"],
-			job["job_type"],
-			attempt,
-			duration,
-			extra={**fields, "duration": duration},
-		)
-		outcome = _persist(
-			lambda: _finish(engine, job, states.COMPLETED, f"Completed in {duration:.3f}s", values)
-		)
-	return outcome
+		return Outcome(FAILED, failure=Failure.of(exc, traceback.format_exc()))
+	duration = time.monotonic() - started
+	logger.info(
+		"Job succeeded job_id=%s type=%s attempt=%d duration=%.3fs",
+		job["name"],
+		job["job_type"],
+		attempt_no,
+		duration,
+		extra={**fields, "duration": duration},
+	)
+	return Outcome(states.COMPLETED, f"Completed in {duration:.3f}s", values)
+
+
+def settle(engine, claimed: Claim, outcome: Outcome, actor: str = "worker") -> str:
+	"""Save how the attempt ended: Completed, Canceled, or the retry policy's answer to a failure."""
+	job = claimed.job
+	if outcome.status == states.COMPLETED:
+		return _persist(lambda: _finish(engine, job, states.COMPLETED, outcome.message, outcome.values))
+	if outcome.status == states.CANCELED:
+		values = {**outcome.values, "canceled_at": engine.now()}
+		return _persist(lambda: _finish(engine, job, states.CANCELED, outcome.message, values))
+	failure = outcome.failure or Failure(TRANSIENT, "the attempt ended without reporting why")
+	return _persist(lambda: settle_failure(engine, job, failure, claimed.job_type, actor=actor))
 
 
 def _persist(settle, attempts: int = 4):
@@ -193,12 +239,9 @@ def _finish(engine, job: dict, status: str, message: str, values: dict) -> str:
 	return "skipped"
 
 
-def settle_failure(
-	engine, job: dict, exc: BaseException, job_type: dict, tb: str = "", actor: str = "worker"
-) -> str:
+def settle_failure(engine, job: dict, failure: Failure, job_type: dict, actor: str = "worker") -> str:
 	"""Retry later with backoff, or dead-letter: the one rule for every failed attempt."""
-	error_type = classify(exc)
-	error_message = f"{type(exc).__name__}: {exc}"
+	error_type, error_message, tb = failure.error_type, failure.error_message, failure.traceback
 	policy = RetryPolicy.from_job_type(job_type or {"max_retries": 0}, job["max_retries"])
 	delay = next_retry_delay(policy, job["retry_count"], error_type)
 	for _ in range(5):
@@ -235,7 +278,7 @@ def settle_failure(
 			):
 				return states.DEAD_LETTER
 			continue
-		status = states.TIMED_OUT if isinstance(exc, JobTimedOut) else states.FAILED
+		status = states.TIMED_OUT if failure.timed_out else states.FAILED
 		next_at = engine.now() + timedelta(seconds=delay)
 		done = transition(
 			engine,
@@ -262,25 +305,26 @@ def _give_up(engine, job: dict, reason: str) -> str:
 	return states.DEAD_LETTER if done else "skipped"
 
 
+def extend_lease(engine, job: dict) -> bool:
+	"""Tell the scheduler this run is alive, so it can tell a slow job from a dead one."""
+	now = engine.now()
+	return engine.store.update_apart(
+		JOB,
+		job["name"],
+		{"heartbeat_at": now, "lease_expires_at": now + timedelta(seconds=engine.settings.lease_seconds)},
+		expect=[("status", "=", states.RUNNING), ("queue_job_id", "=", job["queue_job_id"])],
+	)
+
+
 @contextmanager
 def _heartbeat(engine, job: dict) -> Iterator[None]:
-	"""Extend the job's lease while it runs, so the scheduler can tell a slow job from a dead one."""
+	"""Extend the job's lease from a thread while the handler runs in this process."""
 	stop = threading.Event()
-	interval = engine.settings.lease_seconds / 3
 
 	def beat():
-		while not stop.wait(interval):
+		while not stop.wait(engine.settings.lease_seconds / 3):
 			try:
-				now = engine.now()
-				engine.store.update_apart(
-					JOB,
-					job["name"],
-					{
-						"heartbeat_at": now,
-						"lease_expires_at": now + timedelta(seconds=engine.settings.lease_seconds),
-					},
-					expect=[("status", "=", states.RUNNING), ("queue_job_id", "=", job["queue_job_id"])],
-				)
+				extend_lease(engine, job)
 			except Exception:
 				logger.warning("Heartbeat failed job_id=%s", job["name"], exc_info=True)
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from . import states
 from .dependencies import settle_pending
-from .executor import settle_failure
+from .executor import Failure, settle_failure
 from .locks import distributed_lock
 from .transitions import JOB, transition
 
@@ -57,7 +57,7 @@ def rescue_orphans(engine) -> int:
 	for job in lapsed:
 		job_type = engine.store.get("Job Type", job["job_type"]) or {}
 		error = ConnectionError(f"worker {job.get('worker_name')} stopped sending heartbeats")
-		settle_failure(engine, job, error, job_type, actor="scheduler")
+		settle_failure(engine, job, Failure.of(error), job_type, actor="scheduler")
 		engine.queue.stop(job["queue_job_id"])  # in case the worker is alive but wedged
 	return len(lapsed)
 

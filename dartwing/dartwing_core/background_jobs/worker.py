@@ -6,16 +6,17 @@ import multiprocessing
 import os
 import signal
 
-from rq import Worker
-
 from . import runtime
 
 
 def run_worker(engine, burst: bool = False) -> None:
-	"""One RQ worker (forking a work-horse per job, as RQ and Frappe's bench workers do)."""
+	"""One RQ worker, forking a work-horse per job as RQ and Frappe's bench workers do; it claims
+	and settles each job itself and leaves the horse only the handler (see supervisor.py)."""
+	from .supervisor import SupervisingWorker
+
 	runtime.configure(engine)
 	_warm_up(engine)
-	worker = Worker(engine.queue.in_priority_order(), connection=engine.queue.redis)
+	worker = SupervisingWorker(engine.queue.in_priority_order(), connection=engine.queue.redis, engine=engine)
 	worker.work(
 		burst=burst, logging_level=logging.getLevelName(logging.getLogger().level), with_scheduler=False
 	)
