@@ -5,17 +5,17 @@ from . import states
 from .transitions import JOB, transition
 
 
-def settle_dependents(engine, parent: dict, actor: str = "scheduler") -> int:
-	"""Release or cancel the Pending children of a parent that just ended, logged as done by `actor`
-	(whoever ended the parent). Returns how many moved."""
-	if parent["status"] not in states.TERMINAL:
-		return 0
+def settle_children(engine, parent: dict, children: list[str], actor: str = "scheduler") -> int:
+	"""Release or cancel the Pending jobs named `children` of a parent that just ended, logged as
+	done by `actor` (whoever ended the parent). Returns how many moved."""
 	moved = 0
-	children = engine.store.get_all(
-		JOB, [("depends_on", "=", parent["name"]), ("status", "=", states.PENDING)]
-	)
-	for child in children:
-		if settle_pending(engine, child, parent, actor):
+	for name in children:
+		child = engine.store.get(JOB, name)
+		if (
+			child is not None
+			and child["status"] == states.PENDING
+			and settle_pending(engine, child, parent, actor)
+		):
 			moved += 1
 	return moved
 

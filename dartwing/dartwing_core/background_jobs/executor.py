@@ -84,14 +84,22 @@ def execute(engine, job_id: str, queue_job_id: str) -> str:
 		return settle(engine, claimed, outcome)
 
 
+# What a claim reads of the job's organization and type (few columns: the MySQL protocol describes
+# every column of every result, which PyMySQL parses in Python).
+_CLAIM_LINKS = {
+	"organization": ("Organization", ["status"]),
+	"job_type": ("Job Type", ["handler", *RetryPolicy.JOB_TYPE_FIELDS]),
+}
+
+
 def claim(engine, job_id: str, queue_job_id: str) -> Claim | str:
 	"""Queued -> Running for this message; or, when the job cannot run, the status it ended in
 	instead ("skipped" for a stale message, Pending for a suspended organization, Dead Letter)."""
-	job = engine.store.get(JOB, job_id)
+	job, linked = engine.store.get_with_links(JOB, job_id, _CLAIM_LINKS)
 	if job is None or job["status"] != states.QUEUED or job["queue_job_id"] != queue_job_id:
 		logger.info("Job skipped job_id=%s message=%s (no longer queued for it)", job_id, queue_job_id)
 		return "skipped"
-	org = engine.store.get("Organization", job["organization"])
+	org = linked["organization"]
 	if org is None:
 		return _give_up(engine, job, "Organization not found")
 	if org["status"] != "Active":
@@ -99,7 +107,7 @@ def claim(engine, job_id: str, queue_job_id: str) -> Claim | str:
 			engine, job, states.PENDING, actor="worker", message=f"Organization {org['status']}; waiting"
 		)
 		return states.PENDING
-	job_type = engine.store.get("Job Type", job["job_type"]) or {}
+	job_type = linked["job_type"] or {}
 	handler = engine.handlers.get(job_type.get("handler", ""))
 	if handler is None:
 		return _give_up(engine, job, f"No handler registered for job type {job['job_type']!r} in this worker")

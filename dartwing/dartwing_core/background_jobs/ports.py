@@ -4,7 +4,7 @@ Filters follow Frappe's `get_all` shape, a list of (field, operator, value) with
 =, !=, <, <=, >, >=, in, not in, is ("set" / "not set"), so the Frappe backend passes them through.
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
@@ -29,6 +29,13 @@ class Store(Protocol):
 		"""Calls inside share one connection (a worker's whole job); each still commits on its own."""
 
 	def get(self, doctype: str, name: str, *, for_update: bool = False) -> dict | None: ...
+
+	def get_with_links(
+		self, doctype: str, name: str, links: Mapping[str, tuple[str, Sequence[str]]]
+	) -> tuple[dict | None, dict[str, dict | None]]:
+		"""The row, and the rows its Link fields point at, read together. `links` is
+		{field: (linked doctype, fields wanted besides name)}; the answer {field: row, or None when
+		the link is empty or points at nothing}."""
 
 	def get_all(
 		self,

@@ -34,6 +34,8 @@ class RetryPolicy:
 	max_delay: float = 3600
 	jitter: float = 0.1
 
+	JOB_TYPE_FIELDS = ("max_retries", "retry_strategy", "base_delay", "max_delay", "jitter")
+
 	@classmethod
 	def from_job_type(cls, job_type: dict, max_retries: int | None = None) -> "RetryPolicy":
 		"""The job's own max_retries (fixed at submit) wins over the type's current one."""

@@ -144,6 +144,25 @@ def check_a_missing_row_reads_as_none(store: Store) -> None:
 	assert store.get(JOB, "ct-nope", for_update=True) is None
 
 
+def check_a_row_reads_with_the_rows_its_links_point_at(store: Store) -> None:
+	store.insert(JOB, job_row("ct-r1", progress=10))
+	store.insert(JOB, job_row("ct-r2", depends_on="ct-r1"))
+	store.insert(JOB, job_row("ct-r3", depends_on="ct-r9"))  # points at nothing
+	# No Organization ct-Acme exists
+	links = {"depends_on": (JOB, ["progress", "status"]), "organization": ("Organization", ["status"])}
+
+	row, linked = store.get_with_links(JOB, "ct-r2", links)
+	assert row == store.get(JOB, "ct-r2"), row
+	assert linked == {
+		"depends_on": {"name": "ct-r1", "progress": 10, "status": "Queued"},
+		"organization": None,
+	}
+
+	assert store.get_with_links(JOB, "ct-r3", links)[1]["depends_on"] is None
+	assert store.get_with_links(JOB, "ct-r1", links)[1]["depends_on"] is None  # an empty link
+	assert store.get_with_links(JOB, "ct-nope", links) == (None, {"depends_on": None, "organization": None})
+
+
 def check_inserting_an_unknown_field_is_refused(store: Store) -> None:
 	with raises(ValidationError) as info:
 		store.insert(JOB, job_row("ct-r1", colour="red"))

@@ -53,6 +53,7 @@ def transition(
 		modified=now,
 		modified_by=actor,
 	)
+	ended = to_status in states.TERMINAL and to_status != job["status"]
 	if to_status in states.TERMINAL:
 		changes["active_hash"] = None
 	with engine.store.transaction():
@@ -60,11 +61,21 @@ def transition(
 		if not engine.store.update(JOB, job["name"], changes, expect=expect):
 			return None
 		engine.store.insert(LOG, log)
+		# Read here, in the transaction already open, rather than in a read of its own after it;
+		# names only: most jobs have no children, and an empty answer should cost little.
+		children = engine.store.get_all(JOB, pending_children(job["name"]), ["name"]) if ended else []
 	updated = {**job, **changes}
 	if to_status != job["status"]:
 		engine.publish_status(updated)
-	if to_status in states.TERMINAL and to_status != job["status"]:
-		from .dependencies import settle_dependents  # imports this module
+	if children:
+		from .dependencies import settle_children  # imports this module
 
-		settle_dependents(engine, updated, actor)  # children move as soon as their parent ends
+		settle_children(
+			engine, updated, [c["name"] for c in children], actor
+		)  # children move as soon as their parent ends
 	return updated
+
+
+def pending_children(job_id: str) -> list:
+	"""Filters for the jobs waiting on `job_id` (depends_on)."""
+	return [("depends_on", "=", job_id), ("status", "=", states.PENDING)]

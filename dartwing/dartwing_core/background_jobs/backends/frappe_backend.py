@@ -12,7 +12,7 @@ import functools
 import logging
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -160,6 +160,20 @@ class FrappeStore:
 			query = query.for_update()
 		rows = query.run(as_dict=True)
 		return dict(rows[0]) if rows else None
+
+	def get_with_links(
+		self, doctype: str, name: str, links: Mapping[str, tuple[str, Sequence[str]]]
+	) -> tuple[dict | None, dict[str, dict | None]]:
+		row = self.get(doctype, name)
+		linked = {}
+		for field, (other, fields) in links.items():
+			found = (
+				self.get_all(other, [("name", "=", row[field])], ["name", *fields])
+				if row and row.get(field)
+				else []
+			)
+			linked[field] = found[0] if found else None
+		return row, linked
 
 	@_in_site
 	def get_all(

@@ -1,9 +1,18 @@
-"""Events port over Redis pub/sub: one channel per job and one per organization."""
+"""Events port over Redis pub/sub: one channel per job, named after its organization too, so a
+job's watchers and its organization's watchers (pattern subscriptions) hear one PUBLISH."""
 
 import json
+import re
 from collections.abc import Iterator
+from urllib.parse import quote
 
 from redis import Redis
+
+_GLOB_SPECIALS = re.compile(r"([*?\[\]\\])")
+
+
+def _glob_escape(text: str) -> str:
+	return _GLOB_SPECIALS.sub(r"\\\1", text)
 
 
 class RedisEvents:
@@ -11,19 +20,20 @@ class RedisEvents:
 		self.redis = redis
 		self.prefix = prefix
 
-	def job_channel(self, job_id: str) -> str:
-		return f"{self.prefix}:events:job:{job_id}"
+	def channel(self, organization: str, job_id: str) -> str:
+		"""`<prefix>:events:<organization, percent-encoded>:<job>`: the encoding leaves no ':' in
+		the organization part, so a pattern for one organization never matches another's."""
+		return f"{self.prefix}:events:{quote(organization or '', safe='')}:{job_id}"
 
-	def org_channel(self, organization: str) -> str:
-		return f"{self.prefix}:events:org:{organization}"
+	def job_pattern(self, job_id: str) -> str:
+		return f"{_glob_escape(self.prefix)}:events:*:{_glob_escape(job_id)}"
+
+	def org_pattern(self, organization: str) -> str:
+		return f"{_glob_escape(self.channel(organization, ''))}*"
 
 	def publish(self, event: str, payload: dict) -> None:
 		message = json.dumps({"event": event, **payload}, default=str)
-		pipe = self.redis.pipeline(transaction=False)
-		pipe.publish(self.job_channel(payload["job_id"]), message)
-		if payload.get("organization"):
-			pipe.publish(self.org_channel(payload["organization"]), message)
-		pipe.execute()
+		self.redis.publish(self.channel(payload.get("organization"), payload["job_id"]), message)
 
 	def subscribe(
 		self, job_id: str | None = None, organization: str | None = None, idle: float = 0.5
@@ -31,7 +41,7 @@ class RedisEvents:
 		"""Yield events as they come, and None after each `idle` seconds of silence so the caller
 		can re-check the database (pub/sub drops messages nobody was listening for)."""
 		pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-		pubsub.subscribe(self.job_channel(job_id) if job_id else self.org_channel(organization))
+		pubsub.psubscribe(self.job_pattern(job_id) if job_id else self.org_pattern(organization))
 		try:
 			while True:
 				message = pubsub.get_message(timeout=idle)

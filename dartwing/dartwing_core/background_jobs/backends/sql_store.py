@@ -7,7 +7,7 @@ the doctype JSON, so this store and a Frappe site hold the same rows.
 import os
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from datetime import datetime, timezone
 
@@ -231,6 +231,35 @@ class SqlStore:
 		with self._connection(write=for_update) as conn:
 			row = conn.execute(statement, {"p__name": name}).mappings().first()
 		return dict(row) if row else None
+
+	def get_with_links(
+		self, doctype: str, name: str, links: Mapping[str, tuple[str, Sequence[str]]]
+	) -> tuple[dict | None, dict[str, dict | None]]:
+		pairs = tuple((field, linked, ("name", *fields)) for field, (linked, fields) in links.items())
+
+		def build() -> sa.Select:
+			"""One SELECT with a LEFT JOIN per link; columns labelled `l<i>__<column>`."""
+			table = self.tables[doctype]
+			columns = [column.label(f"l0__{column.name}") for column in table.c]
+			joined = table
+			for index, (field, linked, wanted) in enumerate(pairs, 1):
+				other = self.tables[linked].alias(f"l{index}")
+				joined = joined.outerjoin(other, other.c.name == self._column(table, field))
+				columns += [self._column(other, f).label(f"l{index}__{f}") for f in wanted]
+			return sa.select(*columns).select_from(joined).where(table.c.name == sa.bindparam("p__name"))
+
+		statement = self._statement(("get_with_links", doctype, pairs), build)
+		with self._connection(write=False) as conn:
+			found = conn.execute(statement, {"p__name": name}).mappings().first()
+		if found is None:
+			return None, dict.fromkeys(links)
+		rows: list[dict] = [{} for _ in range(len(pairs) + 1)]
+		for label, value in found.items():
+			index, _, column = label.partition("__")
+			rows[int(index[1:])][column] = value
+		return rows[0], {
+			field: rows[i] if rows[i]["name"] is not None else None for i, (field, *_) in enumerate(pairs, 1)
+		}
 
 	def get_all(
 		self,
