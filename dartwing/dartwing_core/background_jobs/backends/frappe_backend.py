@@ -161,6 +161,7 @@ class FrappeStore:
 		rows = query.run(as_dict=True)
 		return dict(rows[0]) if rows else None
 
+	@_in_site
 	def get_with_links(
 		self, doctype: str, name: str, links: Mapping[str, tuple[str, Sequence[str]]]
 	) -> tuple[dict | None, dict[str, dict | None]]:

@@ -1,0 +1,138 @@
+"""Instructions per job, raw RQ against the engine, counted by valgrind's callgrind.
+
+Unlike time, an instruction count does not move with the load of a shared machine, so it shows
+what a change to the hot path costs, run after run. For each mode, N no-op jobs are queued and
+one burst worker (benchmarks/worker.py, the same worker throughput.py runs) drains them under
+`valgrind --tool=callgrind`, which dumps the worker's counters before every fork so the worker's
+own instructions and each work-horse's are counted apart. Per job: the median horse, plus the
+worker's run minus a run on an empty queue (start-up), divided by N.
+
+Not counted: the kernel's work (fork, page faults, I/O), which throughput.py's CPU figures include.
+
+	.venv/bin/python benchmarks/instructions.py --jobs 10 --db sqlite
+"""
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+from rq import Queue
+from throughput import REDIS_URL, database_url
+
+from dartwing.dartwing_core.background_jobs import admin
+from dartwing.dartwing_core.background_jobs.backends.standalone import build_engine
+from dartwing.dartwing_core.background_jobs.registry import import_handler_modules
+from dartwing.dartwing_core.background_jobs.settings import Settings
+
+HERE = Path(__file__).resolve().parent
+
+
+def callgrind_total(path: Path) -> int:
+	for line in path.read_text(errors="replace").splitlines():
+		if line.startswith(("totals:", "summary:")):
+			return int(line.split()[1])
+	raise SystemExit(f"{path}: no totals line")
+
+
+def counted_drain(mode: str, raw_queue: str, env: dict, out: Path) -> tuple[int, list[int]]:
+	"""(the worker's instructions, each work-horse's) for one burst worker under callgrind."""
+	out.mkdir()
+	worker = subprocess.Popen(
+		[
+			"valgrind",
+			"--tool=callgrind",
+			f"--callgrind-out-file={out}/cg.%p",
+			"--dump-before=_Fork",  # glibc >= 2.34: the worker's counts before each fork, apart
+			sys.executable,
+			str(HERE / "worker.py"),
+			mode,
+			raw_queue,
+		],
+		env=env,
+		stderr=subprocess.DEVNULL,
+	)
+	if worker.wait() != 0:
+		raise SystemExit(f"the {mode} worker under valgrind exited with {worker.returncode}")
+	mine = [
+		p for p in out.iterdir() if p.name == f"cg.{worker.pid}" or p.name.startswith(f"cg.{worker.pid}.")
+	]
+	horses = [callgrind_total(p) for p in out.iterdir() if p not in mine]
+	return sum(callgrind_total(p) for p in mine), horses
+
+
+def measure(kind: str, jobs: int) -> dict | None:
+	with tempfile.TemporaryDirectory() as tmp:
+		try:
+			url, drop = database_url(kind, Path(tmp))
+		except Exception as exc:
+			print(f"{kind}: skipped, not reachable ({type(exc).__name__}: {exc})")
+			return None
+		prefix = f"dwinstr-{uuid.uuid4().hex[:6]}"
+		engine = build_engine(url, REDIS_URL, replace(Settings.from_env(), queue_prefix=prefix))
+		raw = Queue(f"{prefix}-raw", connection=engine.queue.redis)
+		env = {
+			**os.environ,
+			"DARTWING_DB_URL": url,
+			"DARTWING_REDIS_URL": REDIS_URL,
+			"DARTWING_QUEUE_PREFIX": prefix,
+			"DARTWING_LOG_LEVEL": "WARNING",
+		}
+		results = {}
+		try:
+			engine.store.create_schema()
+			admin.sync_job_types(engine)
+			admin.add_organization(engine, "Bench", max_queued_jobs=0)
+			for mode in ("raw", "engine"):
+				for n in range(jobs):
+					if mode == "raw":
+						raw.enqueue_call(func="os.getpid", result_ttl=0)
+					else:
+						engine.submit("noop", "Bench", {"n": n}, triggered_by="benchmark")
+				loaded, horses = counted_drain(mode, raw.name, env, Path(tmp) / f"{mode}-loaded")
+				empty, _ = counted_drain(mode, raw.name, env, Path(tmp) / f"{mode}-empty")
+				if len(horses) != jobs:
+					raise SystemExit(f"{mode}: {len(horses)} work-horses for {jobs} jobs")
+				results[mode] = (statistics.median(horses), (loaded - empty) / jobs)
+		finally:
+			for queue in [*engine.queue.queues.values(), raw]:
+				queue.delete(delete_jobs=True)
+			engine.store.engine.dispose()
+			drop()
+	return results
+
+
+def main() -> None:
+	parser = argparse.ArgumentParser(
+		description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+	)
+	parser.add_argument(
+		"--jobs", type=int, default=10, help="jobs per mode (each costs seconds under valgrind)"
+	)
+	parser.add_argument("--db", default="sqlite")
+	args = parser.parse_args()
+	if shutil.which("valgrind") is None:
+		raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind); nothing measured")
+	import_handler_modules(["dartwing.dartwing_core.background_jobs.samples"])
+	print(f"{args.jobs} no-op jobs per mode, one rq.Worker under callgrind; millions of instructions per job")
+	print(f"{'database':<11}{'mode':<8}{'work-horse':>11}{'worker':>9}{'total':>9}{'raw / engine':>14}")
+	for kind in args.db.split(","):
+		results = measure(kind.strip(), args.jobs)
+		if not results:
+			continue
+		totals = {mode: horse + worker for mode, (horse, worker) in results.items()}
+		for mode, (horse, worker) in results.items():
+			ratio = f"{totals['raw'] / totals['engine']:.2f}" if mode == "engine" else ""
+			print(
+				f"{kind:<11}{mode:<8}{horse / 1e6:>11.2f}{worker / 1e6:>9.2f}{totals[mode] / 1e6:>9.2f}{ratio:>14}"
+			)
+
+
+if __name__ == "__main__":
+	main()
