@@ -2,6 +2,7 @@
 (DARTWING_IMPORTS=tests.fixtures)."""
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -101,3 +102,11 @@ def t_fails_after_cancel(ctx, wait: float = 20):
 			break
 		time.sleep(0.05)
 	raise TransientError("upstream unavailable")
+
+
+@job_handler("t_blocks_alarm", timeout=1, max_retries=1, base_delay=60, deduplication_window=0)
+def t_blocks_alarm(ctx, marker: str, seconds: float = 30):
+	"""Blocks SIGALRM, so its deadline cannot stop it: only a kill can (RQ's backstop, or a test)."""
+	signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+	Path(marker).write_text(str(os.getpid()))
+	time.sleep(seconds)

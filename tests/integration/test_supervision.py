@@ -76,3 +76,22 @@ def test_worker_keeps_the_lease_of_a_job_that_runs_longer_than_the_lease(engine,
 	job = engine.status(job_id)
 	assert (job["status"], job["retry_count"], job["output_reference"]) == ("Completed", 0, "finished")
 	assert statuses(engine, job_id) == ["Queued", "Running", "Completed"]
+
+
+def test_work_horse_killed_after_its_timeout_counts_as_timed_out(engine, live_worker, tmp_path):
+	# Given a job that blocks SIGALRM, so its 1 s deadline cannot stop it
+	marker = tmp_path / "work-horse.pid"
+	live_worker()
+	job_id = engine.submit("t_blocks_alarm", "Acme", {"marker": str(marker)})["job_id"]
+	horse_pid = wait_for_work_horse(engine, job_id, marker)
+
+	# When its horse is killed once the timeout has passed (as RQ's backstop timeout does)
+	time.sleep(1.5)
+	os.kill(horse_pid, signal.SIGKILL)
+
+	# Then the worker records a timeout, to be retried, not an unexplained death
+	wait_until(lambda: engine.status(job_id)["status"] == "Timed Out", 10, "the worker to settle the attempt")
+	job = engine.status(job_id)
+	assert job["error_message"] == "JobTimedOut: exceeded its timeout of 1s"
+	assert (job["error_type"], job["retry_count"]) == ("Transient", 1)
+	assert job["next_retry_at"] is not None

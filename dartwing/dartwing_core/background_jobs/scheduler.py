@@ -108,7 +108,8 @@ def stop_canceled(engine) -> int:
 	)
 	stopped = 0
 	for job in overdue:
-		engine.queue.stop(job["queue_job_id"])
+		# Canceled first, then the kill: the worker settles a killed horse itself, and must find
+		# the job already Canceled rather than count the kill as a failed attempt.
 		done = transition(
 			engine,
 			job,
@@ -118,6 +119,7 @@ def stop_canceled(engine) -> int:
 			values={"canceled_at": engine.now(), "lease_expires_at": None},
 		)
 		if done:
+			engine.queue.stop(job["queue_job_id"])
 			stopped += 1
 	return stopped
 

@@ -21,6 +21,7 @@ import os
 import signal
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 
 from rq import Worker
@@ -94,12 +95,13 @@ class SupervisingWorker(Worker):
 		self._reports.seek(0)
 		self._reports.truncate()
 		executor.horse_handoff = Handoff(*target, claimed, self._reports.fileno(), os.getpid())
+		started = time.monotonic()
 		try:
 			super().execute_job(job, queue)
 		finally:
 			executor.horse_handoff = None
 			if isinstance(claimed, Claim):
-				self._settle(claimed)
+				self._settle(claimed, time.monotonic() - started)
 
 	def maintain_heartbeats(self, job, *args, **kwargs):
 		super().maintain_heartbeats(job, *args, **kwargs)
@@ -110,18 +112,45 @@ class SupervisingWorker(Worker):
 			except Exception:
 				logger.warning("Heartbeat failed job_id=%s", handoff.job_id, exc_info=True)
 
-	def _settle(self, claimed: Claim) -> None:
+	def _settle(self, claimed: Claim, seconds: float) -> None:
 		outcome = self._read_report()
 		if outcome is None:
 			if self._horse_may_live():
 				return  # never settle a job its horse may still be running: the lease decides
-			why = f"WorkHorseDied: the work-horse of worker {self.name} ended without reporting an outcome"
-			outcome = Outcome(FAILED, failure=Failure(TRANSIENT, why))
+			outcome = Outcome(FAILED, failure=self._horse_death(claimed, seconds))
 		try:
 			with self.engine.store.session():
 				settle(self.engine, claimed, outcome)
 		except Exception:
 			logger.exception("Saving the outcome of job %s failed; its lease will lapse", claimed.job["name"])
+
+	def _horse_death(self, claimed: Claim, seconds: float) -> Failure:
+		"""Why an attempt ended without a report: past its timeout, RQ's backstop killed a horse
+		that ignored the deadline; otherwise the horse died (killed, out of memory, crashed)."""
+		job = claimed.job
+		timeout = int(job["timeout_seconds"] or 0)
+		if timeout and seconds >= timeout:
+			failure = Failure(TRANSIENT, f"JobTimedOut: exceeded its timeout of {timeout}s", timed_out=True)
+		else:
+			failure = Failure(
+				TRANSIENT,
+				f"WorkHorseDied: the work-horse of worker {self.name} ended without reporting an outcome",
+			)
+		logger.warning(
+			"Job failed job_id=%s type=%s attempt=%d duration=%.3fs error=%s",
+			job["name"],
+			job["job_type"],
+			claimed.attempt,
+			seconds,
+			failure.error_message,
+			extra={
+				"job_id": job["name"],
+				"job_type": job["job_type"],
+				"attempt": claimed.attempt,
+				"duration": seconds,
+			},
+		)
+		return failure
 
 	def _read_report(self) -> Outcome | None:
 		self._reports.seek(0)
