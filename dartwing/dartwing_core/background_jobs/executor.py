@@ -77,10 +77,11 @@ def execute(engine, job_id: str, queue_job_id: str) -> str:
 	"skipped" when the message was stale."""
 	with engine.store.session():
 		claimed = claim(engine, job_id, queue_job_id)
-		if not isinstance(claimed, Claim):
-			return claimed
-		with _heartbeat(engine, claimed.job):
-			outcome = attempt(engine, claimed)
+	if not isinstance(claimed, Claim):
+		return claimed
+	with _heartbeat(engine, claimed.job):
+		outcome = attempt(engine, claimed)
+	with engine.store.session():
 		return settle(engine, claimed, outcome)
 
 

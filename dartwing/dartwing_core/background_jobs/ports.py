@@ -26,7 +26,8 @@ class Store(Protocol):
 		"""All calls inside run in one transaction; it commits on exit, rolls back on error."""
 
 	def session(self) -> AbstractContextManager[None]:
-		"""Calls inside share one connection (a worker's whole job); each still commits on its own."""
+		"""Calls inside share one connection (a claim, a settle); each write still commits on its
+		own. Keep it short: a read may hold its transaction open until the session's next write."""
 
 	def get(self, doctype: str, name: str, *, for_update: bool = False) -> dict | None: ...
 

@@ -411,6 +411,14 @@ def check_a_session_commits_each_write_at_once_and_reads_fresh(store: Store) -> 
 		assert store.update(JOB, "ct-r1", {"progress": 60})
 		assert _elsewhere(lambda: store.get(JOB, "ct-r1")["progress"]) == 60
 
+		# A read may leave its transaction open: it must neither block another connection's
+		# write nor let a compare-and-set that connection won pass.
+		assert store.get(JOB, "ct-r1")["transition_count"] == 0
+		assert _elsewhere(lambda: store.update(JOB, "ct-r1", {"transition_count": 2}))
+		assert not store.update(JOB, "ct-r1", {"status": "Running"}, expect=[("transition_count", "=", 0)])
+		assert store.update(JOB, "ct-r1", {"status": "Running"}, expect=[("transition_count", "=", 2)])
+	assert _elsewhere(lambda: store.get(JOB, "ct-r1")["status"]) == "Running"
+
 
 # -- filters ----------------------------------------------------------------------------------
 
