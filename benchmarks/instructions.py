@@ -1,7 +1,9 @@
 """Instructions per job, raw RQ against the engine, counted by valgrind's callgrind.
 
-Unlike time, an instruction count does not move with the load of a shared machine, so it shows
-what a change to the hot path costs, run after run. For each mode, N no-op jobs are queued and
+Unlike time, an instruction count hardly moves with the load of a shared machine, so it shows
+what a change to the hot path costs. A work-horse's count repeats to within 0.05 M; the worker's
+share moves by up to about 2 M per job, because RQ's worker also does housekeeping on a clock,
+and under valgrind the clock ticks more often per job. For each mode, N no-op jobs are queued and
 one burst worker (benchmarks/worker.py, the same worker throughput.py runs) drains them under
 `valgrind --tool=callgrind`, which dumps the worker's counters before every fork so the worker's
 own instructions and each work-horse's are counted apart. Per job: the median horse, plus the
