@@ -4,10 +4,40 @@ that dies alone is settled by its worker at once. Real worker processes, real ki
 
 import os
 import signal
+import subprocess
+import sys
 import time
 
+import pytest
+
 from dartwing.dartwing_core.background_jobs import scheduler
-from tests.conftest import process_gone, statuses, wait_for_work_horse, wait_until
+from dartwing.dartwing_core.background_jobs.transitions import transition
+from tests.conftest import process_env, process_gone, statuses, wait_for_work_horse, wait_until
+
+# A burst worker that sends itself SIGTERM (a deploy, `systemctl stop`) the first time it enters
+# supervisor.<STEP>: in the middle of its own claim or save, where RQ's handler would otherwise
+# raise StopRequested.
+SIGTERM_DURING = """
+import os, signal, sys
+from dartwing.dartwing_core.background_jobs import supervisor
+from dartwing.dartwing_core.background_jobs.backends.standalone import build_engine
+from dartwing.dartwing_core.background_jobs.registry import import_handler_modules
+from dartwing.dartwing_core.background_jobs.worker import run_worker
+
+step = sys.argv[1]
+real = getattr(supervisor, step)
+fired = []
+
+def interrupted(*args, **kwargs):
+	if not fired:
+		fired.append(True)
+		os.kill(os.getpid(), signal.SIGTERM)
+	return real(*args, **kwargs)
+
+setattr(supervisor, step, interrupted)
+import_handler_modules(["tests.fixtures"])
+run_worker(build_engine(), burst=True)
+"""
 
 
 def test_work_horse_dies_with_its_worker(engine, live_worker, tmp_path):
@@ -95,3 +125,42 @@ def test_work_horse_killed_after_its_timeout_counts_as_timed_out(engine, live_wo
 	assert job["error_message"] == "JobTimedOut: exceeded its timeout of 1s"
 	assert (job["error_type"], job["retry_count"]) == ("Transient", 1)
 	assert job["next_retry_at"] is not None
+
+
+@pytest.mark.parametrize("step", ["claim", "settle"])
+def test_a_stop_signal_during_the_workers_own_database_work_is_a_warm_shutdown(engine, step):
+	# Given two queued jobs
+	first = engine.submit("t_echo", "Acme", {"value": "first"})["job_id"]
+	second = engine.submit("t_echo", "Acme", {"value": "second"})["job_id"]
+
+	# When the worker is sent SIGTERM while it claims, or saves, the first
+	result = subprocess.run(
+		[sys.executable, "-c", SIGTERM_DURING, step],
+		env=process_env(engine),
+		capture_output=True,
+		text=True,
+		timeout=60,
+	)
+
+	# Then it finishes and saves the first job, and stops before taking the second
+	assert result.returncode == 0, result.stderr[-3000:]
+	assert engine.status(first)["status"] == "Completed", result.stderr[-3000:]
+	assert statuses(engine, first) == ["Queued", "Running", "Completed"]
+	assert engine.status(second)["status"] == "Queued"
+
+
+def test_worker_kills_a_horse_whose_job_is_no_longer_its_own(engine, live_worker, tmp_path):
+	# Given a job running in a worker's horse (t_ignores_cancel never checks for a cancel)
+	marker = tmp_path / "work-horse.pid"
+	live_worker()
+	job_id = engine.submit("t_ignores_cancel", "Acme", {"seconds": 60, "marker": str(marker)})["job_id"]
+	horse_pid = wait_for_work_horse(engine, job_id, marker)
+
+	# When the job is marked Canceled and the stop message never reaches the worker
+	row = engine.get_job(job_id)
+	assert transition(engine, row, "Canceled", actor="scheduler", message="Stopped (message lost)")
+
+	# Then at its next heartbeat (lease/3 = 1 s) the worker finds the lease is not its own and kills
+	# the horse; the job stays Canceled
+	wait_until(lambda: process_gone(horse_pid), 10, f"work-horse {horse_pid} to be killed")
+	assert statuses(engine, job_id) == ["Queued", "Running", "Canceled"]

@@ -22,9 +22,12 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 from rq import Worker
+from rq.worker import WorkerStatus
 
 from . import executor
 from .backends.rq_queue import EXECUTE
@@ -56,6 +59,7 @@ class Handoff:
 	claimed: Claim | str  # a Claim to run, or the status the job already ended in
 	report_fd: int
 	worker_pid: int
+	claimed_at: float  # time.monotonic() in the worker, the same clock in the horse
 
 	def is_for(self, job_id: str, queue_job_id: str) -> bool:
 		"""True in the horse forked for this message (not in the worker, nor for another message)."""
@@ -66,6 +70,9 @@ class Handoff:
 		if not isinstance(self.claimed, Claim):
 			return self.claimed
 		_die_with_worker(self.worker_pid)
+		if time.monotonic() - self.claimed_at > engine.settings.lease_seconds / 2:
+			# Started so late that the lease may have lapsed and the job gone to another worker.
+			os._exit(71)
 		outcome = attempt(engine, self.claimed)
 		_write_report(self.report_fd, outcome)
 		return outcome.status
@@ -86,31 +93,44 @@ class SupervisingWorker(Worker):
 		target = _our_message(job)
 		if target is None or _prctl is None:
 			return super().execute_job(job, queue)
-		try:
-			with self.engine.store.session():
-				claimed = claim(self.engine, *target)
-		except Exception:
-			logger.warning("Claiming %s in the worker failed; its horse runs it whole", target, exc_info=True)
+		claimed = None
+		with _stop_signals_held() as held:
+			try:
+				with self.engine.store.session():
+					claimed = claim(self.engine, *target)
+			except Exception:
+				logger.warning(
+					"Claiming %s in the worker failed; its horse runs it whole", target, exc_info=True
+				)
+			if claimed is not None and held:
+				# Asked to stop while claiming: RQ's warm shutdown waits for a BUSY worker's job.
+				self.set_state(WorkerStatus.BUSY)
+		if claimed is None:
 			return super().execute_job(job, queue)
 		self._reports.seek(0)
 		self._reports.truncate()
-		executor.horse_handoff = Handoff(*target, claimed, self._reports.fileno(), os.getpid())
 		started = time.monotonic()
+		executor.horse_handoff = Handoff(*target, claimed, self._reports.fileno(), os.getpid(), started)
 		try:
 			super().execute_job(job, queue)
 		finally:
 			executor.horse_handoff = None
 			if isinstance(claimed, Claim):
-				self._settle(claimed, time.monotonic() - started)
+				with _stop_signals_held():  # RQ would raise StopRequested in the middle of the save
+					self._settle(claimed, time.monotonic() - started)
 
 	def maintain_heartbeats(self, job, *args, **kwargs):
-		super().maintain_heartbeats(job, *args, **kwargs)
+		# The lease first: it must not wait on RQ's own Redis bookkeeping.
 		handoff = executor.horse_handoff
 		if handoff is not None and isinstance(handoff.claimed, Claim):
 			try:
-				extend_lease(self.engine, handoff.claimed.job)
+				if not extend_lease(self.engine, handoff.claimed.job):
+					# Canceled by force, or rescued after a lapse: this run must end now.
+					logger.warning("Job %s is no longer this worker's; killing its horse", handoff.job_id)
+					self.kill_horse()
 			except Exception:
 				logger.warning("Heartbeat failed job_id=%s", handoff.job_id, exc_info=True)
+		super().maintain_heartbeats(job, *args, **kwargs)
 
 	def _settle(self, claimed: Claim, seconds: float) -> None:
 		outcome = self._read_report()
@@ -173,7 +193,30 @@ class SupervisingWorker(Worker):
 			os.kill(pid, 0)
 		except ProcessLookupError:
 			return False
+		except PermissionError:
+			return True  # the pid is someone else's now, or still the horse's: cannot tell
 		return True
+
+
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextmanager
+def _stop_signals_held() -> Iterator[list]:
+	"""Hold SIGINT/SIGTERM while the worker claims or settles: RQ's handlers raise StopRequested
+	(an Exception) wherever they land, which would cut a claim or a save in half. The handlers are
+	swapped for a recorder (Python runs signal handlers in the main thread, whichever thread the
+	signal reached, so a thread's signal mask would not do); a held signal is raised again, to RQ's
+	handler, when the block ends."""
+	held: list[int] = []
+	previous = {s: signal.signal(s, lambda signum, _frame: held.append(signum)) for s in _STOP_SIGNALS}
+	try:
+		yield held
+	finally:
+		for signum, handler in previous.items():
+			signal.signal(signum, handler)
+		for signum in held:
+			signal.raise_signal(signum)
 
 
 def _our_message(job) -> tuple[str, str] | None:

@@ -97,13 +97,11 @@ class SqlStore:
 	def __init__(self, url: str):
 		self.url = normalize_url(url)
 		self.dialect = make_url(self.url).get_backend_name()
-		# No rollback when a connection goes back to the pool: every use goes through a SQLAlchemy
-		# Connection, which rolls back a transaction still open when it closes, and a committed one
-		# leaves nothing to reset. The pool's own ROLLBACK was two round trips per job on MariaDB.
-		options = {"pool_recycle": 1800, "pool_reset_on_return": None}
+		options = {"pool_recycle": 1800}
 		if self.dialect == "sqlite":
 			options["connect_args"] = {"timeout": 30, "check_same_thread": False}
-		elif self.dialect == "mysql":
+		else:
+			# What compare-and-set and a session's read-then-write rely on, whatever the server's default.
 			options["isolation_level"] = "READ COMMITTED"
 		self.engine = sa.create_engine(self.url, **options)
 		if self.dialect == "sqlite":
@@ -205,12 +203,14 @@ class SqlStore:
 			_mark_read_only(held, True)
 			try:
 				yield held
-			finally:
-				if self.dialect == "sqlite":
-					held.rollback()  # costs nothing: SQLite ran the read without a transaction
-				# Elsewhere the read's transaction stays open (READ COMMITTED: it pins nothing)
-				# until the session's next write joins it or the session ends: one round trip
-				# fewer for the usual read-then-write of a claim.
+			except BaseException:
+				held.rollback()  # leave the session usable for a retry (e.g. after a disconnect)
+				raise
+			if self.dialect == "sqlite":
+				held.rollback()  # costs nothing: SQLite ran the read without a transaction
+			# Elsewhere the read's transaction stays open (READ COMMITTED: it pins nothing) until
+			# the session's next write joins it or the session ends: one round trip fewer for the
+			# usual read-then-write of a claim.
 		else:
 			with self.engine.connect() as conn:
 				_mark_read_only(conn, True)
