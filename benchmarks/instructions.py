@@ -15,23 +15,18 @@ Not counted: the kernel's work (fork, page faults, I/O), which throughput.py's C
 """
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import uuid
-from dataclasses import replace
 from pathlib import Path
 
 from rq import Queue
-from throughput import REDIS_URL, database_url
+from throughput import bench_engine
 
-from dartwing.dartwing_core.background_jobs import admin
-from dartwing.dartwing_core.background_jobs.backends.standalone import build_engine
 from dartwing.dartwing_core.background_jobs.registry import import_handler_modules
-from dartwing.dartwing_core.background_jobs.settings import Settings
 
 HERE = Path(__file__).resolve().parent
 
@@ -70,43 +65,25 @@ def counted_drain(mode: str, raw_queue: str, env: dict, out: Path) -> tuple[int,
 
 
 def measure(kind: str, jobs: int) -> dict | None:
-	with tempfile.TemporaryDirectory() as tmp:
-		try:
-			url, drop = database_url(kind, Path(tmp))
-		except Exception as exc:
-			print(f"{kind}: skipped, not reachable ({type(exc).__name__}: {exc})")
+	prefix = f"dwinstr-{uuid.uuid4().hex[:6]}"
+	with tempfile.TemporaryDirectory() as tmp, bench_engine(kind, Path(tmp), prefix) as ready:
+		if ready is None:
 			return None
-		prefix = f"dwinstr-{uuid.uuid4().hex[:6]}"
-		engine = build_engine(url, REDIS_URL, replace(Settings.from_env(), queue_prefix=prefix))
+		engine, env = ready
+		env = {**env, "DARTWING_LOG_LEVEL": "WARNING"}
 		raw = Queue(f"{prefix}-raw", connection=engine.queue.redis)
-		env = {
-			**os.environ,
-			"DARTWING_DB_URL": url,
-			"DARTWING_REDIS_URL": REDIS_URL,
-			"DARTWING_QUEUE_PREFIX": prefix,
-			"DARTWING_LOG_LEVEL": "WARNING",
-		}
 		results = {}
-		try:
-			engine.store.create_schema()
-			admin.sync_job_types(engine)
-			admin.add_organization(engine, "Bench", max_queued_jobs=0)
-			for mode in ("raw", "engine"):
-				for n in range(jobs):
-					if mode == "raw":
-						raw.enqueue_call(func="os.getpid", result_ttl=0)
-					else:
-						engine.submit("noop", "Bench", {"n": n}, triggered_by="benchmark")
-				loaded, horses = counted_drain(mode, raw.name, env, Path(tmp) / f"{mode}-loaded")
-				empty, _ = counted_drain(mode, raw.name, env, Path(tmp) / f"{mode}-empty")
-				if len(horses) != jobs:
-					raise SystemExit(f"{mode}: {len(horses)} work-horses for {jobs} jobs")
-				results[mode] = (statistics.median(horses), (loaded - empty) / jobs)
-		finally:
-			for queue in [*engine.queue.queues.values(), raw]:
-				queue.delete(delete_jobs=True)
-			engine.store.engine.dispose()
-			drop()
+		for mode in ("raw", "engine"):
+			for n in range(jobs):
+				if mode == "raw":
+					raw.enqueue_call(func="os.getpid", result_ttl=0)
+				else:
+					engine.submit("noop", "Bench", {"n": n}, triggered_by="benchmark")
+			loaded, horses = counted_drain(mode, raw.name, env, Path(tmp) / f"{mode}-loaded")
+			empty, _ = counted_drain(mode, raw.name, env, Path(tmp) / f"{mode}-empty")
+			if len(horses) != jobs:
+				raise SystemExit(f"{mode}: {len(horses)} work-horses for {jobs} jobs")
+			results[mode] = (statistics.median(horses), (loaded - empty) / jobs)
 	return results
 
 

@@ -17,6 +17,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -122,35 +124,45 @@ def run_round(engine, env: dict, jobs: int, workers: int, round_no: int) -> dict
 	}
 
 
+@contextmanager
+def bench_engine(kind: str, tmp: Path, prefix: str) -> Iterator[tuple[object, dict] | None]:
+	"""An engine on a fresh database of `kind` (schema, job types, organization "Bench") with its
+	own queue prefix, and the environment that makes a worker process build the same engine; None
+	when the database is not reachable. Queues and database go away afterwards."""
+	try:
+		url, drop = database_url(kind, tmp)
+	except Exception as exc:
+		print(f"{kind}: skipped, not reachable ({type(exc).__name__}: {exc})")
+		yield None
+		return
+	engine = build_engine(url, REDIS_URL, replace(Settings.from_env(), queue_prefix=prefix))
+	env = {
+		**os.environ,
+		"DARTWING_DB_URL": url,
+		"DARTWING_REDIS_URL": REDIS_URL,
+		"DARTWING_QUEUE_PREFIX": prefix,
+	}
+	try:
+		engine.store.create_schema()
+		admin.sync_job_types(engine)
+		admin.add_organization(engine, "Bench", max_queued_jobs=0)
+		yield engine, env
+	finally:
+		for queue in [*engine.queue.queues.values(), Queue(f"{prefix}-raw", connection=engine.queue.redis)]:
+			queue.delete(delete_jobs=True)
+		engine.store.engine.dispose()
+		drop()
+
+
 def bench_database(kind: str, jobs: int, workers: int, rounds: int) -> dict | None:
-	with tempfile.TemporaryDirectory() as tmp:
-		try:
-			url, drop = database_url(kind, Path(tmp))
-		except Exception as exc:
-			print(f"{kind}: skipped, not reachable ({type(exc).__name__}: {exc})")
+	with (
+		tempfile.TemporaryDirectory() as tmp,
+		bench_engine(kind, Path(tmp), f"dwbench-{uuid.uuid4().hex[:6]}") as ready,
+	):
+		if ready is None:
 			return None
-		prefix = f"dwbench-{uuid.uuid4().hex[:6]}"
-		settings = replace(Settings.from_env(), queue_prefix=prefix)
-		engine = build_engine(url, REDIS_URL, settings)
-		try:
-			engine.store.create_schema()
-			admin.sync_job_types(engine)
-			admin.add_organization(engine, "Bench", max_queued_jobs=0)
-			env = {
-				**os.environ,
-				"DARTWING_DB_URL": url,
-				"DARTWING_REDIS_URL": REDIS_URL,
-				"DARTWING_QUEUE_PREFIX": prefix,
-			}
-			results = [run_round(engine, env, jobs, workers, r) for r in range(rounds)]
-		finally:
-			for queue in [
-				*engine.queue.queues.values(),
-				Queue(f"{prefix}-raw", connection=engine.queue.redis),
-			]:
-				queue.delete(delete_jobs=True)
-			engine.store.engine.dispose()
-			drop()
+		engine, env = ready
+		results = [run_round(engine, env, jobs, workers, r) for r in range(rounds)]
 	summary = {key: statistics.median(r[key] for r in results) for key in results[0]}
 	summary["ratio"] = statistics.median(r["engine_jobs_per_s"] / r["raw_jobs_per_s"] for r in results)
 	return summary
