@@ -51,13 +51,11 @@ class Failure:
 class Outcome:
 	"""How one attempt ended: Completed or Canceled with the fields to save, or a failure."""
 
-	status: str  # states.COMPLETED, states.CANCELED or FAILED
+	status: str  # states.COMPLETED, states.CANCELED or states.FAILED (then `failure` says why)
 	message: str = ""
 	values: dict = field(default_factory=dict)
 	failure: Failure | None = None
 
-
-FAILED = "failed"
 
 # Set by a supervising worker (supervisor.py) just before it forks the work-horse for a job it
 # has claimed: the horse then only runs the handler.
@@ -154,18 +152,9 @@ def attempt(engine, claimed: Claim) -> Outcome:
 		progress = {"progress": ctx.job["progress"], "progress_message": ctx.job.get("progress_message")}
 		return Outcome(states.CANCELED, f"Canceled at checkpoint: {exc}", progress)
 	except (Exception, JobTimedOut) as exc:
-		duration = time.monotonic() - started
-		logger.warning(
-			"Job failed job_id=%s type=%s attempt=%d duration=%.3fs error=%s: %s",
-			job["name"],
-			job["job_type"],
-			attempt_no,
-			duration,
-			type(exc).__name__,
-			exc,
-			extra={**fields, "duration": duration},
-		)
-		return Outcome(FAILED, failure=Failure.of(exc, traceback.format_exc()))
+		failure = Failure.of(exc, traceback.format_exc())
+		log_failure(claimed, time.monotonic() - started, failure)
+		return Outcome(states.FAILED, failure=failure)
 	duration = time.monotonic() - started
 	logger.info(
 		"Job succeeded job_id=%s type=%s attempt=%d duration=%.3fs",
@@ -178,6 +167,21 @@ def attempt(engine, claimed: Claim) -> Outcome:
 	return Outcome(states.COMPLETED, f"Completed in {duration:.3f}s", values)
 
 
+def log_failure(claimed: Claim, duration: float, failure: Failure) -> None:
+	"""The one "Job failed" line, for an attempt that raised and for a horse that died."""
+	job = claimed.job
+	fields = {"job_id": job["name"], "job_type": job["job_type"], "attempt": claimed.attempt}
+	logger.warning(
+		"Job failed job_id=%s type=%s attempt=%d duration=%.3fs error=%s",
+		job["name"],
+		job["job_type"],
+		claimed.attempt,
+		duration,
+		failure.error_message,
+		extra={**fields, "duration": duration},
+	)
+
+
 def settle(engine, claimed: Claim, outcome: Outcome, actor: str = "worker") -> str:
 	"""Save how the attempt ended: Completed, Canceled, or the retry policy's answer to a failure."""
 	job = claimed.job
@@ -186,8 +190,7 @@ def settle(engine, claimed: Claim, outcome: Outcome, actor: str = "worker") -> s
 	if outcome.status == states.CANCELED:
 		values = {**outcome.values, "canceled_at": engine.now()}
 		return _persist(lambda: _finish(engine, job, states.CANCELED, outcome.message, values))
-	failure = outcome.failure or Failure(TRANSIENT, "the attempt ended without reporting why")
-	return _persist(lambda: settle_failure(engine, job, failure, claimed.job_type, actor=actor))
+	return _persist(lambda: settle_failure(engine, job, outcome.failure, claimed.job_type, actor=actor))
 
 
 def _persist(settle, attempts: int = 4):

@@ -29,9 +29,9 @@ from dataclasses import asdict, dataclass
 from rq import Worker
 from rq.worker import WorkerStatus
 
-from . import executor
+from . import executor, states
 from .backends.rq_queue import EXECUTE
-from .executor import FAILED, Claim, Failure, Outcome, attempt, claim, extend_lease, settle
+from .executor import Claim, Failure, Outcome, attempt, claim, extend_lease, log_failure, settle
 from .retry import TRANSIENT
 
 logger = logging.getLogger("dartwing.jobs")
@@ -137,7 +137,7 @@ class SupervisingWorker(Worker):
 		if outcome is None:
 			if self._horse_may_live():
 				return  # never settle a job its horse may still be running: the lease decides
-			outcome = Outcome(FAILED, failure=self._horse_death(claimed, seconds))
+			outcome = Outcome(states.FAILED, failure=self._horse_death(claimed, seconds))
 		try:
 			with self.engine.store.session():
 				settle(self.engine, claimed, outcome)
@@ -156,20 +156,7 @@ class SupervisingWorker(Worker):
 				TRANSIENT,
 				f"WorkHorseDied: the work-horse of worker {self.name} ended without reporting an outcome",
 			)
-		logger.warning(
-			"Job failed job_id=%s type=%s attempt=%d duration=%.3fs error=%s",
-			job["name"],
-			job["job_type"],
-			claimed.attempt,
-			seconds,
-			failure.error_message,
-			extra={
-				"job_id": job["name"],
-				"job_type": job["job_type"],
-				"attempt": claimed.attempt,
-				"duration": seconds,
-			},
-		)
+		log_failure(claimed, seconds, failure)
 		return failure
 
 	def _read_report(self) -> Outcome | None:

@@ -67,12 +67,10 @@ def transition(
 	updated = {**job, **changes}
 	if to_status != job["status"]:
 		engine.publish_status(updated)
-	if children:
+	if children:  # they move as soon as their parent ends
 		from .dependencies import settle_children  # imports this module
 
-		settle_children(
-			engine, updated, [c["name"] for c in children], actor
-		)  # children move as soon as their parent ends
+		settle_children(engine, updated, [c["name"] for c in children], actor)
 	return updated
 
 
