@@ -12,6 +12,11 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
+
+# Before anything imports it: pytest then shows the values behind a failed plain assert in the
+# Store contract's checks (test_store_contract.py, test_sql_store_connections.py).
+pytest.register_assert_rewrite("dartwing.dartwing_core.background_jobs.store_contract")
+
 import sqlalchemy as sa
 from redis import Redis
 

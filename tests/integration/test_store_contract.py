@@ -6,9 +6,6 @@ The checks live in the app (background_jobs/store_contract.py), free of pytest, 
 
 import pytest
 
-# Before the import: pytest then shows the values behind a failed plain assert in the checks.
-pytest.register_assert_rewrite("dartwing.dartwing_core.background_jobs.store_contract")
-
 from dartwing.dartwing_core.background_jobs.store_contract import CHECKS, cleanup
 from dartwing.dartwing_core.background_jobs.transitions import JOB, LOG
 

@@ -29,6 +29,10 @@ class Store(Protocol):
 		"""Calls inside share one connection (a claim, a settle); each write still commits on its
 		own. Keep it short: a read may hold its transaction open until the session's next write."""
 
+	def keep_connection(self) -> AbstractContextManager[None]:
+		"""For a worker's loop: this thread's sessions reuse one connection rather than taking and
+		resetting one each time. A session that fails gives it up; a forked child never uses it."""
+
 	def get(self, doctype: str, name: str, *, for_update: bool = False) -> dict | None: ...
 
 	def get_with_links(

@@ -89,6 +89,10 @@ class SupervisingWorker(Worker):
 		self.engine = engine
 		self._reports = tempfile.TemporaryFile()
 
+	def work(self, *args, **kwargs):
+		with self.engine.store.keep_connection():  # one connection for every claim and settle
+			return super().work(*args, **kwargs)
+
 	def execute_job(self, job, queue):
 		target = _our_message(job)
 		if target is None or _prctl is None:

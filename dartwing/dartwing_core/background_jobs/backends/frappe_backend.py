@@ -152,6 +152,9 @@ class FrappeStore:
 		"""frappe.db is already one connection per site and thread."""
 		return nullcontext()
 
+	def keep_connection(self) -> AbstractContextManager[None]:
+		return nullcontext()  # as session(): frappe.db already is
+
 	@_in_site
 	def get(self, doctype: str, name: str, *, for_update: bool = False) -> dict | None:
 		table = frappe.qb.DocType(doctype)

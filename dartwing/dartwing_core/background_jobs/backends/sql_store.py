@@ -6,6 +6,7 @@ the doctype JSON, so this store and a Frappe site hold the same rows.
 
 import os
 import threading
+import time
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
@@ -107,11 +108,24 @@ class SqlStore:
 		if self.dialect == "sqlite":
 			_make_sqlite_safe(self.engine)
 		self.metadata, self.tables = build_metadata()
-		self._statements: dict[tuple, sa.Executable] = {}
+		self._statements: dict[tuple, _Prepared] = {}
 		self._local = _ThreadState()
 		# A forked RQ work-horse must not share its parent's sockets or file handles.
 		ref = weakref.ref(self)
-		os.register_at_fork(after_in_child=lambda: (s := ref()) and s.engine.dispose(close=False))
+		os.register_at_fork(after_in_child=lambda: (s := ref()) and s._after_fork_in_child())
+
+	def _after_fork_in_child(self) -> None:
+		"""Connections the parent holds belong to the parent: never use, reset or close them here
+		(a reset would send a ROLLBACK down the parent's socket). Kept referenced, never collected."""
+		state = self._local
+		if state.kept is not None:
+			_INHERITED.append(state.kept)
+			state.kept = None
+		for held in (state.held, state.conn):
+			if held is not None:
+				_INHERITED.append(held)
+		state.held = state.conn = None
+		self.engine.dispose(close=False)
 
 	def create_schema(self) -> None:
 		"""Create missing tables and indexes, and add columns new doctype fields need."""
@@ -159,12 +173,40 @@ class SqlStore:
 		if self._local.held is not None or self._local.conn is not None:
 			yield
 			return
-		with self.engine.connect() as conn:
-			self._local.held = conn
-			try:
-				yield
-			finally:
-				self._local.held = None
+		kept = self._local.kept
+		if kept is None:
+			with self.engine.connect() as conn:
+				self._local.held = conn
+				try:
+					yield
+				finally:
+					self._local.held = None
+			return
+		conn = kept.take(self.engine)
+		self._local.held = conn
+		try:
+			yield
+		except BaseException:
+			kept.drop()  # whatever state the error left it in, the pool's reset cleans it up
+			raise
+		finally:
+			self._local.held = None
+		kept.end_session()
+
+	@contextmanager
+	def keep_connection(self) -> Iterator[None]:
+		"""For a worker's loop: this thread's sessions (a claim, a settle per job) reuse one
+		connection instead of checking one out of the pool and resetting it for each session,
+		which costs two round trips and the pool's bookkeeping per job."""
+		if self._local.kept is not None:
+			yield
+			return
+		kept = self._local.kept = _KeptConnection(self.dialect)
+		try:
+			yield
+		finally:
+			self._local.kept = None
+			kept.drop()
 
 	def maintain(self) -> None:
 		"""Periodic upkeep, called by the scheduler loop: on SQLite, move the WAL into the database
@@ -208,6 +250,8 @@ class SqlStore:
 				raise
 			if self.dialect == "sqlite":
 				held.rollback()  # costs nothing: SQLite ran the read without a transaction
+			elif not held.in_transaction() and self._local.kept is not None:
+				self._local.kept.read_open = True
 			# Elsewhere the read's transaction stays open (READ COMMITTED: it pins nothing) until
 			# the session's next write joins it or the session ends: one round trip fewer for the
 			# usual read-then-write of a claim.
@@ -234,8 +278,12 @@ class SqlStore:
 			if held.in_transaction():
 				held.rollback()
 			_mark_read_only(held, False)
-			with held.begin():
-				yield held
+			try:
+				with held.begin():
+					yield held
+			finally:
+				if self._local.kept is not None:
+					self._local.kept.read_open = False  # the commit or rollback ended it
 
 	def get(self, doctype: str, name: str, *, for_update: bool = False) -> dict | None:
 		locking = for_update and self.dialect != "sqlite"  # SQLite's writer lock covers the file
@@ -247,8 +295,8 @@ class SqlStore:
 
 		statement = self._statement(("get", doctype, locking), build)
 		with self._connection(write=for_update) as conn:
-			row = conn.execute(statement, {"p__name": name}).mappings().first()
-		return dict(row) if row else None
+			rows = statement.rows(conn, {"p__name": name})
+		return rows[0] if rows else None
 
 	def get_with_links(
 		self, doctype: str, name: str, links: Mapping[str, tuple[str, Sequence[str]]]
@@ -268,7 +316,7 @@ class SqlStore:
 
 		statement = self._statement(("get_with_links", doctype, pairs), build)
 		with self._connection(write=False) as conn:
-			found = conn.execute(statement, {"p__name": name}).mappings().first()
+			found = next(iter(statement.rows(conn, {"p__name": name})), None)
 		if found is None:
 			return None, dict.fromkeys(links)
 		rows: list[dict] = [{} for _ in range(len(pairs) + 1)]
@@ -310,7 +358,7 @@ class SqlStore:
 		if offset:
 			params["p__offset"] = offset
 		with self._connection(write=False) as conn:
-			return [dict(r) for r in conn.execute(self._statement(key, build), params).mappings()]
+			return self._statement(key, build).rows(conn, params)
 
 	def count(self, doctype: str, filters: Sequence[Filter] = ()) -> int:
 		shape, params = _filter_shape(filters)
@@ -320,7 +368,7 @@ class SqlStore:
 			return sa.select(sa.func.count()).select_from(table).where(*self._where(table, shape))
 
 		with self._connection(write=False) as conn:
-			return conn.execute(self._statement(("count", doctype, shape), build), params).scalar_one()
+			return self._statement(("count", doctype, shape), build).tuples(conn, params)[0][0]
 
 	def count_by(self, doctype: str, field: str, filters: Sequence[Filter] = ()) -> dict[str, int]:
 		shape, params = _filter_shape(filters)
@@ -332,15 +380,16 @@ class SqlStore:
 
 		statement = self._statement(("count_by", doctype, field, shape), build)
 		with self._connection(write=False) as conn:
-			return {key: count for key, count in conn.execute(statement, params)}
+			return dict(statement.tuples(conn, params))
 
 	def insert(self, doctype: str, row: dict) -> None:
 		table = self.tables[doctype]
 		now = datetime.now(timezone.utc).replace(tzinfo=None)
 		values = schema.complete_row(doctype, row, now, table.c.keys())
+		statement = self._statement(("insert", doctype, tuple(values)), table.insert, tuple(values))
 		try:
 			with self._connection(write=True) as conn, self._savepoint(conn):
-				conn.execute(table.insert(), values)
+				statement.rowcount(conn, values)
 		except sa.exc.IntegrityError as exc:
 			raise UniqueViolation(str(exc.orig)) from exc
 
@@ -359,10 +408,10 @@ class SqlStore:
 				self._column(table, field)  # the SET clause comes from the parameters: check them
 			return table.update().where(table.c.name == sa.bindparam("p__name"), *self._where(table, shape))
 
-		statement = self._statement(("update", doctype, fields, shape), build)
+		statement = self._statement(("update", doctype, fields, shape), build, fields)
 		try:
 			with self._connection(write=True) as conn:
-				return conn.execute(statement, {**values, **params, "p__name": name}).rowcount == 1
+				return statement.rowcount(conn, {**values, **params, "p__name": name}) == 1
 		except sa.exc.IntegrityError as exc:
 			raise UniqueViolation(str(exc.orig)) from exc
 
@@ -379,14 +428,14 @@ class SqlStore:
 			return table.delete().where(*self._where(table, shape))
 
 		with self._connection(write=True) as conn:
-			return conn.execute(self._statement(("delete", doctype, shape), build), params).rowcount
+			return self._statement(("delete", doctype, shape), build).rowcount(conn, params)
 
-	def _statement(self, key: tuple, build) -> sa.Executable:
-		"""Statements are built once per shape (doctype, fields, filter operators) with bound
-		parameters, so the hot path skips building them and SQLAlchemy skips their cache keys."""
+	def _statement(self, key: tuple, build, column_keys: Sequence[str] | None = None) -> "_Prepared":
+		"""Statements are built and compiled once per shape (doctype, fields, filter operators)
+		with bound parameters: the hot path only binds values and reads rows."""
 		statement = self._statements.get(key)
 		if statement is None:
-			statement = build()
+			statement = _Prepared(build(), self.engine.dialect, column_keys)
 			if len(self._statements) >= _MAX_STATEMENTS:
 				self._statements.clear()  # shapes come from code and a few API filters: never reached
 			self._statements[key] = statement
@@ -415,9 +464,138 @@ class SqlStore:
 		return clauses
 
 
+class _Prepared:
+	"""A statement compiled once for this database, run on the connection's DBAPI cursor.
+
+	Why not `Connection.execute`: a worker forks a work-horse per job, after which every memory
+	page the worker writes costs a page fault. SQLAlchemy's per-execution machinery (execution
+	context, result objects, events) touches several hundred pages per job; binding values and
+	reading tuples here touches a few. Compilation, transactions, pooling and error translation
+	stay SQLAlchemy's. Statements SQLAlchemy must render per execution (expanding IN) use it.
+	"""
+
+	def __init__(self, statement: sa.Executable, dialect, column_keys: Sequence[str] | None):
+		self.statement = statement
+		compiled = statement.compile(dialect=dialect, column_keys=column_keys)
+		self.sql = compiled.string
+		self.lean = "POSTCOMPILE" not in self.sql and not compiled.escaped_bind_names
+		self.names = tuple(compiled.positiontup) if compiled.positional else None
+		self.binders = {}
+		for name, bind in compiled.binds.items():
+			processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+			if processor is not None:
+				self.binders[name] = processor
+		self._compiled = compiled
+		self._dialect = dialect
+		columns = list(getattr(statement, "selected_columns", ()))
+		self.keys = tuple(column.key for column in columns)
+		self._types = tuple(column.type for column in columns)
+		self._readers: list | None = None
+
+	def _params(self, values: dict):
+		params = self._compiled.construct_params(values)
+		for name, bind in self.binders.items():
+			if name in params:
+				params[name] = bind(params[name])
+		if self.names is None:
+			return params
+		return tuple(params[name] for name in self.names)
+
+	def _run(self, conn: sa.Connection, values: dict):
+		"""Execute; returns (rows as tuples or None, rowcount). DBAPI errors leave as
+		SQLAlchemy's exceptions, with its disconnect handling, exactly as from `execute`."""
+		params = self._params(values)
+		dbapi_conn = conn.connection.dbapi_connection
+		cursor = dbapi_conn.cursor()
+		try:
+			cursor.execute(self.sql, params)
+			rows = cursor.fetchall() if cursor.description is not None else None
+			if rows and self._readers is None:
+				self._readers = [
+					kind.dialect_impl(self._dialect).result_processor(self._dialect, column[1])
+					for kind, column in zip(self._types, cursor.description, strict=False)
+				]
+			return rows, cursor.rowcount
+		except Exception as exc:
+			if not conn.in_transaction():
+				# A read outside SQLAlchemy's transaction began one in the driver (MariaDB,
+				# PostgreSQL): end it, so the connection is usable (PostgreSQL aborts it).
+				try:
+					dbapi_conn.rollback()
+				except Exception:
+					pass
+			conn._handle_dbapi_exception(exc, self.sql, params, cursor, None)
+		finally:
+			cursor.close()
+
+	def tuples(self, conn: sa.Connection, values: dict) -> list[tuple]:
+		if not self.lean:
+			return [tuple(row) for row in conn.execute(self.statement, values)]
+		rows, _ = self._run(conn, values)
+		readers = self._readers
+		if not rows or not any(readers):
+			return list(rows or ())
+		return [
+			tuple(value if read is None else read(value) for read, value in zip(readers, row, strict=False))
+			for row in rows
+		]
+
+	def rows(self, conn: sa.Connection, values: dict) -> list[dict]:
+		keys = self.keys
+		return [dict(zip(keys, row, strict=True)) for row in self.tuples(conn, values)]
+
+	def rowcount(self, conn: sa.Connection, values: dict) -> int:
+		if not self.lean:
+			return conn.execute(self.statement, values).rowcount
+		return self._run(conn, values)[1]
+
+
+class _KeptConnection:
+	"""The connection keep_connection() lends to each session of one thread."""
+
+	IDLE_SECONDS = 60  # after this long unused, take a fresh one: the pool's recycling applies
+
+	def __init__(self, dialect: str):
+		self.dialect = dialect
+		self.conn: sa.Connection | None = None
+		self.used_at = 0.0
+		self.read_open = False  # a read began a driver transaction SQLAlchemy does not know of
+
+	def take(self, engine: sa.Engine) -> sa.Connection:
+		if self.conn is not None and (
+			self.conn.closed or self.conn.invalidated or time.monotonic() - self.used_at > self.IDLE_SECONDS
+		):
+			self.drop()
+		if self.conn is None:
+			self.conn = engine.connect()
+		return self.conn
+
+	def end_session(self) -> None:
+		"""A session ends with no transaction open: a read's would hold its tables' metadata
+		locks while the worker waits for work. Writes have committed; end a trailing read's."""
+		conn = self.conn
+		if conn is None:
+			return
+		if conn.in_transaction():
+			conn.rollback()
+		elif self.read_open:
+			conn.connection.dbapi_connection.rollback()
+		self.read_open = False
+		self.used_at = time.monotonic()
+
+	def drop(self) -> None:
+		conn, self.conn, self.read_open = self.conn, None, False
+		if conn is not None:
+			conn.close()
+
+
+_INHERITED: list = []  # a forked child's copies of its parent's connections, see _after_fork_in_child
+
+
 class _ThreadState(threading.local):
 	conn: sa.Connection | None = None  # the connection of this thread's open transaction
 	held: sa.Connection | None = None  # the connection session() holds for this thread
+	kept: _KeptConnection | None = None  # the connection keep_connection() lends to sessions
 
 
 def _mark_read_only(conn: sa.Connection, read_only: bool) -> None:

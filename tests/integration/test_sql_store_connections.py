@@ -1,0 +1,98 @@
+"""The standalone store's connection handling that the Store contract cannot see from outside:
+the connection a worker keeps across sessions, and what a forked work-horse does with it."""
+
+import gc
+import os
+
+import pytest
+import sqlalchemy as sa
+
+from dartwing.dartwing_core.background_jobs.store_contract import cleanup, job_row
+from dartwing.dartwing_core.background_jobs.transitions import JOB
+
+
+@pytest.fixture
+def store(any_engine):
+	store = any_engine.store
+	store.insert(JOB, job_row("ct-k1", progress=0))
+	yield store
+	cleanup(store)
+
+
+def _server_id(store) -> int | str:
+	"""The server's id for the connection this thread's session holds (read from the driver,
+	without a statement that would change its state); SQLite's is the driver object's id."""
+	dbapi = store._local.held.connection.dbapi_connection
+	if store.dialect == "sqlite":
+		return id(dbapi)
+	return dbapi.info.backend_pid if store.dialect == "postgresql" else dbapi.thread_id()
+
+
+def _open_transactions(store, server_id: int) -> int:
+	"""Transactions the server sees open on connection `server_id`, asked on another connection."""
+	query = {
+		"mysql": "SELECT COUNT(*) FROM information_schema.innodb_trx WHERE trx_mysql_thread_id = :id",
+		"postgresql": "SELECT COUNT(*) FROM pg_stat_activity WHERE pid = :id AND state LIKE 'idle in%'",
+	}[store.dialect]
+	with store.engine.connect() as other:
+		return other.execute(sa.text(query), {"id": server_id}).scalar_one()
+
+
+def test_sessions_share_the_kept_connection_and_leave_no_transaction_open(store):
+	if store.dialect == "sqlite":
+		pytest.skip("SQLite runs a session's reads outside any transaction: nothing could stay open")
+	with store.keep_connection():
+		with store.session():
+			first = _server_id(store)
+			assert store.get(JOB, "ct-k1")["progress"] == 0  # a read last: its transaction must end
+		assert _open_transactions(store, first) == 0, "a read-only session left its transaction open"
+
+		with store.session():
+			assert _server_id(store) == first, "the next session took another connection"
+			store.get(JOB, "ct-k1")
+			assert store.update(JOB, "ct-k1", {"progress": 5})
+		assert _open_transactions(store, first) == 0
+
+
+def test_a_failed_session_gives_the_kept_connection_up_and_the_next_one_works(store):
+	with store.keep_connection():
+		with store.session():
+			kept = store._local.held
+		with pytest.raises(RuntimeError), store.session():
+			with store.transaction():
+				store.update(JOB, "ct-k1", {"progress": 99})
+				raise RuntimeError("the session fails part-way")
+		assert kept.closed, "a session that failed must not hand its connection to the next"
+		with store.session():
+			assert store._local.held is not kept
+			assert store.get(JOB, "ct-k1")["progress"] == 0
+			assert store.update(JOB, "ct-k1", {"progress": 60})
+	assert store.get(JOB, "ct-k1")["progress"] == 60
+
+
+def test_a_forked_child_never_uses_its_parents_kept_connection(store):
+	with store.keep_connection():
+		with store.session():
+			store.get(JOB, "ct-k1")  # the kept connection is open when the work-horse forks
+			parents = _server_id(store)
+		pid = os.fork()
+		if pid == 0:  # the work-horse: its own connection, and the parent's left alone
+			code = 1
+			try:
+				with store.session():
+					if _server_id(store) == parents:
+						code = 3
+						raise AssertionError("the child took its parent's connection")
+					assert store.update(JOB, "ct-k1", {"progress": 7})
+				gc.collect()
+				code = 0
+			finally:
+				os._exit(code)
+		_, status = os.waitpid(pid, 0)
+		code = os.waitstatus_to_exitcode(status)
+		assert code != 3, "the child took its parent's kept connection"
+		assert code == 0, "the child could not write on its own connection"
+		with store.session():  # the parent's connection must still be in step with its server
+			assert store.get(JOB, "ct-k1")["progress"] == 7
+			assert store.update(JOB, "ct-k1", {"progress": 8})
+	assert store.get(JOB, "ct-k1")["progress"] == 8
