@@ -89,54 +89,55 @@ class Engine:
 	) -> dict:
 		"""Validate everything, then write the job and its first log row in one transaction and
 		hand it to the queue. Returns at once; nothing is written when a check fails."""
-		job_type_row = self._job_type_for_submit(job_type, roles)
-		params = self._parameters(parameters, job_type_row)
-		priority = priority or job_type_row.get("default_priority") or "Normal"
-		if priority not in states.PRIORITIES:
-			raise ValidationError(
-				"priority", f"must be one of {', '.join(states.PRIORITIES)}, not {priority!r}"
-			)
-		_check_name("user", user)
-		_check_name("triggered_by", triggered_by)
-		canonical = json.dumps(params, sort_keys=True, separators=(",", ":"))
-		job_hash = hashlib.sha256(f"{job_type}\0{organization}\0{canonical}".encode()).hexdigest()
-		now = self.now()
-		job = {
-			"name": new_name(),
-			"job_type": job_type,
-			"organization": organization,
-			"owner_user": user,
-			"owner": user,
-			"modified_by": user,
-			"triggered_by": triggered_by,
-			"priority": priority,
-			"input_parameters": canonical,
-			"job_hash": job_hash,
-			"active_hash": job_hash,
-			"max_retries": int(job_type_row["max_retries"]),
-			"timeout_seconds": int(job_type_row["default_timeout"]),
-			"retry_count": 0,
-			"progress": 0,
-			"depends_on": depends_on or None,
-			"transition_count": 0,
-			"creation": now,
-			"modified": now,
-		}
-		try:
-			with self.store.transaction():
-				org = self._organization_for_submit(organization)
-				self._refuse_duplicate(job_hash, job_type_row, now)
-				self._refuse_full_queue(org)
-				status = self._initial_status(depends_on, organization)
-				if status == states.QUEUED:
-					job.update(queued_at=now, queue_job_id=f"{job['name']}-1")
-				log = log_row(job, status, now, user, f"Submitted by {user}", 0)
-				job.update(status=status, transition_count=1, chain_head=log["entry_hash"])
-				self.store.insert(JOB, job)
-				self.store.insert(LOG, log)
-		except UniqueViolation:
-			self._raise_if_active(job_hash)
-			raise
+		with self.store.session():  # one connection for the checks and the write
+			job_type_row = self._job_type_for_submit(job_type, roles)
+			params = self._parameters(parameters, job_type_row)
+			priority = priority or job_type_row.get("default_priority") or "Normal"
+			if priority not in states.PRIORITIES:
+				raise ValidationError(
+					"priority", f"must be one of {', '.join(states.PRIORITIES)}, not {priority!r}"
+				)
+			_check_name("user", user)
+			_check_name("triggered_by", triggered_by)
+			canonical = json.dumps(params, sort_keys=True, separators=(",", ":"))
+			job_hash = hashlib.sha256(f"{job_type}\0{organization}\0{canonical}".encode()).hexdigest()
+			now = self.now()
+			job = {
+				"name": new_name(),
+				"job_type": job_type,
+				"organization": organization,
+				"owner_user": user,
+				"owner": user,
+				"modified_by": user,
+				"triggered_by": triggered_by,
+				"priority": priority,
+				"input_parameters": canonical,
+				"job_hash": job_hash,
+				"active_hash": job_hash,
+				"max_retries": int(job_type_row["max_retries"]),
+				"timeout_seconds": int(job_type_row["default_timeout"]),
+				"retry_count": 0,
+				"progress": 0,
+				"depends_on": depends_on or None,
+				"transition_count": 0,
+				"creation": now,
+				"modified": now,
+			}
+			try:
+				with self.store.transaction():
+					org = self._organization_for_submit(organization)
+					self._refuse_duplicate(job_hash, job_type_row, now)
+					self._refuse_full_queue(org)
+					status = self._initial_status(depends_on, organization)
+					if status == states.QUEUED:
+						job.update(queued_at=now, queue_job_id=f"{job['name']}-1")
+					log = log_row(job, status, now, user, f"Submitted by {user}", 0)
+					job.update(status=status, transition_count=1, chain_head=log["entry_hash"])
+					self.store.insert(JOB, job)
+					self.store.insert(LOG, log)
+			except UniqueViolation:
+				self._raise_if_active(job_hash)
+				raise
 		self.publish_status(job)
 		if job["status"] == states.QUEUED:
 			self.dispatch(job)
