@@ -7,10 +7,10 @@ STAMP := $(VENV)/.installed
 .PHONY: test demo lint format benchmark services bench-test clean
 
 $(STAMP): pyproject.toml
-	scripts/ensure-services.sh venv
+	PYTHON=$(PYTHON) scripts/ensure-services.sh venv
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[standalone,test]'
+	$(BIN)/pip install --quiet -e '.[standalone,test,mariadb]'
 	touch $@
 
 services:

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from rq import Queue
 
 from dartwing.dartwing_core.background_jobs import admin, states
+from dartwing.dartwing_core.background_jobs.backends.sql_store import normalize_url
 from dartwing.dartwing_core.background_jobs.backends.standalone import build_engine
 from dartwing.dartwing_core.background_jobs.registry import import_handler_modules
 from dartwing.dartwing_core.background_jobs.settings import Settings
@@ -33,7 +34,7 @@ from dartwing.dartwing_core.background_jobs.transitions import JOB
 
 HERE = Path(__file__).resolve().parent
 REDIS_URL = os.environ.get("DARTWING_REDIS_URL", "redis://127.0.0.1:6379/0")
-MARIADB_URL = os.environ.get("BENCH_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/")
+MARIADB_URL = normalize_url(os.environ.get("BENCH_MARIADB_URL", "mysql://root@127.0.0.1:3306/"))
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
@@ -180,7 +181,8 @@ def main() -> None:
 	import_handler_modules(["dartwing.dartwing_core.background_jobs.samples"])
 	print(
 		f"{args.jobs} no-op jobs, {args.workers} RQ workers (rq.Worker, a forked work-horse per job), "
-		f"engine with one scheduler running; median of {args.rounds} rounds; {os.cpu_count()} cores"
+		f"engine with one scheduler running; median of {args.rounds} rounds; {os.cpu_count()} cores; "
+		f"MariaDB through {sa.engine.make_url(MARIADB_URL).drivername}"
 	)
 	print(
 		f"{'database':<11}{'raw RQ jobs/s':>14}{'engine jobs/s':>14}{'ratio':>7}"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Makes sure what `make test` and `make demo` need is here: Python's venv module and a real Redis
-# server on 127.0.0.1:6379 (installed from Debian's packages and started when none answers).
+# Makes sure what `make test` and `make demo` need is here: Python's venv module, what building
+# mysqlclient needs (a C compiler, Python's headers, pkg-config, MariaDB's client library), and a
+# real Redis server on 127.0.0.1:6379 (installed from Debian's packages and started when none
+# answers).
 set -euo pipefail
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -18,8 +20,20 @@ case "${1:-all}" in
 venv)
 	# Debian's python3 has the venv module but cannot create one without python3-venv: try it.
 	probe=$(mktemp -d)
-	python3 -m venv "$probe/venv" >/dev/null 2>&1 || apt_install python3-venv
+	python="${PYTHON:-python3}"
+	"$python" -m venv "$probe/venv" >/dev/null 2>&1 || apt_install python3-venv
 	rm -rf "$probe"
+	missing=()
+	command -v cc >/dev/null || missing+=(gcc)
+	command -v pkg-config >/dev/null || missing+=(pkg-config)
+	pkg-config --exists libmariadb 2>/dev/null || pkg-config --exists mysqlclient 2>/dev/null \
+		|| missing+=(libmariadb-dev)
+	headers=$("$python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+	[ -f "$headers/Python.h" ] || missing+=(python3-dev)
+	if [ ${#missing[@]} -gt 0 ]; then
+		echo "Installing what building mysqlclient needs: ${missing[*]}" >&2
+		apt_install "${missing[@]}"
+	fi
 	;;
 redis | all)
 	if ! redis_answers; then

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from redis import Redis
 
 from dartwing.dartwing_core.background_jobs import admin, registry
+from dartwing.dartwing_core.background_jobs.backends.sql_store import normalize_url
 from dartwing.dartwing_core.background_jobs.backends.standalone import build_engine
 from dartwing.dartwing_core.background_jobs.registry import import_handler_modules
 from dartwing.dartwing_core.background_jobs.settings import Settings
@@ -32,7 +33,8 @@ import_handler_modules([SAMPLES, FIXTURES])
 
 REDIS_URL = os.environ.get("DARTWING_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SERVER_URLS = {
-	"mariadb": os.environ.get("DARTWING_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/"),
+	# No driver named: the store's choice (mysqlclient when installed, as `make test` does).
+	"mariadb": normalize_url(os.environ.get("DARTWING_TEST_MARIADB_URL", "mysql://root@127.0.0.1:3306/")),
 	"postgresql": os.environ.get(
 		"DARTWING_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 	),
@@ -46,6 +48,11 @@ TEST_SETTINGS = Settings(
 	progress_persist_interval=0.2,
 	scheduler_interval=0.2,
 )
+
+
+def pytest_report_header(config) -> str:
+	driver = sa.engine.make_url(SERVER_URLS["mariadb"]).drivername
+	return f"dartwing: MariaDB through {driver} (and mysql+pymysql in the any_engine tests)"
 
 
 @pytest.fixture(scope="session")
@@ -98,6 +105,9 @@ def pytest_sessionfinish(session, exitstatus):
 def make_db_url(kind: str, tmp_path) -> str:
 	if kind == "sqlite":
 		return f"sqlite:///{tmp_path / 'jobs.db'}"
+	if kind == "mariadb-pymysql":  # the pure-Python driver the store falls back to
+		url = sa.engine.make_url(_server_database("mariadb")).set(drivername="mysql+pymysql")
+		return normalize_url(url.render_as_string(hide_password=False))
 	return _server_database(kind)
 
 
@@ -129,7 +139,7 @@ def engine(tmp_path, redis_url):
 	dispose(engine)
 
 
-@pytest.fixture(params=["sqlite", "mariadb", "postgresql"])
+@pytest.fixture(params=["sqlite", "mariadb", "mariadb-pymysql", "postgresql"])
 def any_engine(request, tmp_path, redis_url):
 	"""The same engine on every database this machine has."""
 	engine = make_engine(make_db_url(request.param, tmp_path), redis_url)

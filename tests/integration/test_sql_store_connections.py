@@ -70,6 +70,42 @@ def test_a_failed_session_gives_the_kept_connection_up_and_the_next_one_works(st
 	assert store.get(JOB, "ct-k1")["progress"] == 60
 
 
+def _fork(child) -> int:
+	"""Exit code of a forked child running `child` (0 when it returns)."""
+	pid = os.fork()
+	if pid == 0:
+		code = 1
+		try:
+			code = child() or 0
+		finally:
+			os._exit(code)
+	return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def test_a_forked_child_never_closes_its_parents_pooled_connections(store):
+	pooled = [store.engine.raw_connection() for _ in range(2)]
+	for conn in pooled:
+		conn.close()  # back to the pool, idle while the child forks
+	del pooled, conn  # a closed handle still refers to its pool: the child must hold nothing of it
+
+	def child():
+		with store.session():
+			assert store.update(JOB, "ct-k1", {"progress": 7})
+		gc.collect()  # mysqlclient closes a collected connection with COM_QUIT
+
+	assert _fork(child) == 0
+	pooled = [store.engine.raw_connection() for _ in range(2)]
+	try:
+		for conn in pooled:
+			cursor = conn.cursor()
+			cursor.execute("SELECT 1")
+			assert cursor.fetchall()[0][0] == 1
+	finally:
+		for conn in pooled:
+			conn.close()
+	assert store.get(JOB, "ct-k1")["progress"] == 7
+
+
 def test_a_forked_child_never_uses_its_parents_kept_connection(store):
 	with store.keep_connection():
 		with store.session():

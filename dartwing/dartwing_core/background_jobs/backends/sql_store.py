@@ -4,6 +4,7 @@ Tables (`tab<DocType>`, Frappe's column names and standard columns) and indexes 
 the doctype JSON, so this store and a Frappe site hold the same rows.
 """
 
+import importlib.util
 import os
 import threading
 import time
@@ -44,9 +45,12 @@ _MAX_STATEMENTS = 1024
 
 
 def normalize_url(url: str) -> str:
-	"""Accept plain scheme names and pick the drivers this project installs."""
+	"""Accept plain scheme names and pick the drivers this project installs: for MariaDB/MySQL
+	mysqlclient (C) when it is installed, else PyMySQL (pure Python, always installed). A URL
+	that names its driver (mysql+pymysql://) keeps it."""
 	parsed = make_url(url)
-	driver = {"mysql": "mysql+pymysql", "mariadb": "mysql+pymysql", "postgresql": "postgresql+psycopg"}
+	mysql_driver = "mysql+mysqldb" if importlib.util.find_spec("MySQLdb") else "mysql+pymysql"
+	driver = {"mysql": mysql_driver, "mariadb": mysql_driver, "postgresql": "postgresql+psycopg"}
 	if parsed.drivername in driver:
 		parsed = parsed.set(drivername=driver[parsed.drivername])
 	if parsed.drivername.startswith("mysql") and "charset" not in parsed.query:
@@ -115,8 +119,10 @@ class SqlStore:
 		os.register_at_fork(after_in_child=lambda: (s := ref()) and s._after_fork_in_child())
 
 	def _after_fork_in_child(self) -> None:
-		"""Connections the parent holds belong to the parent: never use, reset or close them here
-		(a reset would send a ROLLBACK down the parent's socket). Kept referenced, never collected."""
+		"""Connections the parent holds or pools belong to the parent: never use, reset or close
+		them here. They stay referenced so they are never collected either: a reset would send a
+		ROLLBACK down the parent's socket, and mysqlclient closes a collected connection with
+		COM_QUIT, which ends the parent's session on the server."""
 		state = self._local
 		if state.kept is not None:
 			_INHERITED.append(state.kept)
@@ -125,6 +131,7 @@ class SqlStore:
 			if held is not None:
 				_INHERITED.append(held)
 		state.held = state.conn = None
+		_INHERITED.append(self.engine.pool)  # dispose() below only drops the engine's reference
 		self.engine.dispose(close=False)
 
 	def create_schema(self) -> None:
