@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from rq import Queue
@@ -43,11 +44,47 @@ def percentile(values: list[float], fraction: float) -> float:
 	return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def drain(mode: str, raw_queue: str, workers: int, env: dict) -> tuple[float, float]:
-	"""Wall seconds from starting `workers` burst workers until all have exited, and the CPU
-	seconds they and their work-horses used (far less sensitive to a noisy machine)."""
-	cpu_before = _children_cpu()
-	started = time.perf_counter()
+class Usage(NamedTuple):
+	"""What one drain cost: wall seconds; CPU seconds and minor page faults of the workers and
+	their work-horses (far less sensitive to a noisy machine than wall time); CPU seconds of the
+	local database server's processes (0 for SQLite, which runs inside the workers)."""
+
+	wall: float
+	cpu: float
+	faults: int
+	server_cpu: float
+
+	def __sub__(self, other: "Usage") -> "Usage":
+		return Usage(*(a - b for a, b in zip(self, other, strict=True)))
+
+
+_SERVER_PROCESSES = {"mariadb": ("mariadbd", "mysqld"), "postgresql": ("postgres",)}
+
+
+def _usage(kind: str) -> Usage:
+	children = resource.getrusage(resource.RUSAGE_CHILDREN)
+	return Usage(
+		time.perf_counter(), children.ru_utime + children.ru_stime, children.ru_minflt, _server_cpu(kind)
+	)
+
+
+def _server_cpu(kind: str) -> float:
+	"""CPU seconds used so far by the database server's processes on this machine, from /proc."""
+	names, total = _SERVER_PROCESSES.get(kind, ()), 0
+	for stat in Path("/proc").glob("[0-9]*/stat"):
+		try:
+			command, _, fields = stat.read_text().partition(") ")
+		except OSError:
+			continue  # the process ended
+		if command.partition(" (")[2] in names:
+			utime, stime = fields.split()[11:13]
+			total += int(utime) + int(stime)
+	return total / os.sysconf("SC_CLK_TCK")
+
+
+def drain(kind: str, mode: str, raw_queue: str, workers: int, env: dict) -> Usage:
+	"""Start `workers` burst workers and wait until all have exited: what that cost."""
+	before = _usage(kind)
 	procs = [
 		subprocess.Popen([sys.executable, str(HERE / "worker.py"), mode, raw_queue], env=env)
 		for _ in range(workers)
@@ -55,19 +92,14 @@ def drain(mode: str, raw_queue: str, workers: int, env: dict) -> tuple[float, fl
 	for proc in procs:
 		if proc.wait() != 0:
 			raise SystemExit(f"benchmark worker exited with {proc.returncode}")
-	return time.perf_counter() - started, _children_cpu() - cpu_before
+	return _usage(kind) - before
 
 
-def _children_cpu() -> float:
-	usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-	return usage.ru_utime + usage.ru_stime
-
-
-def drain_net(mode: str, raw_queue: str, workers: int, env: dict) -> tuple[float, float]:
+def drain_net(kind: str, mode: str, raw_queue: str, workers: int, env: dict) -> Usage:
 	"""drain() of the queued jobs minus drain() of an empty queue: worker start-up and shutdown
 	are not throughput (the engine's start-up includes its warm-up)."""
-	loaded, empty = drain(mode, raw_queue, workers, env), drain(mode, raw_queue, workers, env)
-	return loaded[0] - empty[0], loaded[1] - empty[1]
+	loaded = drain(kind, mode, raw_queue, workers, env)
+	return loaded - drain(kind, mode, raw_queue, workers, env)
 
 
 def database_url(kind: str, tmp: Path) -> tuple[str, callable]:
@@ -86,16 +118,16 @@ def database_url(kind: str, tmp: Path) -> tuple[str, callable]:
 	return base.set(database=name).render_as_string(hide_password=False), drop
 
 
-def run_round(engine, env: dict, jobs: int, workers: int, round_no: int) -> dict:
+def run_round(kind: str, engine, env: dict, jobs: int, workers: int, round_no: int) -> dict:
 	raw_name = f"{engine.settings.queue_prefix}-raw"
-	raw = Queue(raw_name, connection=engine.queue.redis)
+	raw_queue = Queue(raw_name, connection=engine.queue.redis)
 	enqueue_latency = []
 	for _ in range(jobs):
 		t0 = time.perf_counter()
-		raw.enqueue_call(func="os.getpid", result_ttl=0)
+		raw_queue.enqueue_call(func="os.getpid", result_ttl=0)
 		enqueue_latency.append(time.perf_counter() - t0)
-	raw_seconds, raw_cpu = drain_net("raw", raw_name, workers, env)
-	assert raw.count == 0
+	raw = drain_net(kind, "raw", raw_name, workers, env)
+	assert raw_queue.count == 0
 
 	# The engine runs as deployed: with its scheduler (which also checkpoints SQLite's WAL).
 	scheduler = subprocess.Popen(
@@ -107,17 +139,20 @@ def run_round(engine, env: dict, jobs: int, workers: int, round_no: int) -> dict
 		t0 = time.perf_counter()
 		engine.submit("noop", "Bench", {"n": round_no * jobs + i}, triggered_by="benchmark")
 		submit_latency.append(time.perf_counter() - t0)
-	engine_seconds, engine_cpu = drain_net("engine", raw_name, workers, env)
+	ours = drain_net(kind, "engine", raw_name, workers, env)
 	scheduler.terminate()
 	scheduler.wait()
 	completed = engine.store.count(JOB, [("status", "=", states.COMPLETED)])
 	if completed != (round_no + 1) * jobs:
 		raise SystemExit(f"only {completed} of {(round_no + 1) * jobs} engine jobs completed")
 	return {
-		"raw_jobs_per_s": jobs / raw_seconds,
-		"engine_jobs_per_s": jobs / engine_seconds,
-		"raw_cpu_ms_per_job": raw_cpu / jobs * 1000,
-		"engine_cpu_ms_per_job": engine_cpu / jobs * 1000,
+		"raw_jobs_per_s": jobs / raw.wall,
+		"engine_jobs_per_s": jobs / ours.wall,
+		"raw_cpu_ms_per_job": raw.cpu / jobs * 1000,
+		"engine_cpu_ms_per_job": ours.cpu / jobs * 1000,
+		"raw_faults_per_job": raw.faults / jobs,
+		"engine_faults_per_job": ours.faults / jobs,
+		"engine_server_cpu_ms_per_job": ours.server_cpu / jobs * 1000,
 		"enqueue_p50_ms": percentile(enqueue_latency, 0.5) * 1000,
 		"enqueue_p99_ms": percentile(enqueue_latency, 0.99) * 1000,
 		"submit_p50_ms": percentile(submit_latency, 0.5) * 1000,
@@ -163,7 +198,7 @@ def bench_database(kind: str, jobs: int, workers: int, rounds: int) -> dict | No
 		if ready is None:
 			return None
 		engine, env = ready
-		results = [run_round(engine, env, jobs, workers, r) for r in range(rounds)]
+		results = [run_round(kind, engine, env, jobs, workers, r) for r in range(rounds)]
 	summary = {key: statistics.median(r[key] for r in results) for key in results[0]}
 	summary["ratio"] = statistics.median(r["engine_jobs_per_s"] / r["raw_jobs_per_s"] for r in results)
 	return summary
@@ -186,17 +221,22 @@ def main() -> None:
 	)
 	print(
 		f"{'database':<11}{'raw RQ jobs/s':>14}{'engine jobs/s':>14}{'ratio':>7}"
-		f"{'worker CPU ms/job raw / engine':>32}{'submit p50 / p99 ms':>21}{'rq enqueue p50 / p99 ms':>25}"
+		f"{'worker CPU ms/job raw / engine':>32}{'faults/job raw / engine':>25}{'db server CPU ms/job':>22}"
+		f"{'submit p50 / p99 ms':>21}{'rq enqueue p50 / p99 ms':>25}"
 	)
 	for kind in args.db.split(","):
 		s = bench_database(kind.strip(), args.jobs, args.workers, args.rounds)
 		if s:
 			cpu = f"{s['raw_cpu_ms_per_job']:.1f} / {s['engine_cpu_ms_per_job']:.1f}"
+			faults = f"{s['raw_faults_per_job']:.0f} / {s['engine_faults_per_job']:.0f}"
+			server = (
+				f"{s['engine_server_cpu_ms_per_job']:.2f}" if kind.strip() != "sqlite" else "(in-process)"
+			)
 			submit = f"{s['submit_p50_ms']:.2f} / {s['submit_p99_ms']:.2f}"
 			enqueue = f"{s['enqueue_p50_ms']:.2f} / {s['enqueue_p99_ms']:.2f}"
 			print(
 				f"{kind:<11}{s['raw_jobs_per_s']:>14.1f}{s['engine_jobs_per_s']:>14.1f}{s['ratio']:>7.2f}"
-				f"{cpu:>32}{submit:>21}{enqueue:>25}"
+				f"{cpu:>32}{faults:>25}{server:>22}{submit:>21}{enqueue:>25}"
 			)
 
 
