@@ -32,7 +32,8 @@ venv)
 	[ -f "$headers/Python.h" ] || missing+=(python3-dev)
 	if [ ${#missing[@]} -gt 0 ]; then
 		echo "Installing what building mysqlclient needs: ${missing[*]}" >&2
-		apt_install "${missing[@]}"
+		apt_install "${missing[@]}" \
+			|| echo "warning: could not install ${missing[*]}; MariaDB will run through PyMySQL" >&2
 	fi
 	;;
 redis | all)

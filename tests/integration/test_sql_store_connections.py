@@ -3,10 +3,14 @@ the connection a worker keeps across sessions, and what a forked work-horse does
 
 import gc
 import os
+import threading
+import time
 
 import pytest
 import sqlalchemy as sa
 
+from dartwing.dartwing_core.background_jobs.errors import JobTimedOut
+from dartwing.dartwing_core.background_jobs.executor import deadline
 from dartwing.dartwing_core.background_jobs.store_contract import cleanup, job_row
 from dartwing.dartwing_core.background_jobs.transitions import JOB
 
@@ -132,3 +136,42 @@ def test_a_forked_child_never_uses_its_parents_kept_connection(store):
 			assert store.get(JOB, "ct-k1")["progress"] == 7
 			assert store.update(JOB, "ct-k1", {"progress": 8})
 	assert store.get(JOB, "ct-k1")["progress"] == 8
+
+
+def test_a_deadline_during_a_statement_reaches_the_caller_and_the_store_recovers(store):
+	"""A job's deadline (SIGALRM raising JobTimedOut, a BaseException) may land while the store
+	waits on the server: it must reach the executor as it is, not as a database error that
+	`except Exception` (saving progress, a handler) would swallow."""
+	if store.dialect == "sqlite":
+		pytest.skip("SQLite waits for a lock inside its C busy handler: the alarm lands after it")
+	table = store.engine.dialect.identifier_preparer.quote("tabBackground Job")
+	locker = store.engine.connect()
+	locker.exec_driver_sql(f"SELECT name FROM {table} WHERE name = 'ct-k1' FOR UPDATE")
+	release = threading.Timer(1.0, locker.commit)  # the row is held for a second
+	release.start()
+	started = time.monotonic()
+	try:
+		with pytest.raises(JobTimedOut), deadline(0.3):
+			store.update_apart(JOB, "ct-k1", {"progress": 40})  # what saving progress does
+			time.sleep(3)  # the handler would go on working: the deadline must have stopped it
+	finally:
+		release.join()
+		locker.close()
+	assert time.monotonic() - started < 2.5
+	assert store.update(JOB, "ct-k1", {"progress": 41})
+	assert store.get(JOB, "ct-k1")["progress"] == 41
+
+
+def test_a_kept_connection_lost_after_a_sessions_last_read_fails_neither_that_session_nor_the_next(store):
+	if store.dialect == "sqlite":
+		pytest.skip("SQLite has no server to lose the connection to")
+	kill = {"mysql": "KILL :id", "postgresql": "SELECT pg_terminate_backend(:id)"}[store.dialect]
+	with store.keep_connection():
+		with store.session():
+			assert store.get(JOB, "ct-k1")["progress"] == 0  # its work is done...
+			with store.engine.connect() as other:  # ...when the server drops its connection
+				other.execute(sa.text(kill), {"id": _server_id(store)})
+				other.commit()
+		with store.session():
+			assert store.update(JOB, "ct-k1", {"progress": 9})
+	assert store.get(JOB, "ct-k1")["progress"] == 9

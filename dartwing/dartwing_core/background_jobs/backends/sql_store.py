@@ -4,7 +4,8 @@ Tables (`tab<DocType>`, Frappe's column names and standard columns) and indexes 
 the doctype JSON, so this store and a Frappe site hold the same rows.
 """
 
-import importlib.util
+import functools
+import logging
 import os
 import threading
 import time
@@ -40,8 +41,19 @@ _COLUMN_TYPES = {
 }
 
 
+logger = logging.getLogger("dartwing.jobs")
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 _MAX_STATEMENTS = 1024
+
+
+@functools.cache
+def _mysqlclient_loads() -> bool:
+	"""Importable, not merely installed: its C module needs MariaDB's client library at run time."""
+	try:
+		import MySQLdb  # noqa: F401
+	except ImportError:
+		return False
+	return True
 
 
 def normalize_url(url: str) -> str:
@@ -49,7 +61,7 @@ def normalize_url(url: str) -> str:
 	mysqlclient (C) when it is installed, else PyMySQL (pure Python, always installed). A URL
 	that names its driver (mysql+pymysql://) keeps it."""
 	parsed = make_url(url)
-	mysql_driver = "mysql+mysqldb" if importlib.util.find_spec("MySQLdb") else "mysql+pymysql"
+	mysql_driver = "mysql+mysqldb" if _mysqlclient_loads() else "mysql+pymysql"
 	driver = {"mysql": mysql_driver, "mariadb": mysql_driver, "postgresql": "postgresql+psycopg"}
 	if parsed.drivername in driver:
 		parsed = parsed.set(drivername=driver[parsed.drivername])
@@ -523,17 +535,22 @@ class _Prepared:
 					for kind, column in zip(self._types, cursor.description, strict=False)
 				]
 			return rows, cursor.rowcount
-		except Exception as exc:
-			if not conn.in_transaction():
+		except BaseException as exc:
+			if isinstance(exc, Exception) and not conn.in_transaction():
 				# A read outside SQLAlchemy's transaction began one in the driver (MariaDB,
 				# PostgreSQL): end it, so the connection is usable (PostgreSQL aborts it).
 				try:
 					dbapi_conn.rollback()
 				except Exception:
 					pass
+			# Also for an interrupt (a job's deadline, SIGALRM, is a BaseException): SQLAlchemy
+			# then invalidates the connection, left mid-statement, and re-raises it unchanged.
 			conn._handle_dbapi_exception(exc, self.sql, params, cursor, None)
 		finally:
-			cursor.close()
+			try:
+				cursor.close()  # after a lost connection mysqlclient raises here: keep the first error
+			except Exception:
+				pass
 
 	def tuples(self, conn: sa.Connection, values: dict) -> list[tuple]:
 		if not self.lean:
@@ -583,10 +600,17 @@ class _KeptConnection:
 		conn = self.conn
 		if conn is None:
 			return
-		if conn.in_transaction():
-			conn.rollback()
-		elif self.read_open:
-			conn.connection.dbapi_connection.rollback()
+		try:
+			if conn.in_transaction():
+				conn.rollback()
+			elif self.read_open:
+				conn.connection.dbapi_connection.rollback()
+		except Exception:
+			# The session's work is done; a connection that cannot even roll back is given up.
+			logger.warning("Ending a session's read failed; taking a fresh connection", exc_info=True)
+			conn.invalidate()
+			self.drop()
+			return
 		self.read_open = False
 		self.used_at = time.monotonic()
 
