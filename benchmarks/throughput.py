@@ -69,7 +69,8 @@ def _usage(kind: str) -> Usage:
 
 
 def _server_cpu(kind: str) -> float:
-	"""CPU seconds used so far by the database server's processes on this machine, from /proc."""
+	"""CPU seconds used so far by the database server's processes on this machine, from /proc,
+	with what their ended children used (PostgreSQL's backend of a closed connection exits)."""
 	names, total = _SERVER_PROCESSES.get(kind, ()), 0
 	for stat in Path("/proc").glob("[0-9]*/stat"):
 		try:
@@ -77,8 +78,7 @@ def _server_cpu(kind: str) -> float:
 		except OSError:
 			continue  # the process ended
 		if command.partition(" (")[2] in names:
-			utime, stime = fields.split()[11:13]
-			total += int(utime) + int(stime)
+			total += sum(int(ticks) for ticks in fields.split()[11:15])  # utime stime cutime cstime
 	return total / os.sysconf("SC_CLK_TCK")
 
 
