@@ -58,8 +58,8 @@ def _mysqlclient_loads() -> bool:
 
 def normalize_url(url: str) -> str:
 	"""Accept plain scheme names and pick the drivers this project installs: for MariaDB/MySQL
-	mysqlclient (C) when it is installed, else PyMySQL (pure Python, always installed). A URL
-	that names its driver (mysql+pymysql://) keeps it."""
+	mysqlclient (C) when it imports, else PyMySQL (pure Python, always installed). A URL that
+	names its driver (mysql+pymysql://) keeps it."""
 	parsed = make_url(url)
 	mysql_driver = "mysql+mysqldb" if _mysqlclient_loads() else "mysql+pymysql"
 	driver = {"mysql": mysql_driver, "mariadb": mysql_driver, "postgresql": "postgresql+psycopg"}
@@ -220,7 +220,7 @@ class SqlStore:
 		if self._local.kept is not None:
 			yield
 			return
-		kept = self._local.kept = _KeptConnection(self.dialect)
+		kept = self._local.kept = _KeptConnection()
 		try:
 			yield
 		finally:
@@ -579,8 +579,7 @@ class _KeptConnection:
 
 	IDLE_SECONDS = 60  # after this long unused, take a fresh one: the pool's recycling applies
 
-	def __init__(self, dialect: str):
-		self.dialect = dialect
+	def __init__(self):
 		self.conn: sa.Connection | None = None
 		self.used_at = 0.0
 		self.read_open = False  # a read began a driver transaction SQLAlchemy does not know of
