@@ -126,8 +126,7 @@ def claim(engine, job_id: str, queue_job_id: str) -> Claim | str:
 		values={
 			"started_at": now,
 			"worker_name": f"{socket.gethostname()}:{os.getpid()}",
-			"heartbeat_at": now,
-			"lease_expires_at": now + timedelta(seconds=engine.settings.lease_seconds),
+			**_lease(engine, now),
 		},
 	)
 	if job is None:
@@ -182,7 +181,7 @@ def log_failure(claimed: Claim, duration: float, failure: Failure) -> None:
 	)
 
 
-def settle(engine, claimed: Claim, outcome: Outcome, actor: str = "worker") -> str:
+def settle(engine, claimed: Claim, outcome: Outcome) -> str:
 	"""Save how the attempt ended: Completed, Canceled, or the retry policy's answer to a failure."""
 	job = claimed.job
 	if outcome.status == states.COMPLETED:
@@ -190,7 +189,7 @@ def settle(engine, claimed: Claim, outcome: Outcome, actor: str = "worker") -> s
 	if outcome.status == states.CANCELED:
 		values = {**outcome.values, "canceled_at": engine.now()}
 		return _persist(lambda: _finish(engine, job, states.CANCELED, outcome.message, values))
-	return _persist(lambda: settle_failure(engine, job, outcome.failure, claimed.job_type, actor=actor))
+	return _persist(lambda: settle_failure(engine, job, outcome.failure, claimed.job_type))
 
 
 def _persist(settle, attempts: int = 4):
@@ -317,13 +316,17 @@ def _give_up(engine, job: dict, reason: str) -> str:
 	return states.DEAD_LETTER if done else "skipped"
 
 
+def _lease(engine, now) -> dict:
+	"""A heartbeat at `now` and the lease it buys: what a claim and every heartbeat write."""
+	return {"heartbeat_at": now, "lease_expires_at": now + timedelta(seconds=engine.settings.lease_seconds)}
+
+
 def extend_lease(engine, job: dict) -> bool:
 	"""Tell the scheduler this run is alive, so it can tell a slow job from a dead one."""
-	now = engine.now()
 	return engine.store.update_apart(
 		JOB,
 		job["name"],
-		{"heartbeat_at": now, "lease_expires_at": now + timedelta(seconds=engine.settings.lease_seconds)},
+		_lease(engine, engine.now()),
 		expect=[("status", "=", states.RUNNING), ("queue_job_id", "=", job["queue_job_id"])],
 	)
 

@@ -23,10 +23,10 @@ def run_worker(engine, burst: bool = False) -> None:
 
 
 def _warm_up(engine) -> None:
-	"""Each job runs in a forked work-horse that inherits this process's state. Rehearse one job
-	here, in a transaction that is rolled back, so every horse starts with the executor's
-	statements already compiled (SQLAlchemy's cache lives on the engine) instead of compiling
-	them itself; then freeze the heap so the horse's garbage collections copy fewer pages."""
+	"""Rehearse one job here, in a transaction that is rolled back, so the store compiles the
+	statements of a claim and a settle (its `_Prepared` cache) before the first job rather than
+	during it; then freeze the heap, those statements included, so garbage collections (the
+	worker's after each fork, a horse's) write to fewer shared pages."""
 	from .executor import execute
 
 	rehearsal = getattr(engine.store, "rehearsal", None)

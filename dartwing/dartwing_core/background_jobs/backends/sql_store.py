@@ -335,15 +335,16 @@ class SqlStore:
 
 		statement = self._statement(("get_with_links", doctype, pairs), build)
 		with self._connection(write=False) as conn:
-			found = next(iter(statement.rows(conn, {"p__name": name})), None)
-		if found is None:
+			rows = statement.rows(conn, {"p__name": name})
+		if not rows:
 			return None, dict.fromkeys(links)
-		rows: list[dict] = [{} for _ in range(len(pairs) + 1)]
-		for label, value in found.items():
+		split: list[dict] = [{} for _ in range(len(pairs) + 1)]
+		for label, value in rows[0].items():
 			index, _, column = label.partition("__")
-			rows[int(index[1:])][column] = value
-		return rows[0], {
-			field: rows[i] if rows[i]["name"] is not None else None for i, (field, *_) in enumerate(pairs, 1)
+			split[int(index[1:])][column] = value
+		return split[0], {
+			field: split[i] if split[i]["name"] is not None else None
+			for i, (field, *_) in enumerate(pairs, 1)
 		}
 
 	def get_all(
