@@ -3,14 +3,15 @@
 For each database: N no-op jobs through raw RQ (enqueue, then W burst workers drain them), then
 N no-op jobs through the engine (submit, then W burst workers of the same kind run them), for
 several rounds. Prints jobs/s of both, their ratio, and submit latency p50/p99. Medians over rounds.
-Each drain's time has the same workers' start-up and shutdown on an empty queue subtracted.
+Each drain is timed from the first worker's work loop starting to the last one's ending, as the
+workers report it (benchmarks/worker.py): start-up, imports and warm-up are not throughput.
 
 	.venv/bin/python benchmarks/throughput.py --jobs 500 --workers 2 --rounds 3 --db sqlite,mariadb
 """
 
 import argparse
+import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -45,27 +46,18 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 class Usage(NamedTuple):
-	"""What one drain cost: wall seconds; CPU seconds and minor page faults of the workers and
-	their work-horses (far less sensitive to a noisy machine than wall time); CPU seconds of the
-	local database server's processes (0 for SQLite, which runs inside the workers)."""
+	"""What one drain's work loops cost: wall seconds; CPU seconds and minor page faults of the
+	workers and their work-horses (far less sensitive to a noisy machine than wall time); CPU
+	seconds of the local database server's processes during the whole drain (0 for SQLite, which
+	runs inside the workers)."""
 
 	wall: float
 	cpu: float
 	faults: int
 	server_cpu: float
 
-	def __sub__(self, other: "Usage") -> "Usage":
-		return Usage(*(a - b for a, b in zip(self, other, strict=True)))
-
 
 _SERVER_PROCESSES = {"mariadb": ("mariadbd", "mysqld"), "postgresql": ("postgres",)}
-
-
-def _usage(kind: str) -> Usage:
-	children = resource.getrusage(resource.RUSAGE_CHILDREN)
-	return Usage(
-		time.perf_counter(), children.ru_utime + children.ru_stime, children.ru_minflt, _server_cpu(kind)
-	)
 
 
 def _server_cpu(kind: str) -> float:
@@ -82,24 +74,32 @@ def _server_cpu(kind: str) -> float:
 	return total / os.sysconf("SC_CLK_TCK")
 
 
-def drain(kind: str, mode: str, raw_queue: str, workers: int, env: dict) -> Usage:
-	"""Start `workers` burst workers and wait until all have exited: what that cost."""
-	before = _usage(kind)
+def drain(kind: str, mode: str, raw_queue: str, workers: int, env: dict, tmp: Path) -> Usage:
+	"""Start `workers` burst workers, wait until all have exited, and return what their work
+	loops cost (worker.py reports each loop): from the first loop's start to the last one's end,
+	so Python's start-up, imports and the engine's warm-up are not counted as throughput."""
+	report = tmp / f"drain-{uuid.uuid4().hex[:8]}.jsonl"
+	server_before = _server_cpu(kind)
 	procs = [
-		subprocess.Popen([sys.executable, str(HERE / "worker.py"), mode, raw_queue], env=env)
+		subprocess.Popen(
+			[sys.executable, str(HERE / "worker.py"), mode, raw_queue],
+			env={**env, "BENCH_REPORT": str(report)},
+		)
 		for _ in range(workers)
 	]
 	for proc in procs:
 		if proc.wait() != 0:
 			raise SystemExit(f"benchmark worker exited with {proc.returncode}")
-	return _usage(kind) - before
-
-
-def drain_net(kind: str, mode: str, raw_queue: str, workers: int, env: dict) -> Usage:
-	"""drain() of the queued jobs minus drain() of an empty queue: worker start-up and shutdown
-	are not throughput (the engine's start-up includes its warm-up)."""
-	loaded = drain(kind, mode, raw_queue, workers, env)
-	return loaded - drain(kind, mode, raw_queue, workers, env)
+	server_cpu = _server_cpu(kind) - server_before
+	loops = [json.loads(line) for line in report.read_text().splitlines()]
+	if len(loops) != workers:
+		raise SystemExit(f"{len(loops)} of {workers} benchmark workers reported")
+	return Usage(
+		max(loop["end"] for loop in loops) - min(loop["start"] for loop in loops),
+		sum(loop["cpu"] for loop in loops),
+		sum(loop["faults"] for loop in loops),
+		server_cpu,
+	)
 
 
 def database_url(kind: str, tmp: Path) -> tuple[str, callable]:
@@ -118,7 +118,7 @@ def database_url(kind: str, tmp: Path) -> tuple[str, callable]:
 	return base.set(database=name).render_as_string(hide_password=False), drop
 
 
-def run_round(kind: str, engine, env: dict, jobs: int, workers: int, round_no: int) -> dict:
+def run_round(kind: str, engine, env: dict, jobs: int, workers: int, round_no: int, tmp: Path) -> dict:
 	raw_name = f"{engine.settings.queue_prefix}-raw"
 	raw_queue = Queue(raw_name, connection=engine.queue.redis)
 	enqueue_latency = []
@@ -126,7 +126,7 @@ def run_round(kind: str, engine, env: dict, jobs: int, workers: int, round_no: i
 		t0 = time.perf_counter()
 		raw_queue.enqueue_call(func="os.getpid", result_ttl=0)
 		enqueue_latency.append(time.perf_counter() - t0)
-	raw = drain_net(kind, "raw", raw_name, workers, env)
+	raw = drain(kind, "raw", raw_name, workers, env, tmp)
 	assert raw_queue.count == 0
 
 	# The engine runs as deployed: with its scheduler (which also checkpoints SQLite's WAL).
@@ -139,7 +139,7 @@ def run_round(kind: str, engine, env: dict, jobs: int, workers: int, round_no: i
 		t0 = time.perf_counter()
 		engine.submit("noop", "Bench", {"n": round_no * jobs + i}, triggered_by="benchmark")
 		submit_latency.append(time.perf_counter() - t0)
-	ours = drain_net(kind, "engine", raw_name, workers, env)
+	ours = drain(kind, "engine", raw_name, workers, env, tmp)
 	scheduler.terminate()
 	scheduler.wait()
 	completed = engine.store.count(JOB, [("status", "=", states.COMPLETED)])
@@ -198,7 +198,7 @@ def bench_database(kind: str, jobs: int, workers: int, rounds: int) -> dict | No
 		if ready is None:
 			return None
 		engine, env = ready
-		results = [run_round(kind, engine, env, jobs, workers, r) for r in range(rounds)]
+		results = [run_round(kind, engine, env, jobs, workers, r, Path(tmp)) for r in range(rounds)]
 	summary = {key: statistics.median(r[key] for r in results) for key in results[0]}
 	summary["ratio"] = statistics.median(r["engine_jobs_per_s"] / r["raw_jobs_per_s"] for r in results)
 	return summary
