@@ -62,11 +62,43 @@ class Store(Protocol):
 	def update(self, doctype: str, name: str, values: dict, expect: Sequence[Filter] = ()) -> bool:
 		"""Compare-and-set: update only when every `expect` filter holds; True when a row changed."""
 
+	def compare_and_set(
+		self,
+		doctype: str,
+		name: str,
+		values: dict,
+		expect: Sequence[Filter],
+		*,
+		record: tuple[str, dict],
+		then_read: tuple[str, Sequence[Filter], Sequence[str]] | None = None,
+	) -> list[dict] | None:
+		"""One transaction: update() as a compare-and-set and, only when it changed the row, insert
+		`record` (doctype, row) and read `then_read` (doctype, filters, fields). None when the
+		compare-and-set lost (nothing written), else the rows read ([] without `then_read`).
+		A status transition is this; a store may send it to its database all at once."""
+
 	def update_apart(self, doctype: str, name: str, values: dict, expect: Sequence[Filter] = ()) -> bool:
 		"""update(), committed at once and apart from any transaction the caller holds open: for
 		progress and heartbeats, which watchers must see while the handler's own work is pending."""
 
 	def delete(self, doctype: str, filters: Sequence[Filter]) -> int: ...
+
+
+def compare_and_set_in_steps(
+	store: Store,
+	doctype: str,
+	name: str,
+	values: dict,
+	expect: Sequence[Filter],
+	record: tuple[str, dict],
+	then_read: tuple[str, Sequence[Filter], Sequence[str]] | None,
+) -> list[dict] | None:
+	"""Store.compare_and_set as separate calls in one transaction: any store can do it this way."""
+	with store.transaction():
+		if not store.update(doctype, name, values, expect):
+			return None
+		store.insert(*record)
+		return store.get_all(*then_read) if then_read else []
 
 
 class Queue(Protocol):

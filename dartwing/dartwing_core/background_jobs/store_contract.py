@@ -420,6 +420,102 @@ def check_a_session_commits_each_write_at_once_and_reads_fresh(store: Store) -> 
 	assert _elsewhere(lambda: store.get(JOB, "ct-r1")["status"]) == "Running"
 
 
+# -- compare_and_set: a status transition ----------------------------------------------------
+
+
+def _finish_r1(store: Store, expected_count: int, log_name: str = "ct-l1") -> list[dict] | None:
+	"""ct-r1 Queued -> Completed with its log row, reading the jobs that wait on it."""
+	return store.compare_and_set(
+		JOB,
+		"ct-r1",
+		{"status": "Completed", "transition_count": expected_count + 1, "progress": 100},
+		[("transition_count", "=", expected_count), ("status", "=", "Queued")],
+		record=(LOG, log(log_name, expected_count + 1, job="ct-r1", to_status="Completed")),
+		then_read=(JOB, [("depends_on", "=", "ct-r1"), ("status", "=", "Pending")], ["name"]),
+	)
+
+
+def check_a_won_compare_and_set_writes_the_row_and_its_record_and_reads(store: Store) -> None:
+	store.insert(JOB, job_row("ct-r1", transition_count=0))
+	store.insert(JOB, job_row("ct-r2", status="Pending", depends_on="ct-r1"))
+	store.insert(JOB, job_row("ct-r3", status="Canceled", depends_on="ct-r1"))
+
+	children = _finish_r1(store, 0)
+
+	assert children is not None and names(children) == ["ct-r2"], children
+	assert children == [{"name": "ct-r2"}], "only the fields asked for"
+	committed = _elsewhere(lambda: (store.get(JOB, "ct-r1"), store.get(LOG, "ct-l1")))
+	assert (committed[0]["status"], committed[0]["transition_count"]) == ("Completed", 1)
+	assert committed[1] is not None and committed[1]["to_status"] == "Completed"
+	assert (
+		store.compare_and_set(
+			JOB,
+			"ct-r2",
+			{"status": "Queued"},
+			[("status", "=", "Pending")],
+			record=(LOG, log("ct-l2", 1, "ct-r2")),
+		)
+		== []
+	), "without then_read a won compare-and-set reads nothing"
+
+
+def check_a_lost_compare_and_set_writes_nothing(store: Store) -> None:
+	store.insert(JOB, job_row("ct-r1", transition_count=3, progress=0))
+
+	assert _finish_r1(store, 2) is None
+
+	row = store.get(JOB, "ct-r1")
+	assert (row["status"], row["transition_count"], row["progress"]) == ("Queued", 3, 0)
+	assert store.get(LOG, "ct-l1") is None, "a lost compare-and-set must not write its log row"
+
+
+def check_a_compare_and_set_whose_record_is_refused_changes_nothing(store: Store) -> None:
+	store.insert(JOB, job_row("ct-r1", transition_count=0))
+	store.insert(LOG, log("ct-l1", 9, job="ct-j1"))
+
+	with raises(UniqueViolation):
+		_finish_r1(store, 0)  # the log row's name is taken
+
+	assert _elsewhere(lambda: store.get(JOB, "ct-r1")["status"]) == "Queued"
+	assert store.get(LOG, "ct-l1")["background_job"] == "ct-j1"
+	assert _finish_r1(store, 0, log_name="ct-l2") == [], "the store stays usable"
+
+
+def check_a_compare_and_set_after_a_read_in_a_session_commits(store: Store) -> None:
+	# What a worker's claim is: read the job, then move it, on the session's one connection.
+	store.insert(JOB, job_row("ct-r1", transition_count=0))
+	with store.session():
+		assert store.get(JOB, "ct-r1")["transition_count"] == 0
+		assert _finish_r1(store, 0) == []
+		assert _elsewhere(lambda: store.get(JOB, "ct-r1")["status"]) == "Completed"
+		assert store.get(LOG, "ct-l1") is not None
+		# ...and a compare-and-set another connection won since this session's read loses.
+		store.insert(JOB, job_row("ct-r2", transition_count=0))
+		assert store.get(JOB, "ct-r2")["transition_count"] == 0
+		assert _elsewhere(lambda: store.update(JOB, "ct-r2", {"transition_count": 1}))
+		lost = store.compare_and_set(
+			JOB,
+			"ct-r2",
+			{"status": "Running", "transition_count": 1},
+			[("transition_count", "=", 0)],
+			record=(LOG, log("ct-l2", 1, job="ct-r2")),
+		)
+		assert lost is None
+	assert store.get(LOG, "ct-l2") is None
+
+
+def check_a_compare_and_set_inside_a_transaction_belongs_to_it(store: Store) -> None:
+	store.insert(JOB, job_row("ct-r1", transition_count=0))
+
+	with raises(RuntimeError), store.transaction():
+		assert _finish_r1(store, 0) == []
+		assert store.get(JOB, "ct-r1")["status"] == "Completed", "the transaction reads its own write"
+		raise RuntimeError("the transaction fails after the compare-and-set")
+
+	assert store.get(JOB, "ct-r1")["status"] == "Queued"
+	assert store.get(LOG, "ct-l1") is None
+
+
 # -- filters ----------------------------------------------------------------------------------
 
 # Each case runs together with OUR_LOGS, so rows of other jobs in a shared database never match.

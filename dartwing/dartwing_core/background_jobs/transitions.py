@@ -56,14 +56,19 @@ def transition(
 	ended = to_status in states.TERMINAL and to_status != job["status"]
 	if to_status in states.TERMINAL:
 		changes["active_hash"] = None
-	with engine.store.transaction():
-		expect = [("transition_count", "=", job["transition_count"]), ("status", "=", job["status"])]
-		if not engine.store.update(JOB, job["name"], changes, expect=expect):
-			return None
-		engine.store.insert(LOG, log)
-		# Read here, in the transaction already open, rather than in a read of its own after it;
-		# names only: most jobs have no children, and an empty answer should cost little.
-		children = engine.store.get_all(JOB, pending_children(job["name"]), ["name"]) if ended else []
+	# One transaction: the compare-and-set, its log row and, when the job ended, the names of the
+	# Pending jobs waiting on it (names only: most jobs have none, and an empty answer costs
+	# little). Read in the transaction already open rather than in one of its own after it.
+	children = engine.store.compare_and_set(
+		JOB,
+		job["name"],
+		changes,
+		[("transition_count", "=", job["transition_count"]), ("status", "=", job["status"])],
+		record=(LOG, log),
+		then_read=(JOB, pending_children(job["name"]), ["name"]) if ended else None,
+	)
+	if children is None:
+		return None
 	updated = {**job, **changes}
 	if to_status != job["status"]:
 		engine.publish_status(updated)

@@ -29,7 +29,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from .. import schema
 from ..engine import Engine
 from ..errors import PermissionDenied, UniqueViolation, ValidationError
-from ..ports import Filter, order_terms
+from ..ports import Filter, compare_and_set_in_steps, order_terms
 from ..registry import import_handler_modules
 from ..settings import Settings
 from ..transitions import JOB
@@ -255,6 +255,18 @@ class FrappeStore:
 		# (REPEATABLE READ) and report a lost compare-and-set as won.
 		check = frappe.qb.from_(table).select(table.name).where(table.name == name).for_update()
 		return bool(self._where(check, table, doctype, expect).run())
+
+	def compare_and_set(
+		self,
+		doctype: str,
+		name: str,
+		values: dict,
+		expect: Sequence[Filter],
+		*,
+		record: tuple[str, dict],
+		then_read: tuple[str, Sequence[Filter], Sequence[str]] | None = None,
+	) -> list[dict] | None:
+		return compare_and_set_in_steps(self, doctype, name, values, expect, record, then_read)
 
 	def update_apart(self, doctype: str, name: str, values: dict, expect: Sequence[Filter] = ()) -> bool:
 		"""Progress and heartbeats: committed at once even while a handler's own writes are open,

@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 
 from .. import schema
 from ..errors import UniqueViolation, ValidationError
-from ..ports import Filter, order_terms
+from ..ports import Filter, compare_and_set_in_steps, order_terms
 
 _LONG_TEXT = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 _DATETIME = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
@@ -120,9 +120,17 @@ class SqlStore:
 		else:
 			# What compare-and-set and a session's read-then-write rely on, whatever the server's default.
 			options["isolation_level"] = "READ COMMITTED"
+		if self.dialect == "mysql":
+			options["paramstyle"] = "format"  # positional, as a batch of statements joins their parameters
 		self.engine = sa.create_engine(self.url, **options)
 		if self.dialect == "sqlite":
 			_make_sqlite_safe(self.engine)
+		# MySQL's drivers send several statements at once only if the connection says so: what
+		# compare_and_set's one round trip needs. Every statement this store sends is compiled
+		# by SQLAlchemy with bound parameters; none is built from input.
+		self._batches = self.dialect == "mysql"
+		if self._batches:
+			_allow_multi_statements(self.engine)
 		self.metadata, self.tables = build_metadata()
 		self._statements: dict[tuple, _Prepared] = {}
 		self._local = _ThreadState()
@@ -356,6 +364,20 @@ class SqlStore:
 		limit: int | None = None,
 		offset: int = 0,
 	) -> list[dict]:
+		statement, params = self._select(doctype, filters, fields, order_by, limit, offset)
+		with self._connection(write=False) as conn:
+			return statement.rows(conn, params)
+
+	def _select(
+		self,
+		doctype: str,
+		filters: Sequence[Filter] = (),
+		fields: Sequence[str] = ("*",),
+		order_by: str | None = None,
+		limit: int | None = None,
+		offset: int = 0,
+	) -> tuple["_Prepared", dict]:
+		"""get_all's statement and the values to run it with."""
 		shape, params = _filter_shape(filters)
 		fields = tuple(fields)
 		key = ("get_all", doctype, fields, shape, order_by, limit is not None, bool(offset))
@@ -377,8 +399,7 @@ class SqlStore:
 			params["p__limit"] = limit
 		if offset:
 			params["p__offset"] = offset
-		with self._connection(write=False) as conn:
-			return self._statement(key, build).rows(conn, params)
+		return self._statement(key, build), params
 
 	def count(self, doctype: str, filters: Sequence[Filter] = ()) -> int:
 		shape, params = _filter_shape(filters)
@@ -404,8 +425,7 @@ class SqlStore:
 
 	def insert(self, doctype: str, row: dict) -> None:
 		table = self.tables[doctype]
-		now = datetime.now(timezone.utc).replace(tzinfo=None)
-		values = schema.complete_row(doctype, row, now, table.c.keys())
+		values = self._complete(doctype, row)
 		statement = self._statement(("insert", doctype, tuple(values)), table.insert, tuple(values))
 		try:
 			with self._connection(write=True) as conn, self._savepoint(conn):
@@ -413,12 +433,27 @@ class SqlStore:
 		except sa.exc.IntegrityError as exc:
 			raise UniqueViolation(str(exc.orig)) from exc
 
+	def _complete(self, doctype: str, row: dict) -> dict:
+		now = datetime.now(timezone.utc).replace(tzinfo=None)
+		return schema.complete_row(doctype, row, now, self.tables[doctype].c.keys())
+
 	def _savepoint(self, conn: sa.Connection):
 		"""PostgreSQL aborts the whole transaction on a failed statement; a savepoint keeps it
 		usable after a unique violation. SQLite and MariaDB only undo the statement."""
 		return conn.begin_nested() if self.dialect == "postgresql" else nullcontext()
 
 	def update(self, doctype: str, name: str, values: dict, expect: Sequence[Filter] = ()) -> bool:
+		statement, params = self._update(doctype, name, values, expect)
+		try:
+			with self._connection(write=True) as conn:
+				return statement.rowcount(conn, params) == 1
+		except sa.exc.IntegrityError as exc:
+			raise UniqueViolation(str(exc.orig)) from exc
+
+	def _update(
+		self, doctype: str, name: str, values: dict, expect: Sequence[Filter]
+	) -> tuple["_Prepared", dict]:
+		"""update's statement and the values to run it with."""
 		shape, params = _filter_shape(expect)
 		fields = tuple(values)
 
@@ -429,11 +464,61 @@ class SqlStore:
 			return table.update().where(table.c.name == sa.bindparam("p__name"), *self._where(table, shape))
 
 		statement = self._statement(("update", doctype, fields, shape), build, fields)
+		return statement, {**values, **params, "p__name": name}
+
+	def compare_and_set(
+		self,
+		doctype: str,
+		name: str,
+		values: dict,
+		expect: Sequence[Filter],
+		*,
+		record: tuple[str, dict],
+		then_read: tuple[str, Sequence[Filter], Sequence[str]] | None = None,
+	) -> list[dict] | None:
+		"""On MariaDB/MySQL, outside a transaction: one round trip, the UPDATE, an INSERT that
+		runs only when the UPDATE matched (ROW_COUNT() = 1), the read and COMMIT, sent as one
+		multi-statement batch. Elsewhere, or inside a transaction, the same as separate calls."""
+		held = self._local.held
+		if not self._batches or self._local.conn is not None or (held is not None and held.in_transaction()):
+			return compare_and_set_in_steps(self, doctype, name, values, expect, record, then_read)
+		record_doctype, row = record
+		row = self._complete(record_doctype, row)
+		parts = [
+			self._update(doctype, name, values, expect),
+			(self._insert_if_changed(record_doctype, tuple(row)), row),
+		]
+		if then_read is not None:
+			parts.append(self._select(*then_read))
+		if not all(statement.lean for statement, _ in parts):
+			return compare_and_set_in_steps(self, doctype, name, values, expect, record, then_read)
 		try:
-			with self._connection(write=True) as conn:
-				return statement.rowcount(conn, {**values, **params, "p__name": name}) == 1
+			with nullcontext(held) if held is not None else self.engine.connect() as conn:
+				try:
+					results = _run_batch(conn, parts, commit=True)
+				finally:
+					if self._local.kept is not None:
+						self._local.kept.read_open = False  # committed, or rolled back on error
 		except sa.exc.IntegrityError as exc:
 			raise UniqueViolation(str(exc.orig)) from exc
+		(_, changed), *rest = results
+		if changed != 1:
+			return None
+		return parts[2][0].to_rows(rest[1][0]) if then_read is not None else []
+
+	def _insert_if_changed(self, doctype: str, columns: tuple[str, ...]) -> "_Prepared":
+		"""INSERT ... SELECT ... FROM DUAL WHERE ROW_COUNT() = 1: the row goes in only when the
+		statement before it in the batch matched one row (MySQL's affected rows, counted as found
+		rows: SQLAlchemy connects with CLIENT_FOUND_ROWS)."""
+
+		def build() -> sa.Insert:
+			table = self.tables[doctype]
+			values = sa.select(*(sa.bindparam(c, type_=table.c[c].type) for c in columns))
+			return table.insert().from_select(
+				columns, values.where(sa.func.row_count() == sa.literal_column("1"))
+			)
+
+		return self._statement(("insert_if_changed", doctype, columns), build)
 
 	def update_apart(self, doctype: str, name: str, values: dict, expect: Sequence[Filter] = ()) -> bool:
 		"""Handlers never write through this store's connections: outside transaction() every
@@ -505,6 +590,13 @@ class _Prepared:
 			processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
 			if processor is not None:
 				self.binders[name] = processor
+		# Binding as plain tuples: the parameters in the order the SQL takes them, and where a
+		# processor applies. construct_params, the general way, touches every bind parameter
+		# object of the statement on each run: pages a forked worker then faults on.
+		self._order = self.names if self.names is not None else tuple(compiled.binds)
+		self._processors = tuple(
+			(index, self.binders[name]) for index, name in enumerate(self._order) if name in self.binders
+		)
 		self._compiled = compiled
 		self._dialect = dialect
 		columns = list(getattr(statement, "selected_columns", ()))
@@ -513,6 +605,15 @@ class _Prepared:
 		self._readers: list | None = None
 
 	def _params(self, values: dict):
+		try:
+			params = [values[name] for name in self._order]
+		except KeyError:  # a parameter left to its default, or missing: SQLAlchemy's way says which
+			return self._constructed_params(values)
+		for index, process in self._processors:
+			params[index] = process(params[index])
+		return tuple(params) if self.names is not None else dict(zip(self._order, params, strict=True))
+
+	def _constructed_params(self, values: dict):
 		params = self._compiled.construct_params(values)
 		for name, bind in self.binders.items():
 			if name in params:
@@ -521,58 +622,87 @@ class _Prepared:
 			return params
 		return tuple(params[name] for name in self.names)
 
-	def _run(self, conn: sa.Connection, values: dict):
-		"""Execute; returns (rows as tuples or None, rowcount). DBAPI errors leave as
-		SQLAlchemy's exceptions, with its disconnect handling, exactly as from `execute`."""
-		params = self._params(values)
-		dbapi_conn = conn.connection.dbapi_connection
-		cursor = dbapi_conn.cursor()
-		try:
-			cursor.execute(self.sql, params)
-			rows = cursor.fetchall() if cursor.description is not None else None
-			if rows and self._readers is None:
-				self._readers = [
-					kind.dialect_impl(self._dialect).result_processor(self._dialect, column[1])
-					for kind, column in zip(self._types, cursor.description, strict=False)
-				]
-			return rows, cursor.rowcount
-		except BaseException as exc:
-			if isinstance(exc, Exception) and not conn.in_transaction():
-				# A read outside SQLAlchemy's transaction began one in the driver (MariaDB,
-				# PostgreSQL): end it, so the connection is usable (PostgreSQL aborts it).
-				try:
-					dbapi_conn.rollback()
-				except Exception:
-					pass
-			# Also for an interrupt (a job's deadline, SIGALRM, is a BaseException): SQLAlchemy
-			# then invalidates the connection, left mid-statement, and re-raises it unchanged.
-			conn._handle_dbapi_exception(exc, self.sql, params, cursor, None)
-		finally:
-			try:
-				cursor.close()  # after a lost connection mysqlclient raises here: keep the first error
-			except Exception:
-				pass
-
-	def tuples(self, conn: sa.Connection, values: dict) -> list[tuple]:
-		if not self.lean:
-			return [tuple(row) for row in conn.execute(self.statement, values)]
-		rows, _ = self._run(conn, values)
+	def read(self, rows: Sequence[tuple], description) -> list[tuple]:
+		"""Rows as the driver returned them, through SQLAlchemy's result processors."""
+		if not rows:
+			return list(rows)
+		if self._readers is None:
+			self._readers = [
+				kind.dialect_impl(self._dialect).result_processor(self._dialect, column[1])
+				for kind, column in zip(self._types, description, strict=False)
+			]
 		readers = self._readers
-		if not rows or not any(readers):
-			return list(rows or ())
+		if not any(readers):
+			return list(rows)
 		return [
 			tuple(value if read is None else read(value) for read, value in zip(readers, row, strict=False))
 			for row in rows
 		]
 
+	def tuples(self, conn: sa.Connection, values: dict) -> list[tuple]:
+		if not self.lean:
+			return [tuple(row) for row in conn.execute(self.statement, values)]
+		return _run_batch(conn, [(self, values)])[0][0] or []
+
 	def rows(self, conn: sa.Connection, values: dict) -> list[dict]:
+		return self.to_rows(self.tuples(conn, values))
+
+	def to_rows(self, tuples: Sequence[tuple]) -> list[dict]:
 		keys = self.keys
-		return [dict(zip(keys, row, strict=True)) for row in self.tuples(conn, values)]
+		return [dict(zip(keys, row, strict=True)) for row in tuples]
 
 	def rowcount(self, conn: sa.Connection, values: dict) -> int:
 		if not self.lean:
 			return conn.execute(self.statement, values).rowcount
-		return self._run(conn, values)[1]
+		return _run_batch(conn, [(self, values)])[0][1]
+
+
+def _run_batch(
+	conn: sa.Connection, statements: Sequence[tuple[_Prepared, dict]], commit: bool = False
+) -> list[tuple[list[tuple] | None, int]]:
+	"""Run lean statements on the connection's DBAPI cursor in one round trip; for each, its rows
+	(None when it returns none) and its rowcount. More than one statement, or `commit` (which
+	ends the batch with COMMIT), needs a driver taking multi-statement batches: MySQL's, with
+	CLIENT_MULTI_STATEMENTS. DBAPI errors leave as SQLAlchemy's exceptions, with its disconnect
+	handling, exactly as from `execute`."""
+	if len(statements) == 1 and not commit:
+		statement, values = statements[0]
+		sql, params = statement.sql, statement._params(values)
+	else:
+		sql = "; ".join([statement.sql for statement, _ in statements] + (["COMMIT"] if commit else []))
+		params = tuple(param for statement, values in statements for param in statement._params(values))
+	dbapi_conn = conn.connection.dbapi_connection
+	cursor = dbapi_conn.cursor()
+	try:
+		cursor.execute(sql, params)
+		results = []
+		for index, (statement, _) in enumerate(statements):
+			if index:
+				cursor.nextset()
+			rows = cursor.fetchall() if cursor.description is not None else None
+			read = None if rows is None else statement.read(rows, cursor.description)
+			results.append((read, cursor.rowcount))
+		if commit:
+			while cursor.nextset():  # COMMIT's result: the connection takes nothing new before it
+				pass
+		return results
+	except BaseException as exc:
+		if isinstance(exc, Exception) and not conn.in_transaction():
+			# A statement outside SQLAlchemy's transaction began one in the driver (MariaDB,
+			# PostgreSQL), and a failed batch leaves its earlier statements' writes in it: end
+			# it, so the connection is usable (PostgreSQL aborts it) and holds no locks.
+			try:
+				dbapi_conn.rollback()
+			except Exception:
+				pass
+		# Also for an interrupt (a job's deadline, SIGALRM, is a BaseException): SQLAlchemy
+		# then invalidates the connection, left mid-statement, and re-raises it unchanged.
+		conn._handle_dbapi_exception(exc, sql, params, cursor, None)
+	finally:
+		try:
+			cursor.close()  # after a lost connection mysqlclient raises here: keep the first error
+		except Exception:
+			pass
 
 
 class _KeptConnection:
@@ -665,6 +795,16 @@ _COMPARISONS = {
 	">": sa.sql.operators.gt,
 	">=": sa.sql.operators.ge,
 }
+
+
+_CLIENT_MULTI_STATEMENTS = 1 << 16  # MySQL protocol capability flag, the same in every driver
+
+
+def _allow_multi_statements(engine: sa.Engine) -> None:
+	@sa.event.listens_for(engine, "do_connect")
+	def _on_do_connect(_dialect, _record, _args, params):
+		# Added to the flags the dialect chose (CLIENT_FOUND_ROWS among them), not instead.
+		params["client_flag"] = params.get("client_flag", 0) | _CLIENT_MULTI_STATEMENTS
 
 
 WAL_AUTOCHECKPOINT_PAGES = 10000  # ~40 MB of WAL
