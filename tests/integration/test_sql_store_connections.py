@@ -3,6 +3,7 @@ the connection a worker keeps across sessions, and what a forked work-horse does
 
 import gc
 import os
+import signal
 import threading
 import time
 
@@ -11,8 +12,8 @@ import sqlalchemy as sa
 
 from dartwing.dartwing_core.background_jobs.errors import JobTimedOut
 from dartwing.dartwing_core.background_jobs.executor import deadline
-from dartwing.dartwing_core.background_jobs.store_contract import cleanup, job_row
-from dartwing.dartwing_core.background_jobs.transitions import JOB
+from dartwing.dartwing_core.background_jobs.store_contract import cleanup, job_row, log
+from dartwing.dartwing_core.background_jobs.transitions import JOB, LOG
 
 
 @pytest.fixture
@@ -185,3 +186,54 @@ def test_a_kept_connection_lost_after_a_sessions_last_read_fails_neither_that_se
 		with store.session():
 			assert store.update(JOB, "ct-k1", {"progress": 9})
 	assert store.get(JOB, "ct-k1")["progress"] == 9
+
+
+class _BackstopTimeout(Exception):
+	"""An interrupt that is an Exception, as RQ's own job timeout (JobTimeoutException) is."""
+
+
+@pytest.mark.parametrize("interrupt", [JobTimedOut, _BackstopTimeout], ids=["deadline", "backstop"])
+def test_a_compare_and_set_interrupted_while_it_waits_writes_nothing(store, interrupt):
+	"""A transition interrupted while its UPDATE waits on a row lock reaches the caller as that
+	interrupt, and nothing of it may commit later, when the lock frees: the caller was told it
+	failed and will not publish it, release dependents or settle the run."""
+	if store.dialect == "sqlite":
+		pytest.skip("SQLite waits for a lock inside its C busy handler: the alarm lands after it")
+	table = store.engine.dialect.identifier_preparer.quote("tabBackground Job")
+	locker = store.engine.connect()
+	locker.exec_driver_sql(f"SELECT name FROM {table} WHERE name = 'ct-k1' FOR UPDATE")
+	release = threading.Timer(0.8, locker.commit)
+
+	def on_alarm(_signum, _frame):
+		raise interrupt("interrupted")
+
+	previous = signal.signal(signal.SIGALRM, on_alarm)
+	release.start()
+	try:
+		with pytest.raises(interrupt), store.keep_connection(), store.session():
+			signal.setitimer(signal.ITIMER_REAL, 0.3)
+			store.compare_and_set(
+				JOB,
+				"ct-k1",
+				{"status": "Running", "transition_count": 1},
+				[("transition_count", "=", 0)],
+				record=(LOG, log("ct-l1", 1, job="ct-k1")),
+			)
+	finally:
+		signal.setitimer(signal.ITIMER_REAL, 0)
+		signal.signal(signal.SIGALRM, previous)
+		release.join()
+		locker.close()
+	time.sleep(0.5)  # a batch the server still held would have finished by now
+
+	assert (store.get(JOB, "ct-k1")["status"], store.get(LOG, "ct-l1")) == ("Queued", None)
+	assert (
+		store.compare_and_set(
+			JOB,
+			"ct-k1",
+			{"status": "Running", "transition_count": 1},
+			[("transition_count", "=", 0)],
+			record=(LOG, log("ct-l2", 1, job="ct-k1")),
+		)
+		== []
+	), "the store stays usable"

@@ -424,14 +424,16 @@ class SqlStore:
 			return dict(statement.tuples(conn, params))
 
 	def insert(self, doctype: str, row: dict) -> None:
-		table = self.tables[doctype]
 		values = self._complete(doctype, row)
-		statement = self._statement(("insert", doctype, tuple(values)), table.insert, tuple(values))
+		statement = self._insert(doctype, tuple(values))
 		try:
 			with self._connection(write=True) as conn, self._savepoint(conn):
 				statement.rowcount(conn, values)
 		except sa.exc.IntegrityError as exc:
 			raise UniqueViolation(str(exc.orig)) from exc
+
+	def _insert(self, doctype: str, columns: tuple[str, ...]) -> "_Prepared":
+		return self._statement(("insert", doctype, columns), self.tables[doctype].insert, columns)
 
 	def _complete(self, doctype: str, row: dict) -> dict:
 		now = datetime.now(timezone.utc).replace(tzinfo=None)
@@ -476,18 +478,18 @@ class SqlStore:
 		record: tuple[str, dict],
 		then_read: tuple[str, Sequence[Filter], Sequence[str]] | None = None,
 	) -> list[dict] | None:
-		"""On MariaDB/MySQL, outside a transaction: one round trip, the UPDATE, an INSERT that
-		runs only when the UPDATE matched (ROW_COUNT() = 1), the read and COMMIT, sent as one
-		multi-statement batch. Elsewhere, or inside a transaction, the same as separate calls."""
+		"""On MariaDB/MySQL, outside a transaction: the UPDATE, the INSERT and the read go as one
+		multi-statement batch, then COMMIT, or ROLLBACK when the UPDATE matched nothing: two round
+		trips. COMMIT is not in the batch on purpose: a caller interrupted while the batch waits
+		(on a row lock, say) gives the connection up, and the server, holding no COMMIT, rolls
+		the batch back, as it would separate statements. Elsewhere, or inside a transaction, the
+		same as separate calls."""
 		held = self._local.held
 		if not self._batches or self._local.conn is not None or (held is not None and held.in_transaction()):
 			return compare_and_set_in_steps(self, doctype, name, values, expect, record, then_read)
 		record_doctype, row = record
 		row = self._complete(record_doctype, row)
-		parts = [
-			self._update(doctype, name, values, expect),
-			(self._insert_if_changed(record_doctype, tuple(row)), row),
-		]
+		parts = [self._update(doctype, name, values, expect), (self._insert(record_doctype, tuple(row)), row)]
 		if then_read is not None:
 			parts.append(self._select(*then_read))
 		if not all(statement.lean for statement, _ in parts):
@@ -495,30 +497,17 @@ class SqlStore:
 		try:
 			with nullcontext(held) if held is not None else self.engine.connect() as conn:
 				try:
-					results = _run_batch(conn, parts, commit=True)
+					results = _run_batch(conn, parts)
+					changed = results[0][1] == 1
+					_end_transaction(conn, commit=changed)  # a lost compare-and-set takes its row back
 				finally:
 					if self._local.kept is not None:
-						self._local.kept.read_open = False  # committed, or rolled back on error
+						self._local.kept.read_open = False  # ended, or the connection given up
 		except sa.exc.IntegrityError as exc:
 			raise UniqueViolation(str(exc.orig)) from exc
-		(_, changed), *rest = results
-		if changed != 1:
+		if not changed:
 			return None
-		return parts[2][0].to_rows(rest[1][0]) if then_read is not None else []
-
-	def _insert_if_changed(self, doctype: str, columns: tuple[str, ...]) -> "_Prepared":
-		"""INSERT ... SELECT ... FROM DUAL WHERE ROW_COUNT() = 1: the row goes in only when the
-		statement before it in the batch matched one row (MySQL's affected rows, counted as found
-		rows: SQLAlchemy connects with CLIENT_FOUND_ROWS)."""
-
-		def build() -> sa.Insert:
-			table = self.tables[doctype]
-			values = sa.select(*(sa.bindparam(c, type_=table.c[c].type) for c in columns))
-			return table.insert().from_select(
-				columns, values.where(sa.func.row_count() == sa.literal_column("1"))
-			)
-
-		return self._statement(("insert_if_changed", doctype, columns), build)
+		return parts[2][0].to_rows(results[2][0] or []) if then_read is not None else []
 
 	def update_apart(self, doctype: str, name: str, values: dict, expect: Sequence[Filter] = ()) -> bool:
 		"""Handlers never write through this store's connections: outside transaction() every
@@ -658,21 +647,22 @@ class _Prepared:
 
 
 def _run_batch(
-	conn: sa.Connection, statements: Sequence[tuple[_Prepared, dict]], commit: bool = False
+	conn: sa.Connection, statements: Sequence[tuple[_Prepared, dict]]
 ) -> list[tuple[list[tuple] | None, int]]:
 	"""Run lean statements on the connection's DBAPI cursor in one round trip; for each, its rows
-	(None when it returns none) and its rowcount. More than one statement, or `commit` (which
-	ends the batch with COMMIT), needs a driver taking multi-statement batches: MySQL's, with
-	CLIENT_MULTI_STATEMENTS. DBAPI errors leave as SQLAlchemy's exceptions, with its disconnect
-	handling, exactly as from `execute`."""
-	if len(statements) == 1 and not commit:
+	(None when it returns none) and its rowcount. More than one statement needs a driver taking
+	multi-statement batches: MySQL's, with CLIENT_MULTI_STATEMENTS, and its positional
+	paramstyle. DBAPI errors leave as SQLAlchemy's exceptions, with its disconnect handling,
+	exactly as from `execute`."""
+	if len(statements) == 1:
 		statement, values = statements[0]
 		sql, params = statement.sql, statement._params(values)
 	else:
-		sql = "; ".join([statement.sql for statement, _ in statements] + (["COMMIT"] if commit else []))
+		sql = "; ".join(statement.sql for statement, _ in statements)
 		params = tuple(param for statement, values in statements for param in statement._params(values))
 	dbapi_conn = conn.connection.dbapi_connection
 	cursor = dbapi_conn.cursor()
+	pending = True  # the server has results to send
 	try:
 		cursor.execute(sql, params)
 		results = []
@@ -682,11 +672,16 @@ def _run_batch(
 			rows = cursor.fetchall() if cursor.description is not None else None
 			read = None if rows is None else statement.read(rows, cursor.description)
 			results.append((read, cursor.rowcount))
-		if commit:
-			while cursor.nextset():  # COMMIT's result: the connection takes nothing new before it
-				pass
+		pending = False
 		return results
 	except BaseException as exc:
+		if pending and not isinstance(exc, conn.dialect.loaded_dbapi.Error):
+			# Interrupted (a deadline, RQ's backstop timeout, Ctrl-C) before the server sent every
+			# result: the connection is out of step with it (psycopg: "another command is already
+			# in progress"). Give it up, which makes the server roll back what the statements did,
+			# and let the interrupt reach the caller as it is.
+			conn.invalidate(exc)
+			raise
 		if isinstance(exc, Exception) and not conn.in_transaction():
 			# A statement outside SQLAlchemy's transaction began one in the driver (MariaDB,
 			# PostgreSQL), and a failed batch leaves its earlier statements' writes in it: end
@@ -695,14 +690,22 @@ def _run_batch(
 				dbapi_conn.rollback()
 			except Exception:
 				pass
-		# Also for an interrupt (a job's deadline, SIGALRM, is a BaseException): SQLAlchemy
-		# then invalidates the connection, left mid-statement, and re-raises it unchanged.
 		conn._handle_dbapi_exception(exc, sql, params, cursor, None)
 	finally:
 		try:
 			cursor.close()  # after a lost connection mysqlclient raises here: keep the first error
 		except Exception:
 			pass
+
+
+def _end_transaction(conn: sa.Connection, commit: bool) -> None:
+	"""COMMIT or ROLLBACK the transaction a batch ran in, which the driver began and SQLAlchemy's
+	Connection does not know of; errors are handled as _run_batch handles them."""
+	dbapi_conn = conn.connection.dbapi_connection
+	try:
+		dbapi_conn.commit() if commit else dbapi_conn.rollback()
+	except BaseException as exc:
+		conn._handle_dbapi_exception(exc, "COMMIT" if commit else "ROLLBACK", (), None, None)
 
 
 class _KeptConnection:
