@@ -196,7 +196,8 @@ class _BackstopTimeout(Exception):
 def test_a_compare_and_set_interrupted_while_it_waits_writes_nothing(store, interrupt):
 	"""A transition interrupted while its UPDATE waits on a row lock reaches the caller as that
 	interrupt, and nothing of it may commit later, when the lock frees: the caller was told it
-	failed and will not publish it, release dependents or settle the run."""
+	failed and will not publish it, release dependents or settle the run. (An interrupt during
+	the COMMIT itself leaves the outcome unknown, as for any commit whose answer is lost.)"""
 	if store.dialect == "sqlite":
 		pytest.skip("SQLite waits for a lock inside its C busy handler: the alarm lands after it")
 	table = store.engine.dialect.identifier_preparer.quote("tabBackground Job")
@@ -237,3 +238,42 @@ def test_a_compare_and_set_interrupted_while_it_waits_writes_nothing(store, inte
 		)
 		== []
 	), "the store stays usable"
+
+
+def test_an_interrupted_commit_gives_its_connection_up_and_the_next_call_works(store):
+	"""An Exception-typed interrupt (RQ's job timeout) landing while SQLAlchemy's own COMMIT waits
+	left a PostgreSQL connection busy ("another command is already in progress"), and every retry
+	on it failed. A deferred trigger makes this COMMIT wait; only PostgreSQL has those."""
+	if store.dialect != "postgresql":
+		pytest.skip("only PostgreSQL has deferred triggers, to make a COMMIT wait")
+	table = store.engine.dialect.identifier_preparer.quote("tabBackground Job")
+	with store.engine.begin() as conn:
+		conn.exec_driver_sql(
+			"CREATE FUNCTION ct_slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$"
+			" BEGIN IF NEW.progress = 77 THEN PERFORM pg_sleep(1); END IF; RETURN NULL; END $$"
+		)
+		conn.exec_driver_sql(
+			f"CREATE CONSTRAINT TRIGGER ct_slow AFTER UPDATE ON {table}"
+			" DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION ct_slow_commit()"
+		)
+
+	def on_alarm(_signum, _frame):
+		raise _BackstopTimeout("interrupted")
+
+	previous = signal.signal(signal.SIGALRM, on_alarm)
+	try:
+		with store.keep_connection(), store.session():
+			with pytest.raises(_BackstopTimeout):
+				signal.setitimer(signal.ITIMER_REAL, 0.3)
+				with store.transaction():
+					store.update(JOB, "ct-k1", {"progress": 77})
+			signal.setitimer(signal.ITIMER_REAL, 0)
+			time.sleep(1)  # the interrupted COMMIT has finished on the server by now
+			assert store.update(JOB, "ct-k1", {"progress": 78}), "the same session works on"
+	finally:
+		signal.setitimer(signal.ITIMER_REAL, 0)
+		signal.signal(signal.SIGALRM, previous)
+		with store.engine.begin() as conn:
+			conn.exec_driver_sql(f"DROP TRIGGER ct_slow ON {table}")
+			conn.exec_driver_sql("DROP FUNCTION ct_slow_commit()")
+	assert store.get(JOB, "ct-k1")["progress"] == 78

@@ -462,7 +462,10 @@ def check_a_won_compare_and_set_writes_the_row_and_its_record_and_reads(store: S
 def check_a_lost_compare_and_set_writes_nothing(store: Store) -> None:
 	store.insert(JOB, job_row("ct-r1", transition_count=3, progress=0))
 
+	store.insert(LOG, log("ct-l2", 9, job="ct-j1"))
+
 	assert _finish_r1(store, 2) is None
+	assert _finish_r1(store, 2, log_name="ct-l2") is None, "a lost one never tries its record"
 
 	row = store.get(JOB, "ct-r1")
 	assert (row["status"], row["transition_count"], row["progress"]) == ("Queued", 3, 0)

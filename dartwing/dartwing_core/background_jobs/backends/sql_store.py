@@ -123,6 +123,7 @@ class SqlStore:
 		if self.dialect == "mysql":
 			options["paramstyle"] = "format"  # positional, as a batch of statements joins their parameters
 		self.engine = sa.create_engine(self.url, **options)
+		_give_up_interrupted_connections(self.engine)
 		if self.dialect == "sqlite":
 			_make_sqlite_safe(self.engine)
 		# MySQL's drivers send several statements at once only if the connection says so: what
@@ -432,6 +433,20 @@ class SqlStore:
 		except sa.exc.IntegrityError as exc:
 			raise UniqueViolation(str(exc.orig)) from exc
 
+	def _insert_if_changed(self, doctype: str, columns: tuple[str, ...]) -> "_Prepared":
+		"""INSERT ... SELECT ... FROM DUAL WHERE ROW_COUNT() = 1: in a batch, the row goes in only
+		when the UPDATE before it matched its row (ROW_COUNT() counts matched rows: SQLAlchemy
+		connects with CLIENT_FOUND_ROWS), so a lost compare-and-set neither waits on nor is
+		refused by the log table."""
+
+		def build() -> sa.Insert:
+			table = self.tables[doctype]
+			values = sa.select(*(sa.bindparam(c, type_=table.c[c].type) for c in columns))
+			changed = sa.func.row_count() == sa.literal_column("1")
+			return table.insert().from_select(columns, values.where(changed))
+
+		return self._statement(("insert_if_changed", doctype, columns), build)
+
 	def _insert(self, doctype: str, columns: tuple[str, ...]) -> "_Prepared":
 		return self._statement(("insert", doctype, columns), self.tables[doctype].insert, columns)
 
@@ -478,9 +493,9 @@ class SqlStore:
 		record: tuple[str, dict],
 		then_read: tuple[str, Sequence[Filter], Sequence[str]] | None = None,
 	) -> list[dict] | None:
-		"""On MariaDB/MySQL, outside a transaction: the UPDATE, the INSERT and the read go as one
-		multi-statement batch, then COMMIT, or ROLLBACK when the UPDATE matched nothing: two round
-		trips. COMMIT is not in the batch on purpose: a caller interrupted while the batch waits
+		"""On MariaDB/MySQL, outside a transaction: the UPDATE, the INSERT (which runs only when the
+		UPDATE matched) and the read go as one multi-statement batch, then COMMIT, or ROLLBACK
+		when the UPDATE matched nothing: two round trips. COMMIT is not in the batch on purpose: a caller interrupted while the batch waits
 		(on a row lock, say) gives the connection up, and the server, holding no COMMIT, rolls
 		the batch back, as it would separate statements. Elsewhere, or inside a transaction, the
 		same as separate calls."""
@@ -489,7 +504,10 @@ class SqlStore:
 			return compare_and_set_in_steps(self, doctype, name, values, expect, record, then_read)
 		record_doctype, row = record
 		row = self._complete(record_doctype, row)
-		parts = [self._update(doctype, name, values, expect), (self._insert(record_doctype, tuple(row)), row)]
+		parts = [
+			self._update(doctype, name, values, expect),
+			(self._insert_if_changed(record_doctype, tuple(row)), row),
+		]
 		if then_read is not None:
 			parts.append(self._select(*then_read))
 		if not all(statement.lean for statement, _ in parts):
@@ -499,7 +517,7 @@ class SqlStore:
 				try:
 					results = _run_batch(conn, parts)
 					changed = results[0][1] == 1
-					_end_transaction(conn, commit=changed)  # a lost compare-and-set takes its row back
+					_end_transaction(conn, commit=changed)  # nothing to keep when it lost
 				finally:
 					if self._local.kept is not None:
 						self._local.kept.read_open = False  # ended, or the connection given up
@@ -675,11 +693,10 @@ def _run_batch(
 		pending = False
 		return results
 	except BaseException as exc:
-		if pending and not isinstance(exc, conn.dialect.loaded_dbapi.Error):
-			# Interrupted (a deadline, RQ's backstop timeout, Ctrl-C) before the server sent every
-			# result: the connection is out of step with it (psycopg: "another command is already
-			# in progress"). Give it up, which makes the server roll back what the statements did,
-			# and let the interrupt reach the caller as it is.
+		if pending and _interrupts(exc, conn.dialect):
+			# Interrupted before the server sent every result: the connection is out of step with
+			# it. Give it up, which makes the server roll back what the statements did, and let
+			# the interrupt reach the caller as it is (not wrapped in a StatementError).
 			conn.invalidate(exc)
 			raise
 		if isinstance(exc, Exception) and not conn.in_transaction():
@@ -694,7 +711,7 @@ def _run_batch(
 	finally:
 		try:
 			cursor.close()  # after a lost connection mysqlclient raises here: keep the first error
-		except Exception:
+		except conn.dialect.loaded_dbapi.Error:
 			pass
 
 
@@ -705,7 +722,7 @@ def _end_transaction(conn: sa.Connection, commit: bool) -> None:
 	try:
 		dbapi_conn.commit() if commit else dbapi_conn.rollback()
 	except BaseException as exc:
-		conn._handle_dbapi_exception(exc, "COMMIT" if commit else "ROLLBACK", (), None, None)
+		conn._handle_dbapi_exception(exc, None, None, None, None)  # no statement: an interrupt stays as is
 
 
 class _KeptConnection:
@@ -798,6 +815,26 @@ _COMPARISONS = {
 	">": sa.sql.operators.gt,
 	">=": sa.sql.operators.ge,
 }
+
+
+def _interrupts(exc: BaseException, dialect) -> bool:
+	"""An exception that stopped a database call from outside (a job's deadline, RQ's own job
+	timeout, which is an Exception, Ctrl-C), not the server's answer nor a value the driver
+	refused before sending anything."""
+	return not isinstance(exc, (dialect.loaded_dbapi.Error, ValueError, TypeError))
+
+
+def _give_up_interrupted_connections(engine: sa.Engine) -> None:
+	"""A call interrupted while the server was still to answer leaves its connection out of step
+	(psycopg: "another command is already in progress"; mysqlclient: "commands out of sync"). For
+	SQLAlchemy's own calls too (COMMIT, `execute`), treat it as a lost connection: this one is
+	invalidated, the pool's others are not, and the interrupt reaches the caller unchanged."""
+
+	@sa.event.listens_for(engine, "handle_error")
+	def _on_error(context):
+		if context.connection is not None and _interrupts(context.original_exception, context.dialect):
+			context.is_disconnect = True
+			context.invalidate_pool_on_disconnect = False
 
 
 _CLIENT_MULTI_STATEMENTS = 1 << 16  # MySQL protocol capability flag, the same in every driver
