@@ -2,7 +2,8 @@
 
 For each database: N no-op jobs through raw RQ (enqueue, then W burst workers drain them), then
 N no-op jobs through the engine (submit, then W burst workers of the same kind run them), for
-several rounds. Prints jobs/s of both, their ratio, and submit latency p50/p99. Medians over rounds.
+several rounds. Prints jobs/s of both, their ratio (the median of the rounds' ratios, and their
+range), and submit latency p50/p99. Medians over rounds.
 Each drain is timed from the first worker's work loop starting to the last one's ending, as the
 workers report it (benchmarks/worker.py): start-up, imports and warm-up are not throughput.
 
@@ -200,7 +201,12 @@ def bench_database(kind: str, jobs: int, workers: int, rounds: int) -> dict | No
 		engine, env = ready
 		results = [run_round(kind, engine, env, jobs, workers, r, Path(tmp)) for r in range(rounds)]
 	summary = {key: statistics.median(r[key] for r in results) for key in results[0]}
-	summary["ratio"] = statistics.median(r["engine_jobs_per_s"] / r["raw_jobs_per_s"] for r in results)
+	ratios = [r["engine_jobs_per_s"] / r["raw_jobs_per_s"] for r in results]
+	summary["ratio"], summary["ratio_min"], summary["ratio_max"] = (
+		statistics.median(ratios),
+		min(ratios),
+		max(ratios),
+	)
 	return summary
 
 
@@ -220,13 +226,14 @@ def main() -> None:
 		f"MariaDB through {sa.engine.make_url(MARIADB_URL).drivername}"
 	)
 	print(
-		f"{'database':<11}{'raw RQ jobs/s':>14}{'engine jobs/s':>14}{'ratio':>7}"
+		f"{'database':<11}{'raw RQ jobs/s':>14}{'engine jobs/s':>14}{'ratio':>7}{'ratio range':>12}"
 		f"{'worker CPU ms/job raw / engine':>32}{'faults/job raw / engine':>25}{'db server CPU ms/job':>22}"
 		f"{'submit p50 / p99 ms':>21}{'rq enqueue p50 / p99 ms':>25}"
 	)
 	for kind in args.db.split(","):
 		s = bench_database(kind.strip(), args.jobs, args.workers, args.rounds)
 		if s:
+			spread = f"{s['ratio_min']:.2f}-{s['ratio_max']:.2f}"
 			cpu = f"{s['raw_cpu_ms_per_job']:.1f} / {s['engine_cpu_ms_per_job']:.1f}"
 			faults = f"{s['raw_faults_per_job']:.0f} / {s['engine_faults_per_job']:.0f}"
 			server = (
@@ -236,6 +243,7 @@ def main() -> None:
 			enqueue = f"{s['enqueue_p50_ms']:.2f} / {s['enqueue_p99_ms']:.2f}"
 			print(
 				f"{kind:<11}{s['raw_jobs_per_s']:>14.1f}{s['engine_jobs_per_s']:>14.1f}{s['ratio']:>7.2f}"
+				f"{spread:>12}"
 				f"{cpu:>32}{faults:>25}{server:>22}{submit:>21}{enqueue:>25}"
 			)
 
