@@ -6,6 +6,8 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
@@ -192,6 +194,33 @@ class _BackstopTimeout(Exception):
 	"""An interrupt that is an Exception, as RQ's own job timeout (JobTimeoutException) is."""
 
 
+@contextmanager
+def _interrupt_after(seconds: float, interrupt: type[BaseException]) -> Iterator[None]:
+	"""Raise `interrupt` in this (the main) thread after `seconds`, as a job's deadline does."""
+
+	def on_alarm(_signum, _frame):
+		raise interrupt("interrupted")
+
+	previous = signal.signal(signal.SIGALRM, on_alarm)
+	signal.setitimer(signal.ITIMER_REAL, seconds)
+	try:
+		yield
+	finally:
+		signal.setitimer(signal.ITIMER_REAL, 0)
+		signal.signal(signal.SIGALRM, previous)
+
+
+def _start_k1(store, log_name: str) -> list[dict] | None:
+	"""ct-k1 Queued -> Running, as a claim's compare-and-set."""
+	return store.compare_and_set(
+		JOB,
+		"ct-k1",
+		{"status": "Running", "transition_count": 1},
+		[("transition_count", "=", 0)],
+		record=(LOG, log(log_name, 1, job="ct-k1")),
+	)
+
+
 @pytest.mark.parametrize("interrupt", [JobTimedOut, _BackstopTimeout], ids=["deadline", "backstop"])
 def test_a_compare_and_set_interrupted_while_it_waits_writes_nothing(store, interrupt):
 	"""A transition interrupted while its UPDATE waits on a row lock reaches the caller as that
@@ -204,40 +233,18 @@ def test_a_compare_and_set_interrupted_while_it_waits_writes_nothing(store, inte
 	locker = store.engine.connect()
 	locker.exec_driver_sql(f"SELECT name FROM {table} WHERE name = 'ct-k1' FOR UPDATE")
 	release = threading.Timer(0.8, locker.commit)
-
-	def on_alarm(_signum, _frame):
-		raise interrupt("interrupted")
-
-	previous = signal.signal(signal.SIGALRM, on_alarm)
 	release.start()
 	try:
 		with pytest.raises(interrupt), store.keep_connection(), store.session():
-			signal.setitimer(signal.ITIMER_REAL, 0.3)
-			store.compare_and_set(
-				JOB,
-				"ct-k1",
-				{"status": "Running", "transition_count": 1},
-				[("transition_count", "=", 0)],
-				record=(LOG, log("ct-l1", 1, job="ct-k1")),
-			)
+			with _interrupt_after(0.3, interrupt):
+				_start_k1(store, "ct-l1")
 	finally:
-		signal.setitimer(signal.ITIMER_REAL, 0)
-		signal.signal(signal.SIGALRM, previous)
 		release.join()
 		locker.close()
 	time.sleep(0.5)  # a batch the server still held would have finished by now
 
 	assert (store.get(JOB, "ct-k1")["status"], store.get(LOG, "ct-l1")) == ("Queued", None)
-	assert (
-		store.compare_and_set(
-			JOB,
-			"ct-k1",
-			{"status": "Running", "transition_count": 1},
-			[("transition_count", "=", 0)],
-			record=(LOG, log("ct-l2", 1, job="ct-k1")),
-		)
-		== []
-	), "the store stays usable"
+	assert _start_k1(store, "ct-l2") == [], "the store stays usable"
 
 
 def test_an_interrupted_commit_gives_its_connection_up_and_the_next_call_works(store):
@@ -257,22 +264,14 @@ def test_an_interrupted_commit_gives_its_connection_up_and_the_next_call_works(s
 			" DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION ct_slow_commit()"
 		)
 
-	def on_alarm(_signum, _frame):
-		raise _BackstopTimeout("interrupted")
-
-	previous = signal.signal(signal.SIGALRM, on_alarm)
 	try:
 		with store.keep_connection(), store.session():
-			with pytest.raises(_BackstopTimeout):
-				signal.setitimer(signal.ITIMER_REAL, 0.3)
+			with pytest.raises(_BackstopTimeout), _interrupt_after(0.3, _BackstopTimeout):
 				with store.transaction():
 					store.update(JOB, "ct-k1", {"progress": 77})
-			signal.setitimer(signal.ITIMER_REAL, 0)
 			time.sleep(1)  # the interrupted COMMIT has finished on the server by now
 			assert store.update(JOB, "ct-k1", {"progress": 78}), "the same session works on"
 	finally:
-		signal.setitimer(signal.ITIMER_REAL, 0)
-		signal.signal(signal.SIGALRM, previous)
 		with store.engine.begin() as conn:
 			conn.exec_driver_sql(f"DROP TRIGGER ct_slow ON {table}")
 			conn.exec_driver_sql("DROP FUNCTION ct_slow_commit()")
