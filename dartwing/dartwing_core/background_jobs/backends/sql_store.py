@@ -127,7 +127,7 @@ class SqlStore:
 		if self.dialect == "sqlite":
 			_make_sqlite_safe(self.engine)
 		# MySQL's drivers send several statements at once only if the connection says so: what
-		# compare_and_set's one round trip needs. Every statement this store sends is compiled
+		# compare_and_set's batch needs. Every statement this store sends is compiled
 		# by SQLAlchemy with bound parameters; none is built from input.
 		self._batches = self.dialect == "mysql"
 		if self._batches:
@@ -495,10 +495,10 @@ class SqlStore:
 	) -> list[dict] | None:
 		"""On MariaDB/MySQL, outside a transaction: the UPDATE, the INSERT (which runs only when the
 		UPDATE matched) and the read go as one multi-statement batch, then COMMIT, or ROLLBACK
-		when the UPDATE matched nothing: two round trips. COMMIT is not in the batch on purpose: a caller interrupted while the batch waits
-		(on a row lock, say) gives the connection up, and the server, holding no COMMIT, rolls
-		the batch back, as it would separate statements. Elsewhere, or inside a transaction, the
-		same as separate calls."""
+		when the UPDATE matched nothing: two round trips. COMMIT is not in the batch on purpose:
+		a caller interrupted while the batch waits (on a row lock, say) gives the connection up,
+		and the server, holding no COMMIT, rolls the batch back, as it would separate statements.
+		Elsewhere, or inside a transaction, the same as separate calls."""
 		held = self._local.held
 		if not self._batches or self._local.conn is not None or (held is not None and held.in_transaction()):
 			return compare_and_set_in_steps(self, doctype, name, values, expect, record, then_read)
