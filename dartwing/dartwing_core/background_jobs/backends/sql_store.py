@@ -680,7 +680,6 @@ def _run_batch(
 		params = tuple(param for statement, values in statements for param in statement._params(values))
 	dbapi_conn = conn.connection.dbapi_connection
 	cursor = dbapi_conn.cursor()
-	pending = True  # the server has results to send
 	try:
 		cursor.execute(sql, params)
 		results = []
@@ -690,16 +689,10 @@ def _run_batch(
 			rows = cursor.fetchall() if cursor.description is not None else None
 			read = None if rows is None else statement.read(rows, cursor.description)
 			results.append((read, cursor.rowcount))
-		pending = False
 		return results
 	except BaseException as exc:
-		if pending and _interrupts(exc, conn.dialect):
-			# Interrupted before the server sent every result: the connection is out of step with
-			# it. Give it up, which makes the server roll back what the statements did, and let
-			# the interrupt reach the caller as it is (not wrapped in a StatementError).
-			conn.invalidate(exc)
-			raise
-		if isinstance(exc, Exception) and not conn.in_transaction():
+		interrupted = _interrupts(exc, conn.dialect)
+		if not interrupted and not conn.in_transaction():
 			# A statement outside SQLAlchemy's transaction began one in the driver (MariaDB,
 			# PostgreSQL), and a failed batch leaves its earlier statements' writes in it: end
 			# it, so the connection is usable (PostgreSQL aborts it) and holds no locks.
@@ -707,7 +700,9 @@ def _run_batch(
 				dbapi_conn.rollback()
 			except Exception:
 				pass
-		conn._handle_dbapi_exception(exc, sql, params, cursor, None)
+		# An interrupt: the handle_error hook gives the connection up (the server then rolls back
+		# what the statements did) and, given no statement, SQLAlchemy re-raises it as it is.
+		conn._handle_dbapi_exception(exc, None if interrupted else sql, params, cursor, None)
 	finally:
 		try:
 			cursor.close()  # after a lost connection mysqlclient raises here: keep the first error
