@@ -13,9 +13,10 @@ import pytest
 import sqlalchemy as sa
 
 from dartwing.dartwing_core.background_jobs.errors import JobTimedOut
-from dartwing.dartwing_core.background_jobs.executor import deadline
+from dartwing.dartwing_core.background_jobs.executor import attempt, claim, deadline, settle
 from dartwing.dartwing_core.background_jobs.store_contract import cleanup, job_row, log
 from dartwing.dartwing_core.background_jobs.transitions import JOB, LOG
+from dartwing.dartwing_core.background_jobs.worker import _warm_up
 
 
 @pytest.fixture
@@ -276,3 +277,25 @@ def test_an_interrupted_commit_gives_its_connection_up_and_the_next_call_works(s
 			conn.exec_driver_sql(f"DROP TRIGGER ct_slow ON {table}")
 			conn.exec_driver_sql("DROP FUNCTION ct_slow_commit()")
 	assert store.get(JOB, "ct-k1")["progress"] == 78
+
+
+def test_the_worker_warm_up_leaves_nothing_for_the_first_job_to_compile(any_engine):
+	"""The warm-up rehearses a job inside a rolled-back transaction, where a MariaDB
+	compare-and-set cannot send its batch; it must still compile the batch's statements, or the
+	first job compiles them, after the heap was frozen for the horses."""
+	engine = any_engine
+	_warm_up(engine)
+	gc.unfreeze()  # _warm_up froze this test process's heap
+	compiled = set(engine.store._statements)
+	job_id = engine.submit("noop", "Acme", {"n": 1}, triggered_by="test")["job_id"]
+	queue_job_id = engine.store.get(JOB, job_id)["queue_job_id"]
+	before_job = set(engine.store._statements) - compiled  # the submit's and that read's
+
+	with engine.store.keep_connection():  # what the supervising worker does, without the fork
+		with engine.store.session():
+			claimed = claim(engine, job_id, queue_job_id)
+		outcome = attempt(engine, claimed)
+		with engine.store.session():
+			assert settle(engine, claimed, outcome) == "Completed"
+
+	assert set(engine.store._statements) - compiled - before_job == set()

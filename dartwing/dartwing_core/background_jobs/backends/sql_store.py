@@ -499,9 +499,10 @@ class SqlStore:
 		a caller interrupted while the batch waits (on a row lock, say) gives the connection up,
 		and the server, holding no COMMIT, rolls the batch back, as it would separate statements.
 		Elsewhere, or inside a transaction, the same as separate calls."""
-		held = self._local.held
-		if not self._batches or self._local.conn is not None or (held is not None and held.in_transaction()):
+		if not self._batches:
 			return compare_and_set_in_steps(self, doctype, name, values, expect, record, then_read)
+		# Built first, also when the batch cannot run here: the worker's warm-up rehearses a job
+		# inside a transaction, and must leave these compiled for the jobs after it.
 		record_doctype, row = record
 		row = self._complete(record_doctype, row)
 		parts = [
@@ -510,7 +511,12 @@ class SqlStore:
 		]
 		if then_read is not None:
 			parts.append(self._select(*then_read))
-		if not all(statement.lean for statement, _ in parts):
+		held = self._local.held
+		if (
+			self._local.conn is not None
+			or (held is not None and held.in_transaction())
+			or not all(statement.lean for statement, _ in parts)
+		):
 			return compare_and_set_in_steps(self, doctype, name, values, expect, record, then_read)
 		try:
 			with nullcontext(held) if held is not None else self.engine.connect() as conn:
