@@ -50,12 +50,20 @@ class Usage(NamedTuple):
 	"""What one drain's work loops cost: wall seconds; CPU seconds and minor page faults of the
 	workers and their work-horses (far less sensitive to a noisy machine than wall time); CPU
 	seconds of the local database server's processes during the whole drain (0 for SQLite, which
-	runs inside the workers)."""
+	runs inside the workers); commands the Redis server ran during the whole drain (each one a
+	round trip, or part of a pipeline's; not noisy at all)."""
 
 	wall: float
 	cpu: float
 	faults: int
 	server_cpu: float
+	redis_commands: int
+
+
+def _redis_commands(redis) -> int:
+	"""Commands the Redis server has run so far (INFO commandstats), INFO itself excluded."""
+	stats = redis.info("commandstats")
+	return sum(stat["calls"] for name, stat in stats.items() if name != "cmdstat_info")
 
 
 _SERVER_PROCESSES = {"mariadb": ("mariadbd", "mysqld"), "postgresql": ("postgres",)}
@@ -75,12 +83,12 @@ def _server_cpu(kind: str) -> float:
 	return total / os.sysconf("SC_CLK_TCK")
 
 
-def drain(kind: str, mode: str, raw_queue: str, workers: int, env: dict, tmp: Path) -> Usage:
+def drain(kind: str, mode: str, raw_queue: str, workers: int, env: dict, tmp: Path, redis) -> Usage:
 	"""Start `workers` burst workers, wait until all have exited, and return what their work
 	loops cost (worker.py reports each loop): from the first loop's start to the last one's end,
 	so Python's start-up, imports and the engine's warm-up are not counted as throughput."""
 	report = tmp / f"drain-{uuid.uuid4().hex[:8]}.jsonl"
-	server_before = _server_cpu(kind)
+	server_before, redis_before = _server_cpu(kind), _redis_commands(redis)
 	procs = [
 		subprocess.Popen(
 			[sys.executable, str(HERE / "worker.py"), mode, raw_queue],
@@ -91,7 +99,7 @@ def drain(kind: str, mode: str, raw_queue: str, workers: int, env: dict, tmp: Pa
 	for proc in procs:
 		if proc.wait() != 0:
 			raise SystemExit(f"benchmark worker exited with {proc.returncode}")
-	server_cpu = _server_cpu(kind) - server_before
+	server_cpu, redis_commands = _server_cpu(kind) - server_before, _redis_commands(redis) - redis_before
 	loops = [json.loads(line) for line in report.read_text().splitlines()]
 	if len(loops) != workers:
 		raise SystemExit(f"{len(loops)} of {workers} benchmark workers reported")
@@ -100,6 +108,7 @@ def drain(kind: str, mode: str, raw_queue: str, workers: int, env: dict, tmp: Pa
 		sum(loop["cpu"] for loop in loops),
 		sum(loop["faults"] for loop in loops),
 		server_cpu,
+		redis_commands,
 	)
 
 
@@ -127,7 +136,7 @@ def run_round(kind: str, engine, env: dict, jobs: int, workers: int, round_no: i
 		t0 = time.perf_counter()
 		raw_queue.enqueue_call(func="os.getpid", result_ttl=0)
 		enqueue_latency.append(time.perf_counter() - t0)
-	raw = drain(kind, "raw", raw_name, workers, env, tmp)
+	raw = drain(kind, "raw", raw_name, workers, env, tmp, engine.queue.redis)
 	assert raw_queue.count == 0
 
 	# The engine runs as deployed: with its scheduler (which also checkpoints SQLite's WAL).
@@ -140,7 +149,7 @@ def run_round(kind: str, engine, env: dict, jobs: int, workers: int, round_no: i
 		t0 = time.perf_counter()
 		engine.submit("noop", "Bench", {"n": round_no * jobs + i}, triggered_by="benchmark")
 		submit_latency.append(time.perf_counter() - t0)
-	ours = drain(kind, "engine", raw_name, workers, env, tmp)
+	ours = drain(kind, "engine", raw_name, workers, env, tmp, engine.queue.redis)
 	scheduler.terminate()
 	scheduler.wait()
 	completed = engine.store.count(JOB, [("status", "=", states.COMPLETED)])
@@ -154,6 +163,8 @@ def run_round(kind: str, engine, env: dict, jobs: int, workers: int, round_no: i
 		"raw_faults_per_job": raw.faults / jobs,
 		"engine_faults_per_job": ours.faults / jobs,
 		"engine_server_cpu_ms_per_job": ours.server_cpu / jobs * 1000,
+		"raw_redis_commands_per_job": raw.redis_commands / jobs,
+		"engine_redis_commands_per_job": ours.redis_commands / jobs,
 		"enqueue_p50_ms": percentile(enqueue_latency, 0.5) * 1000,
 		"enqueue_p99_ms": percentile(enqueue_latency, 0.99) * 1000,
 		"submit_p50_ms": percentile(submit_latency, 0.5) * 1000,
@@ -228,7 +239,7 @@ def main() -> None:
 	print(
 		f"{'database':<11}{'raw RQ jobs/s':>14}{'engine jobs/s':>14}{'ratio':>7}{'ratio range':>12}"
 		f"{'worker CPU ms/job raw / engine':>32}{'faults/job raw / engine':>25}{'db server CPU ms/job':>22}"
-		f"{'submit p50 / p99 ms':>21}{'rq enqueue p50 / p99 ms':>25}"
+		f"{'redis cmds/job raw / engine':>29}{'submit p50 / p99 ms':>21}{'rq enqueue p50 / p99 ms':>25}"
 	)
 	for kind in args.db.split(","):
 		s = bench_database(kind.strip(), args.jobs, args.workers, args.rounds)
@@ -239,12 +250,13 @@ def main() -> None:
 			server = (
 				f"{s['engine_server_cpu_ms_per_job']:.2f}" if kind.strip() != "sqlite" else "(in-process)"
 			)
+			commands = f"{s['raw_redis_commands_per_job']:.1f} / {s['engine_redis_commands_per_job']:.1f}"
 			submit = f"{s['submit_p50_ms']:.2f} / {s['submit_p99_ms']:.2f}"
 			enqueue = f"{s['enqueue_p50_ms']:.2f} / {s['enqueue_p99_ms']:.2f}"
 			print(
 				f"{kind:<11}{s['raw_jobs_per_s']:>14.1f}{s['engine_jobs_per_s']:>14.1f}{s['ratio']:>7.2f}"
 				f"{spread:>12}"
-				f"{cpu:>32}{faults:>25}{server:>22}{submit:>21}{enqueue:>25}"
+				f"{cpu:>32}{faults:>25}{server:>22}{commands:>29}{submit:>21}{enqueue:>25}"
 			)
 
 

@@ -30,7 +30,7 @@ from rq import Worker
 from rq.worker import WorkerStatus
 
 from . import executor, states
-from .backends.rq_queue import EXECUTE
+from .backends.rq_queue import EXECUTE, PriorityQueue
 from .executor import Claim, Failure, Outcome, attempt, claim, extend_lease, log_failure, settle
 from .retry import TRANSIENT
 
@@ -80,6 +80,8 @@ class Handoff:
 
 class SupervisingWorker(Worker):
 	"""rq.Worker, forking a work-horse per job, that claims before the fork and settles after it."""
+
+	queue_class = PriorityQueue
 
 	def __init__(self, *args, engine, **kwargs):
 		# RQ calls maintain_heartbeats every job_monitoring_interval while a horse runs: that is
