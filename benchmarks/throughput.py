@@ -50,8 +50,8 @@ class Usage(NamedTuple):
 	"""What one drain's work loops cost: wall seconds; CPU seconds and minor page faults of the
 	workers and their work-horses (far less sensitive to a noisy machine than wall time); CPU
 	seconds of the local database server's processes during the whole drain (0 for SQLite, which
-	runs inside the workers); commands the Redis server ran during the whole drain (each one a
-	round trip, or part of a pipeline's; not noisy at all)."""
+	runs inside the workers); commands the Redis server executed during the whole drain, from
+	every client (the engine's scheduler included) and inside scripts (barely noisy)."""
 
 	wall: float
 	cpu: float

@@ -77,16 +77,18 @@ def test_a_burst_worker_takes_a_low_job_in_one_round_trip(engine, monkeypatch):
 
 	monkeypatch.setattr(redis, "execute_command", counted)
 
-	def take():
-		taken = type(queues[0]).dequeue_any(queues, None, connection=redis)
-		return taken and taken[0].args[0]
+	taken = [type(queues[0]).dequeue_any(queues, None, connection=redis) for _ in range(3)]
+	monkeypatch.undo()
+	for message, _queue in filter(None, taken):
+		message.delete()  # popped, never run: nothing else would remove them
 
-	assert [take(), take(), take()] == [high, low, None]
+	assert [dequeued[0].args[0] if dequeued else None for dequeued in taken] == [high, low, None]
 	assert [command for command in sent if "POP" in command.upper()] == ["LMPOP"] * 3
 
 
 def test_the_worker_dequeues_with_one_round_trip_per_job(engine):
-	"""The worker process uses the engine's queue class: Redis counts its LMPOPs, none of RQ's LPOPs."""
+	"""The worker process uses the engine's queue class: Redis counts its LMPOPs (a server-wide
+	count, which other clients can only raise)."""
 	redis = engine.queue.redis
 	if get_version(redis) < (7, 0, 0):
 		pytest.skip(f"Redis {get_version(redis)} has no LMPOP: workers use RQ's LPOP per queue")
@@ -96,9 +98,7 @@ def test_the_worker_dequeues_with_one_round_trip_per_job(engine):
 	def calls(command: str) -> int:
 		return redis.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0)
 
-	before = calls("lmpop"), calls("lpop")
+	before = calls("lmpop")
 	run_worker_burst(engine)
-	after = calls("lmpop"), calls("lpop")
 
-	assert after[0] - before[0] >= 4  # three jobs and the empty poll that ends the burst
-	assert after[1] == before[1]
+	assert calls("lmpop") - before >= 4  # three jobs and the empty poll that ends the burst

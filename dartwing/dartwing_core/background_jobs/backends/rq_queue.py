@@ -4,6 +4,7 @@ import logging
 from collections.abc import Sequence
 
 from redis import Redis
+from redis.exceptions import ResponseError
 from rq import Queue as RQQueue
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
@@ -41,13 +42,25 @@ class PriorityQueue(RQQueue):
 	Low job costs four; Redis 7's LMPOP reads the keys in the order given, as those LPOPs do. A
 	blocking wait (a worker not in burst mode) is RQ's single BLPOP over every queue already."""
 
+	lmpop_refused = False  # a server that says it is Redis 7 yet does not know LMPOP
+
 	@classmethod
 	def lpop(
 		cls, queue_keys: Sequence[str], timeout: int | None, connection: Redis | None = None
-	) -> tuple[bytes, bytes] | None:
-		if timeout is not None or len(queue_keys) < 2 or get_version(connection) < (7, 0, 0):
+	) -> tuple[bytes | str, bytes | str] | None:
+		if (
+			timeout is not None
+			or len(queue_keys) < 2
+			or cls.lmpop_refused
+			or get_version(connection) < (7, 0, 0)
+		):
 			return super().lpop(queue_keys, timeout, connection=connection)
-		popped = connection.lmpop(len(queue_keys), *queue_keys, direction="LEFT")
+		try:
+			popped = connection.lmpop(len(queue_keys), *queue_keys, direction="LEFT")
+		except ResponseError:
+			logger.warning("The Redis server refused LMPOP; polling each queue with LPOP", exc_info=True)
+			PriorityQueue.lmpop_refused = True
+			return super().lpop(queue_keys, timeout, connection=connection)
 		if popped is None:
 			return None
 		queue_key, (job_id,) = popped
