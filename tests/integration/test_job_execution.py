@@ -59,12 +59,16 @@ def test_a_worker_takes_the_highest_priority_first(engine):
 	]
 
 
+def _skip_without_lmpop(redis) -> None:
+	if get_version(redis) < (7, 0, 0):
+		pytest.skip(f"Redis {get_version(redis)} has no LMPOP: workers use RQ's LPOP per queue")
+
+
 def test_a_burst_worker_takes_a_low_job_in_one_round_trip(engine, monkeypatch):
 	"""RQ's non-blocking dequeue sends one LPOP per queue until one answers; on Redis 7 the
 	engine's queues send one LMPOP for all four, which keeps the priority order."""
 	redis = engine.queue.redis
-	if get_version(redis) < (7, 0, 0):
-		pytest.skip(f"Redis {get_version(redis)} has no LMPOP: workers use RQ's LPOP per queue")
+	_skip_without_lmpop(redis)
 	low = engine.submit("t_echo", "Acme", {"value": "low"}, priority="Low")["job_id"]
 	high = engine.submit("t_echo", "Acme", {"value": "high"}, priority="High")["job_id"]
 	queues = engine.queue.in_priority_order()
@@ -90,8 +94,7 @@ def test_the_worker_dequeues_with_one_round_trip_per_job(engine):
 	"""The worker process uses the engine's queue class: Redis counts its LMPOPs (a server-wide
 	count, which other clients can only raise)."""
 	redis = engine.queue.redis
-	if get_version(redis) < (7, 0, 0):
-		pytest.skip(f"Redis {get_version(redis)} has no LMPOP: workers use RQ's LPOP per queue")
+	_skip_without_lmpop(redis)
 	for n in range(3):
 		engine.submit("t_echo", "Acme", {"value": f"low-{n}"}, priority="Low")
 

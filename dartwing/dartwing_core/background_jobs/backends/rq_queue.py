@@ -72,7 +72,7 @@ class RqQueue:
 		self.redis = redis
 		self.queues = {p: PriorityQueue(f"{prefix}-{p.lower()}", connection=redis) for p in PRIORITIES}
 
-	def in_priority_order(self) -> list[RQQueue]:
+	def in_priority_order(self) -> list[PriorityQueue]:
 		return [self.queues[p] for p in PRIORITIES]
 
 	def enqueue(self, job_id: str, queue_job_id: str, priority: str, timeout: int) -> None:
