@@ -164,3 +164,20 @@ def test_worker_kills_a_horse_whose_job_is_no_longer_its_own(engine, live_worker
 	# the horse; the job stays Canceled
 	wait_until(lambda: process_gone(horse_pid), 10, f"work-horse {horse_pid} to be killed")
 	assert statuses(engine, job_id) == ["Queued", "Running", "Canceled"]
+
+
+def test_a_worker_leaves_its_pubsub_channel_at_once(engine):
+	"""RQ sends UNSUBSCRIBE, then stops its pub/sub thread, which waits in get_message with a 60 s
+	timeout; when the reply lands first the thread waits again, and redis-py 8's stop() joins it:
+	about one `worker --burst` exit in eight took 60 s. The worker clears the thread's flag first,
+	so the reply ends its wait. Timing-dependent without the fix, so it repeats the exit."""
+	from dartwing.dartwing_core.background_jobs.supervisor import SupervisingWorker
+
+	worker = SupervisingWorker(engine.queue.in_priority_order(), connection=engine.queue.redis, engine=engine)
+	for _ in range(12):
+		worker.subscribe()
+		time.sleep(0.05)  # the thread is inside get_message
+		started = time.monotonic()
+		worker.unsubscribe()
+		assert time.monotonic() - started < 5
+		assert not worker.pubsub_thread.is_alive()
