@@ -69,8 +69,13 @@ def test_init_creates_missing_job_types_and_keeps_admin_edits(engine):
 
 
 def test_org_add_suspend_resume_controls_submission(engine):
-	added = cli_json(engine, "org", "add", "Initech", "--max-queued", "5")
-	assert added == {"organization": "Initech", "status": "Active", "max_queued_jobs": 5}
+	added = cli_json(engine, "org", "add", "Initech", "--max-queued", "5", "--max-in-flight", "2")
+	assert added == {
+		"organization": "Initech",
+		"status": "Active",
+		"max_queued_jobs": 5,
+		"max_in_flight_jobs": 2,
+	}
 
 	suspended = cli_json(engine, "org", "suspend", "Initech")
 	assert suspended["status"] == "Suspended"

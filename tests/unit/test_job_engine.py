@@ -1,6 +1,7 @@
 """Submitting jobs: every check names the bad field and leaves no trace; duplicates, queue limits,
 dependencies and permissions behave as a caller expects. Real SQLite store and real Redis queues."""
 
+import dataclasses
 import json
 import math
 from datetime import timedelta
@@ -15,6 +16,7 @@ from dartwing.dartwing_core.background_jobs.errors import (
 	DuplicateJob,
 	PermissionDenied,
 	QueueFull,
+	RateLimited,
 	ValidationError,
 )
 from dartwing.dartwing_core.background_jobs.executor import execute
@@ -150,11 +152,18 @@ def test_parameters_may_be_given_as_a_json_string(engine):
 	assert job["parameters"] == {"value": "from-json", "progress_steps": 2}
 
 
-def test_depending_on_a_job_of_another_organization_is_refused(engine):
+def test_depending_on_a_job_of_another_organization_is_refused_as_for_no_job(engine):
 	parent = submit(engine, organization="Globex")
 
-	error = assert_refused(engine, "depends_on", parameters={"value": "child"}, depends_on=parent["job_id"])
-	assert "same organization" in error.problem
+	elsewhere = assert_refused(
+		engine, "depends_on", parameters={"value": "child"}, depends_on=parent["job_id"]
+	)
+	absent = assert_refused(
+		engine, "depends_on", parameters={"value": "child"}, depends_on="0000000000000000"
+	)
+	assert elsewhere.problem.replace(parent["job_id"], "ID") == absent.problem.replace(
+		"0000000000000000", "ID"
+	)
 
 
 def test_depending_on_a_canceled_job_is_refused(engine):
@@ -478,3 +487,110 @@ def test_settings_refuse_values_that_would_stall_the_engine(field):
 
 	with pytest.raises(ValueError, match=f"DARTWING_{field.upper()}"):
 		Settings(**{field: 0})
+
+
+# -- submits a user asked for: names, Critical, rate limits -------------------------------------
+
+
+@pytest.mark.parametrize(
+	("field", "value"),
+	[
+		("job_type", "t_echo\x00"),
+		("job_type", "t_\ud800"),
+		("organization", "Acme\x00"),
+		("organization", "\ud800"),
+		("depends_on", "\ud800"),
+		("parameters", {"value": "\ud800"}),
+		("parameters", {"\udfff": "x"}),
+	],
+)
+def test_text_no_database_can_hold_is_refused_naming_the_field(engine, field, value):
+	assert_refused(engine, field, **{field: value})
+
+
+def test_a_list_offset_past_any_database_limit_is_bad_input(engine):
+	with pytest.raises(ValidationError) as info:
+		engine.list_jobs(offset=99999999999999999999999)
+	assert info.value.field == "offset"
+
+
+def test_the_job_type_is_stored_and_hashed_under_its_own_name(engine):
+	"""The Job Type's row decides the spelling (MariaDB's collation matches other cases and
+	trailing spaces); here the row is found by its exact name."""
+	job = submit(engine, job_type="t_echo")
+	assert engine.get_job(job["job_id"])["job_type"] == "t_echo"
+	assert_refused(engine, "job_type", job_type="T_ECHO")
+
+
+def test_critical_is_reserved_to_the_roles_the_job_type_names(engine):
+	user = {"user": "u@example.com", "roles": {"Dartwing User"}}
+	before = traces(engine)
+	with pytest.raises(PermissionDenied, match="Critical"):
+		submit(engine, priority="Critical", **user)
+	assert traces(engine) == before
+	assert submit(engine, priority="Critical", roles={"Dartwing Admin"})["priority"] == "Critical"
+	assert submit(engine, priority="Critical", parameters={"value": "trusted"})["priority"] == "Critical"
+	engine.store.update("Job Type", "t_echo", {"critical_roles": "Dartwing User\nOps"})
+	job = submit(engine, priority="Critical", parameters={"value": "granted"}, **user)
+	assert job["priority"] == "Critical"
+
+
+def test_user_submits_are_rate_limited_per_user_and_per_organization(engine):
+	engine.settings = dataclasses.replace(
+		engine.settings, submit_limit_per_user=2, submit_limit_per_organization=3
+	)
+	alice = {"user": "alice@example.com", "roles": {"Dartwing User"}}
+	bob = {"user": "bob@example.com", "roles": {"Dartwing User"}}
+	for n in range(2):
+		submit(engine, parameters={"value": f"a{n}"}, **alice)
+	before = traces(engine)
+	with pytest.raises(RateLimited) as info:
+		submit(engine, parameters={"value": "a-over"}, **alice)
+	assert 1 <= info.value.retry_after <= 61
+	assert info.value.http_status == 429
+	assert traces(engine) == before
+	submit(engine, parameters={"value": "b0"}, **bob)  # another user: their own budget
+	with pytest.raises(RateLimited, match="organization"):
+		submit(engine, parameters={"value": "b1"}, **bob)  # Acme's fourth this minute
+	submit(engine, organization="Globex", parameters={"value": "g"}, **bob)
+	for n in range(5):  # trusted callers (CLI, a feature's Python) pass no roles: not limited
+		submit(engine, parameters={"value": f"trusted{n}"})
+
+
+# -- fairness between organizations ---------------------------------------------------------------
+
+
+def _queued_job_ids(engine, priority: str = "Normal") -> list[str]:
+	return [message_id.rsplit("-", 1)[0] for message_id in engine.queue.queues[priority].job_ids]
+
+
+def test_an_organization_at_its_in_flight_limit_waits_behind_the_others(engine):
+	"""Acme may have one job queued or running: its second waits as Pending and, when the first
+	ends, goes to the back of the queue, behind Globex's job submitted meanwhile."""
+	engine.store.update("Organization", "Acme", {"max_in_flight_jobs": 1})
+	first = submit(engine, parameters={"value": "1"})
+	second = submit(engine, parameters={"value": "2"})
+	other = submit(engine, organization="Globex", parameters={"value": "g"})
+	assert [first["status"], second["status"], other["status"]] == ["Queued", "Pending", "Queued"]
+	assert _queued_job_ids(engine) == [first["job_id"], other["job_id"]]
+
+	assert run_in_process(engine, first["job_id"]) == states.COMPLETED
+
+	assert engine.get_job(second["job_id"])["status"] == states.QUEUED
+	assert _queued_job_ids(engine)[-2:] == [other["job_id"], second["job_id"]]
+	history = [row["message"] for row in engine.history(second["job_id"])["entries"]]
+	assert history[-1] == "Organization has room in flight"
+
+
+def test_the_scheduler_releases_a_waiting_job_when_room_frees_up_otherwise(engine):
+	from dartwing.dartwing_core.background_jobs import scheduler
+
+	engine.store.update("Organization", "Acme", {"max_in_flight_jobs": 1})
+	first = submit(engine, parameters={"value": "1"})
+	second = submit(engine, parameters={"value": "2"})
+	third = submit(engine, parameters={"value": "3"})
+	assert scheduler.release_pending(engine) == 0  # still full: nothing moves
+	engine.cancel(first["job_id"])
+	assert scheduler.release_pending(engine) == 1  # one place: the oldest waiting job
+	assert engine.get_job(second["job_id"])["status"] == states.QUEUED
+	assert engine.get_job(third["job_id"])["status"] == states.PENDING

@@ -14,6 +14,7 @@ from .errors import (
 	PermanentError,
 	PermissionDenied,
 	QueueFull,
+	RateLimited,
 	TransientError,
 	ValidationError,
 )
@@ -33,6 +34,7 @@ __all__ = [
 	"PermanentError",
 	"PermissionDenied",
 	"QueueFull",
+	"RateLimited",
 	"Settings",
 	"TransientError",
 	"ValidationError",

@@ -21,12 +21,19 @@ def sync_job_types(engine) -> list[str]:
 	return created
 
 
-def add_organization(engine, name: str, max_queued_jobs: int = 1000) -> dict:
+def add_organization(engine, name: str, max_queued_jobs: int = 1000, max_in_flight_jobs: int = 0) -> dict:
 	if not isinstance(name, str) or not name.strip():
 		raise ValidationError("name", "is required")
-	if not isinstance(max_queued_jobs, int) or max_queued_jobs < 0:
-		raise ValidationError("max_queued_jobs", "must be zero (no limit) or a positive integer")
-	row = {"name": name, "organization_name": name, "status": "Active", "max_queued_jobs": max_queued_jobs}
+	for field, value in (("max_queued_jobs", max_queued_jobs), ("max_in_flight_jobs", max_in_flight_jobs)):
+		if not isinstance(value, int) or value < 0:
+			raise ValidationError(field, "must be zero (no limit) or a positive integer")
+	row = {
+		"name": name,
+		"organization_name": name,
+		"status": "Active",
+		"max_queued_jobs": max_queued_jobs,
+		"max_in_flight_jobs": max_in_flight_jobs,
+	}
 	try:
 		engine.store.insert(ORG, row)
 	except UniqueViolation:

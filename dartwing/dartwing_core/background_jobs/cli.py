@@ -129,8 +129,15 @@ def org():
 @click.option(
 	"--max-queued", type=int, default=1000, show_default=True, help="Unfinished jobs allowed; 0: no limit."
 )
-def org_add(ctx, name, max_queued):
-	ctx.emit(_org_api(admin.add_organization(ctx.engine, name, max_queued)))
+@click.option(
+	"--max-in-flight",
+	type=int,
+	default=0,
+	show_default=True,
+	help="Jobs queued or running at once; more wait as Pending (fairness). 0: no limit.",
+)
+def org_add(ctx, name, max_queued, max_in_flight):
+	ctx.emit(_org_api(admin.add_organization(ctx.engine, name, max_queued, max_in_flight)))
 
 
 @command(org, "suspend")
@@ -146,7 +153,12 @@ def org_resume(ctx, name):
 
 
 def _org_api(row: dict) -> dict:
-	return {"organization": row["name"], "status": row["status"], "max_queued_jobs": row["max_queued_jobs"]}
+	return {
+		"organization": row["name"],
+		"status": row["status"],
+		"max_queued_jobs": row["max_queued_jobs"],
+		"max_in_flight_jobs": row.get("max_in_flight_jobs") or 0,
+	}
 
 
 @command(cli)

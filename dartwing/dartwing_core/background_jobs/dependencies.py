@@ -1,5 +1,8 @@
-"""depends_on: a Pending child starts when its parent completes and is canceled, with the reason
-logged, when the parent ends any other way."""
+"""Pending jobs and what releases them. depends_on: a child starts when its parent completes and
+is canceled, with the reason logged, when the parent ends any other way. An organization's
+`max_in_flight_jobs`: a job submitted while that many of its organization's jobs are queued or
+running waits as Pending, and is queued (at the back) as they end, so one organization's backlog
+cannot hold every worker while another's jobs wait."""
 
 from . import states
 from .transitions import JOB, transition
@@ -20,8 +23,12 @@ def settle_children(engine, parent: dict, children: list[str], actor: str = "sch
 	return moved
 
 
-def settle_pending(engine, job: dict, parent: dict | None = None, actor: str = "scheduler") -> dict | None:
-	"""Queue a Pending job whose way is clear, cancel one whose parent failed, else leave it."""
+def settle_pending(
+	engine, job: dict, parent: dict | None = None, actor: str = "scheduler", full: set | None = None
+) -> dict | None:
+	"""Queue a Pending job whose way is clear, cancel one whose parent failed, else leave it.
+	`full` collects the organizations found at their in-flight limit, for a caller going through
+	many jobs to skip the rest of theirs."""
 	if job.get("depends_on"):
 		parent = parent or engine.store.get(JOB, job["depends_on"])
 		if parent is None or parent["status"] in (states.CANCELED, states.DEAD_LETTER):
@@ -41,7 +48,37 @@ def settle_pending(engine, job: dict, parent: dict | None = None, actor: str = "
 	org = engine.store.get("Organization", job["organization"])
 	if org is not None and org["status"] != "Active":
 		return None  # a suspended organization's jobs wait; a deleted one's fail in the executor
-	message = (
-		f"Dependency {job['depends_on']} completed" if job.get("depends_on") else "Organization active again"
-	)
+	if org is not None and at_flight_limit(engine, org):
+		if full is not None:
+			full.add(org["name"])
+		return None
+	if job.get("depends_on"):
+		message = f"Dependency {job['depends_on']} completed"
+	elif org is not None and org.get("max_in_flight_jobs"):
+		message = "Organization has room in flight"
+	else:
+		message = "Organization active again"
 	return engine.requeue(job, actor=actor, message=message)
+
+
+def at_flight_limit(engine, org: dict) -> bool:
+	"""True when `org` has as many jobs queued or running as its max_in_flight_jobs (0: never).
+	A soft limit: two releases racing may both pass it."""
+	limit = int(org.get("max_in_flight_jobs") or 0)
+	if not limit:
+		return False
+	in_flight = engine.store.count(
+		JOB, [("organization", "=", org["name"]), ("status", "in", [states.QUEUED, states.RUNNING])]
+	)
+	return in_flight >= limit
+
+
+def release_one_waiting(engine, organization: str, actor: str) -> dict | None:
+	"""After a job of a limited organization ended: queue its oldest job waiting for room."""
+	waiting = engine.store.get_all(
+		JOB,
+		[("organization", "=", organization), ("status", "=", states.PENDING), ("depends_on", "=", None)],
+		order_by="creation asc",
+		limit=1,
+	)
+	return settle_pending(engine, waiting[0], actor=actor) if waiting else None

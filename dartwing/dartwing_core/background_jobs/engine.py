@@ -8,7 +8,8 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta, timezone, tzinfo
 
-from . import states
+from . import states, throttle
+from .dependencies import at_flight_limit
 from .errors import (
 	DuplicateJob,
 	InvalidState,
@@ -25,6 +26,7 @@ from .settings import Settings
 from .transitions import JOB, LOG, log_row, new_name, transition
 
 logger = logging.getLogger("dartwing.jobs")
+MAX_OFFSET = 2**31 - 1  # list offsets beyond this are bad input, not a database error
 
 
 def utcnow() -> datetime:
@@ -36,6 +38,20 @@ def _check_name(field: str, value) -> None:
 	"""Users and triggers are stored in varchar(140) columns and written into the audit log."""
 	if not isinstance(value, str) or not value.strip() or len(value) > 140:
 		raise ValidationError(field, "must be a non-empty string of at most 140 characters")
+
+
+def _check_text(field: str, value) -> None:
+	"""Names the engine stores and hashes: UTF-8 text without NUL, as every database keeps it."""
+	if value is None:
+		return
+	if not isinstance(value, str) or len(value) > 140:
+		raise ValidationError(field, "must be a string of at most 140 characters")
+	if "\x00" in value:
+		raise ValidationError(field, "must not contain NUL characters")
+	try:
+		value.encode()
+	except UnicodeEncodeError:
+		raise ValidationError(field, "is not valid Unicode text") from None
 
 
 class AllowAll:
@@ -88,17 +104,24 @@ class Engine:
 		roles: set[str] | None = None,
 	) -> dict:
 		"""Validate everything, then write the job and its first log row in one transaction and
-		hand it to the queue. Returns at once; nothing is written when a check fails."""
+		hand it to the queue. Returns at once; nothing is written when a check fails.
+
+		`roles` are the submitting user's, given for a submit a user asked for (API, desk): then
+		the job type's role, the Critical roles and the submit rate limits apply. Trusted code
+		(the CLI, a feature's own Python) passes None."""
 		with self.store.session():  # one connection for the checks and the write
 			job_type_row = self._job_type_for_submit(job_type, roles)
+			# The row's own spelling: the database's collation also matches other cases and
+			# trailing spaces, which would otherwise hash (and slip past the duplicate guard) apart.
+			job_type = job_type_row["name"]
 			params = self._parameters(parameters, job_type_row)
-			priority = priority or job_type_row.get("default_priority") or "Normal"
-			if priority not in states.PRIORITIES:
-				raise ValidationError(
-					"priority", f"must be one of {', '.join(states.PRIORITIES)}, not {priority!r}"
-				)
+			priority = self._priority(priority, job_type_row, roles)
 			_check_name("user", user)
 			_check_name("triggered_by", triggered_by)
+			_check_text("organization", organization)
+			_check_text("depends_on", depends_on)
+			if roles is not None:
+				throttle.admit(self, user, organization)
 			canonical = json.dumps(params, sort_keys=True, separators=(",", ":"))
 			job_hash = hashlib.sha256(f"{job_type}\0{organization}\0{canonical}".encode()).hexdigest()
 			now = self.now()
@@ -129,6 +152,8 @@ class Engine:
 					self._refuse_duplicate(job_hash, job_type_row, now)
 					self._refuse_full_queue(org)
 					status = self._initial_status(depends_on, organization)
+					if status == states.QUEUED and at_flight_limit(self, org):
+						status = states.PENDING  # released as the organization's earlier jobs end
 					if status == states.QUEUED:
 						job.update(queued_at=now, queue_job_id=f"{job['name']}-1")
 					log = log_row(job, status, now, user, f"Submitted by {user}", 0)
@@ -146,6 +171,7 @@ class Engine:
 	def _job_type_for_submit(self, job_type, roles) -> dict:
 		if not isinstance(job_type, str) or not job_type:
 			raise ValidationError("job_type", "is required")
+		_check_text("job_type", job_type)
 		row = self.store.get("Job Type", job_type)
 		if row is None:
 			raise ValidationError("job_type", f"unknown job type {job_type!r}")
@@ -160,6 +186,24 @@ class Engine:
 			raise PermissionDenied(f"job type {job_type!r} requires the role {required_role!r}")
 		return row
 
+	def _priority(self, priority, job_type_row: dict, roles: set[str] | None) -> str:
+		"""The given priority or the job type's default; Critical only for the roles the job
+		type names (by default the admin roles). `roles` None: a trusted caller (CLI, Python)."""
+		priority = priority or job_type_row.get("default_priority") or "Normal"
+		if priority not in states.PRIORITIES:
+			raise ValidationError(
+				"priority", f"must be one of {', '.join(states.PRIORITIES)}, not {priority!r}"
+			)
+		if priority == states.CRITICAL and roles is not None:
+			named = (job_type_row.get("critical_roles") or "").splitlines()
+			allowed = {role.strip() for role in named if role.strip()} or set(states.CRITICAL_ROLES)
+			if not allowed & roles:
+				raise PermissionDenied(
+					f"priority Critical of job type {job_type_row['name']!r} is reserved to the roles "
+					f"{', '.join(sorted(allowed))}"
+				)
+		return priority
+
 	def _parameters(self, parameters, job_type_row: dict) -> dict:
 		if parameters is None or parameters == "":
 			parameters = {}
@@ -171,10 +215,12 @@ class Engine:
 		if not isinstance(parameters, dict):
 			raise ValidationError("parameters", f"must be a JSON object, not {type(parameters).__name__}")
 		try:
-			encoded = json.dumps(parameters, sort_keys=True, allow_nan=False)
+			encoded = json.dumps(parameters, sort_keys=True, allow_nan=False, ensure_ascii=False).encode()
+		except UnicodeEncodeError:  # a lone surrogate, which no database column can hold
+			raise ValidationError("parameters", "contain text that is not valid Unicode") from None
 		except (TypeError, ValueError, RecursionError) as exc:
 			raise ValidationError("parameters", f"must be JSON-serializable: {exc}") from None
-		if len(encoded.encode()) > self.settings.max_parameter_bytes:
+		if len(encoded) > self.settings.max_parameter_bytes:
 			raise ValidationError("parameters", f"exceed {self.settings.max_parameter_bytes} bytes as JSON")
 		handler = self.handlers.get(job_type_row["handler"])
 		try:
@@ -238,7 +284,8 @@ class Engine:
 		if parent is None:
 			raise ValidationError("depends_on", f"unknown job {depends_on!r}")
 		if parent["organization"] != organization:
-			raise ValidationError("depends_on", "must be a job of the same organization")
+			# The same answer as for no such job: another organization's ids stay unconfirmed.
+			raise ValidationError("depends_on", f"unknown job {depends_on!r}")
 		if parent["status"] in (states.CANCELED, states.DEAD_LETTER):
 			raise ValidationError(
 				"depends_on", f"job {depends_on} ended {parent['status']}; it will never complete"
@@ -270,8 +317,8 @@ class Engine:
 		"""One page of jobs, newest first. `organizations` bounds what the caller may see."""
 		if not isinstance(limit, int) or not 1 <= limit <= 100:
 			raise ValidationError("limit", "must be an integer from 1 to 100")
-		if not isinstance(offset, int) or offset < 0:
-			raise ValidationError("offset", "must be a non-negative integer")
+		if not isinstance(offset, int) or not 0 <= offset <= MAX_OFFSET:
+			raise ValidationError("offset", f"must be an integer from 0 to {MAX_OFFSET}")
 		if status is not None and status not in states.STATUSES:
 			raise ValidationError("status", f"must be one of {', '.join(states.STATUSES)}")
 		filters = []

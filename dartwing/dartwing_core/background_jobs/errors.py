@@ -67,6 +67,17 @@ class QueueFull(DartwingError):
 	exit_code = 5
 
 
+class RateLimited(DartwingError):
+	"""Too many submits from one user or organization this minute; says when to try again."""
+
+	http_status = 429
+	exit_code = 5
+
+	def __init__(self, message: str, retry_after: int):
+		self.retry_after = retry_after
+		super().__init__(f"{message}; retry after {retry_after} s")
+
+
 class UniqueViolation(DartwingError):
 	"""A store refused a row for a unique index; the engine turns it into DuplicateJob."""
 

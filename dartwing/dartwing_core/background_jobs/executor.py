@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from . import dead_letter, runtime, states
+from .dependencies import release_one_waiting
 from .errors import JobCanceled, JobTimedOut, PermanentError, PermissionDenied
 from .progress import JobContext
 from .retry import PERMANENT, TRANSIENT, RetryPolicy, classify, next_retry_delay
@@ -31,6 +32,7 @@ class Claim:
 	job_type: dict
 	handler: Callable
 	attempt: int
+	in_flight_limit: int = 0  # the organization's max_in_flight_jobs: settling frees a place
 
 
 @dataclass
@@ -86,7 +88,7 @@ def execute(engine, job_id: str, queue_job_id: str) -> str:
 # What a claim reads of the job's organization and type (few columns: the MySQL protocol describes
 # every column of every result, which PyMySQL parses in Python).
 _CLAIM_LINKS = {
-	"organization": ("Organization", ["status"]),
+	"organization": ("Organization", ["status", "max_in_flight_jobs"]),
 	"job_type": ("Job Type", ["handler", *RetryPolicy.JOB_TYPE_FIELDS]),
 }
 
@@ -131,7 +133,7 @@ def claim(engine, job_id: str, queue_job_id: str) -> Claim | str:
 	)
 	if job is None:
 		return "skipped"
-	return Claim(job, job_type, handler, attempt_no)
+	return Claim(job, job_type, handler, attempt_no, int(org.get("max_in_flight_jobs") or 0))
 
 
 def attempt(engine, claimed: Claim) -> Outcome:
@@ -182,14 +184,22 @@ def log_failure(claimed: Claim, duration: float, failure: Failure) -> None:
 
 
 def settle(engine, claimed: Claim, outcome: Outcome) -> str:
-	"""Save how the attempt ended: Completed, Canceled, or the retry policy's answer to a failure."""
+	"""Save how the attempt ended: Completed, Canceled, or the retry policy's answer to a failure;
+	then, for an organization with an in-flight limit, queue its next job waiting for room."""
 	job = claimed.job
 	if outcome.status == states.COMPLETED:
-		return _persist(lambda: _finish(engine, job, states.COMPLETED, outcome.message, outcome.values))
-	if outcome.status == states.CANCELED:
+		status = _persist(lambda: _finish(engine, job, states.COMPLETED, outcome.message, outcome.values))
+	elif outcome.status == states.CANCELED:
 		values = {**outcome.values, "canceled_at": engine.now()}
-		return _persist(lambda: _finish(engine, job, states.CANCELED, outcome.message, values))
-	return _persist(lambda: settle_failure(engine, job, outcome.failure, claimed.job_type))
+		status = _persist(lambda: _finish(engine, job, states.CANCELED, outcome.message, values))
+	else:
+		status = _persist(lambda: settle_failure(engine, job, outcome.failure, claimed.job_type))
+	if claimed.in_flight_limit:
+		try:
+			release_one_waiting(engine, job["organization"], actor="worker")
+		except Exception:  # the scheduler's release_pending does it at its next pass
+			logger.warning("Releasing a waiting job of %s failed", job["organization"], exc_info=True)
+	return status
 
 
 def _persist(settle, attempts: int = 4):

@@ -32,14 +32,17 @@ def requeue_due_retries(engine) -> int:
 
 @distributed_lock("release_pending", ttl=120)
 def release_pending(engine) -> int:
-	"""Pending jobs whose parent completed (or whose organization is active again) are queued;
-	those whose parent ended otherwise are canceled."""
+	"""Pending jobs whose parent completed (or whose organization is active again, or has room
+	in flight) are queued; those whose parent ended otherwise are canceled."""
 	moved, offset, batch = 0, 0, engine.settings.batch_size
+	full: set[str] = set()  # organizations at their in-flight limit: their other jobs wait too
 	while True:
 		page = engine.store.get_all(
 			JOB, [("status", "=", states.PENDING)], order_by="creation asc", limit=batch, offset=offset
 		)
-		settled = sum(1 for job in page if settle_pending(engine, job))
+		settled = sum(
+			1 for job in page if job["organization"] not in full and settle_pending(engine, job, full=full)
+		)
 		moved += settled
 		offset += len(page) - settled
 		if len(page) < batch:

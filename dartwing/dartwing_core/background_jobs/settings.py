@@ -3,6 +3,8 @@
 import os
 from dataclasses import dataclass, fields
 
+_ZERO_ALLOWED = {"purge_after_days", "submit_limit_per_user", "submit_limit_per_organization"}
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -17,6 +19,9 @@ class Settings:
 	batch_size: int = 500
 	queue_prefix: str = "dartwing"
 	scheduler_interval: float = 1.0
+	# Submits a minute, per user and per organization (0: no limit). The Frappe app sets both.
+	submit_limit_per_user: int = 0
+	submit_limit_per_organization: int = 0
 
 	@classmethod
 	def from_env(cls, environ=os.environ, **overrides) -> "Settings":
@@ -30,5 +35,10 @@ class Settings:
 	def __post_init__(self):
 		for field in fields(self):
 			value = getattr(self, field.name)
-			if isinstance(value, int | float) and not value > 0 and field.name != "purge_after_days":
+			if not isinstance(value, int | float):
+				continue
+			if field.name in _ZERO_ALLOWED:
+				if not value >= 0:
+					raise ValueError(f"DARTWING_{field.name.upper()} must be zero or more, not {value!r}")
+			elif not value > 0:
 				raise ValueError(f"DARTWING_{field.name.upper()} must be a positive number, not {value!r}")

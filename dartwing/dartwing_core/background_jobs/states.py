@@ -29,6 +29,9 @@ ALLOWED = {
 }
 
 PRIORITIES = ("Critical", "High", "Normal", "Low")  # the order workers drain them
+CRITICAL = "Critical"
+# Who may submit at Critical when a Job Type names no roles of its own (Job Type.critical_roles).
+CRITICAL_ROLES = ("System Manager", "Dartwing Admin")
 
 
 def can_transition(current: str | None, new: str) -> bool:

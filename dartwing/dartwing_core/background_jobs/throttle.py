@@ -1,0 +1,39 @@
+"""Submit rate limits per user and per organization, counted in Redis in one-minute windows.
+
+Keyed by who submits, not by where the request came from: a shared IP, a forged
+X-Forwarded-For header or another URL to the same method change nothing. A fixed window lets a
+caller spend up to twice the limit across a window's edge; that is the price of one round trip."""
+
+import time
+
+from .errors import RateLimited
+
+WINDOW_SECONDS = 60
+
+
+def admit(engine, user: str, organization: str) -> None:
+	"""Count one submit for `user` and `organization`; RateLimited if either is over its limit."""
+	limits = [
+		("user", user, engine.settings.submit_limit_per_user),
+		("organization", organization, engine.settings.submit_limit_per_organization),
+	]
+	limits = [limit for limit in limits if limit[1] and limit[2]]
+	if not limits or engine.lock_client is None:
+		return
+	now = time.time()
+	window = int(now // WINDOW_SECONDS)
+	keys = {kind: f"{engine.settings.queue_prefix}:submits:{kind}:{who}:{window}" for kind, who, _ in limits}
+	pipe = engine.lock_client.pipeline(transaction=False)
+	for kind, _, _ in limits:
+		pipe.incr(keys[kind])
+		pipe.expire(keys[kind], 2 * WINDOW_SECONDS)
+	counts = pipe.execute()[::2]
+	for (kind, who, limit), count in zip(limits, counts, strict=True):
+		if count > limit:
+			# A refused submit uses up nothing: neither its user's budget nor its organization's.
+			undo = engine.lock_client.pipeline(transaction=False)
+			for key in keys.values():
+				undo.decr(key)
+			undo.execute()
+			retry_after = max(1, int((window + 1) * WINDOW_SECONDS - now) + 1)
+			raise RateLimited(f"{kind} {who!r} may submit {limit} jobs a minute", retry_after)
