@@ -44,6 +44,9 @@ BENCH_CMD ?= bench
 bench-test:
 	@test -n "$(BENCH)" -a -n "$(SITE)" || { echo "usage: make bench-test BENCH=/path/to/frappe-bench SITE=site.localhost" >&2; exit 2; }
 	@test -d "$(BENCH)/apps/dartwing" || { echo "$(BENCH)/apps/dartwing is missing: bench get-app first (see README)" >&2; exit 2; }
+	# The desk XSS test needs Chromium and the app's bench dev dependencies (Playwright).
+	scripts/ensure-services.sh chromium
+	cd "$(BENCH)" && $(BENCH_CMD) setup requirements --dev dartwing
 	# CI=1: without it, Frappe v15's run-tests exits 0 even when tests fail.
 	cd "$(BENCH)" && CI=1 $(BENCH_CMD) --site "$(SITE)" run-tests --app dartwing $(BENCH_TEST_ARGS)
 

@@ -2,7 +2,7 @@
 # Makes sure what `make test` and `make demo` need is here: Python's venv module, what building
 # mysqlclient needs (a C compiler, Python's headers, pkg-config, MariaDB's client library), and a
 # real Redis server on 127.0.0.1:6379 (installed from Debian's packages and started when none
-# answers).
+# answers); for `make bench-test`, Chromium.
 set -euo pipefail
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -35,6 +35,10 @@ venv)
 		apt_install "${missing[@]}" \
 			|| echo "warning: could not install ${missing[*]}; MariaDB will run through PyMySQL" >&2
 	fi
+	;;
+chromium)
+	# The bench's desk XSS test drives it headless.
+	command -v chromium >/dev/null || command -v chromium-browser >/dev/null || apt_install chromium
 	;;
 redis | all)
 	if ! redis_answers; then

@@ -4,7 +4,7 @@ import time
 
 import frappe
 
-from dartwing.dartwing_core.background_jobs import TransientError, job_handler
+from dartwing.dartwing_core.background_jobs import PermanentError, TransientError, job_handler
 
 
 @job_handler("whoami_job", timeout=30, max_retries=0, deduplication_window=0)
@@ -33,3 +33,14 @@ def writer_job(
 	if fail:
 		raise TransientError(f"{note}: failed after writing")
 	return {"note": note}
+
+
+@job_handler("hostile_job", timeout=30, max_retries=1, base_delay=600, deduplication_window=0)
+def hostile_job(ctx, reason: str, outcome: str = "hostile_ok"):
+	"""Puts `reason` (markup, in the XSS test) into every field a handler controls."""
+	ctx.progress(50, reason)
+	if outcome == "hostile_fail":
+		raise TransientError(reason)
+	if outcome == "hostile_dead":
+		raise PermanentError(reason)
+	return {"output_reference": reason, "note": reason}

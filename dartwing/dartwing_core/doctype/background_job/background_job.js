@@ -26,7 +26,8 @@ frappe.ui.form.on("Background Job", {
 		frm.disable_save();
 		frm.set_read_only();
 
-		frm.page.set_indicator(__(frm.doc.status), jobs.status_color(frm.doc.status));
+		// page.set_indicator puts its label into HTML as is.
+		frm.page.set_indicator(jobs.esc(__(frm.doc.status)), jobs.status_color(frm.doc.status));
 
 		// dashboard.refresh() removes ".custom" sections before "refresh" runs, so rebuild them.
 		render_progress_section(frm);
@@ -55,7 +56,10 @@ function on_job_event(frm, job) {
 		frm._dw_live = job;
 		update_progress(frm, job);
 		if (is_form_visible(frm)) {
-			frm.page.set_indicator(__(job.status), dartwing.jobs.status_color(job.status));
+			frm.page.set_indicator(
+				dartwing.jobs.esc(__(job.status)),
+				dartwing.jobs.status_color(job.status)
+			);
 			// Status changes are rare: reload so every field (errors, timing, history) is true.
 			// Once per job and status, so a lagging read can never make reloads loop.
 			const key = job.job_id + "/" + job.status + "/" + (job.modified_at || "");
@@ -170,7 +174,8 @@ function render_details_section(frm) {
 	const doc = frm.doc;
 	const rows = [];
 
-	const max = doc.max_retries === null || doc.max_retries === undefined ? "–" : doc.max_retries;
+	const max =
+		doc.max_retries === null || doc.max_retries === undefined ? "–" : cint(doc.max_retries);
 	rows.push([__("Attempts"), `${esc(cint(doc.retry_count))} / ${esc(max)}`]);
 
 	if (doc.next_retry_at) {

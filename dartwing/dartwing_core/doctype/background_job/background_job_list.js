@@ -35,7 +35,9 @@ Object.assign(dartwing.jobs, {
 	RETRYABLE_STATUSES: ["Failed", "Timed Out", "Dead Letter"],
 
 	status_color(status) {
-		return dartwing.jobs.STATUS_COLORS[status] || "gray";
+		// Own keys only: a status such as "constructor" must not pick up an Object builtin.
+		const colors = dartwing.jobs.STATUS_COLORS;
+		return Object.prototype.hasOwnProperty.call(colors, status) ? colors[status] : "gray";
 	},
 
 	is_admin() {
@@ -116,6 +118,29 @@ Object.assign(dartwing.jobs, {
 		)}</span>`;
 	},
 
+	// The list view's own Link column markup (ListView.get_column_html), with every value escaped.
+	link_column_html(value, df, doc) {
+		const esc = dartwing.jobs.esc;
+		value = value || "";
+		let shown = value;
+		const meta = df.options && frappe.get_meta(df.options);
+		if (
+			meta &&
+			meta.show_title_field_in_link &&
+			(frappe.boot.link_title_doctypes || []).includes(df.options)
+		) {
+			shown = doc[df.fieldname + "_" + meta.title_field] || value;
+		}
+		if ((frappe.boot.translated_doctypes || []).includes(df.options)) {
+			shown = __(shown);
+		}
+		return `<span class="ellipsis" title="${esc(__(df.label))}: ${esc(shown)}">
+			<a class="filterable ellipsis" data-filter="${esc(df.fieldname + ",=," + value)}">
+				${esc(shown)}
+			</a>
+		</span>`;
+	},
+
 	progress_bar_class(status) {
 		if (status === "Completed") return "progress-bar-success";
 		if (["Failed", "Timed Out", "Dead Letter"].includes(status)) return "progress-bar-danger";
@@ -130,7 +155,14 @@ frappe.listview_settings["Background Job"] = {
 
 	get_indicator(doc) {
 		if (!doc.status) return;
-		return [__(doc.status), dartwing.jobs.status_color(doc.status), "status,=," + doc.status];
+		// Frappe puts all three parts into HTML unescaped (list pill and its single-quoted
+		// data-filter, form indicator); the attribute value is decoded again when filtering.
+		const esc = dartwing.jobs.esc;
+		return [
+			esc(__(doc.status)),
+			dartwing.jobs.status_color(doc.status),
+			esc("status,=," + doc.status),
+		];
 	},
 
 	formatters: {
@@ -144,6 +176,14 @@ frappe.listview_settings["Background Job"] = {
 				</div>
 				<span class="ml-2 text-muted small">${Math.round(percent)}%</span>
 			</div>`;
+		},
+		// Frappe v15 renders Link columns with the raw value in data-filter="...", so a name
+		// with a double quote (allowed in names) could add attributes. Same markup, escaped.
+		job_type(value, df, doc) {
+			return dartwing.jobs.link_column_html(value, df, doc);
+		},
+		organization(value, df, doc) {
+			return dartwing.jobs.link_column_html(value, df, doc);
 		},
 	},
 

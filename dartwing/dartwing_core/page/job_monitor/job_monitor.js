@@ -353,7 +353,12 @@ dartwing.jobs.JobMonitor = class JobMonitor {
 			colors: opts.colors,
 			axisOptions: { xIsSeries: 0, shortenYAxisNumbers: 1 },
 			barOptions: { spaceRatio: 0.4 },
-			tooltipOptions: { formatTooltipY: opts.format },
+			// Axis labels are SVG text (set as textContent), but the tooltip title is set with
+			// innerHTML: escape the labels (job type names, priorities) there only.
+			tooltipOptions: {
+				formatTooltipX: (label) => dartwing.jobs.esc(label),
+				formatTooltipY: opts.format,
+			},
 		});
 		this.charts[key] = { chart, labels_key: JSON.stringify(opts.labels) };
 	}
@@ -385,7 +390,7 @@ dartwing.jobs.JobMonitor = class JobMonitor {
 				const id = esc(job.job_id);
 				const when = job.completed_at || job.modified_at;
 				const max = job.max_retries === null || job.max_retries === undefined;
-				const attempts = `${cint(job.retry_count)} / ${max ? "–" : job.max_retries}`;
+				const attempts = `${cint(job.retry_count)} / ${max ? "–" : cint(job.max_retries)}`;
 				const error_color = job.error_type === "Transient" ? "orange" : "red";
 				const error_pill = job.error_type
 					? `<span class="indicator-pill ${error_color} mr-1">${esc(__(job.error_type))}</span>`
