@@ -12,6 +12,7 @@ export_python_type_annotations = True
 
 _BACKEND = "dartwing.dartwing_core.background_jobs.backends.frappe_backend"
 _PERMISSIONS = "dartwing.dartwing_core.permissions"
+_GUARDS = "dartwing.dartwing_core.guards"
 
 # Modules whose @job_handler decorators register handlers. Any app adds its own the same way:
 # dartwing_job_handlers = ["myapp.jobs"]
@@ -56,3 +57,22 @@ has_permission = {
 	"Background Job": f"{_PERMISSIONS}.has_background_job_permission",
 	"Job Execution Log": f"{_PERMISSIONS}.has_job_execution_log_permission",
 }
+
+# Frappe v15 endpoints that skip or ignore the hooks above, closed for the tenant doctypes
+# (guards.py; docs/architecture.md "Tenancy" says what closes what).
+override_whitelisted_methods = {
+	"frappe.desk.search.search_widget": f"{_GUARDS}.search_widget",
+	"frappe.desk.search.search_link": f"{_GUARDS}.search_link",
+	"frappe.client.get_count": f"{_GUARDS}.get_count",
+	"frappe.client.get": f"{_GUARDS}.get",
+	"frappe.client.validate_link": f"{_GUARDS}.validate_link",
+}
+
+doc_events = {
+	"File": {"validate": f"{_GUARDS}.guard_attachment"},
+	"Comment": {"validate": f"{_GUARDS}.guard_comment"},
+	"DocShare": {"validate": f"{_GUARDS}.guard_share"},
+}
+
+# The Retry-After header of a rate-limited submit (api/errors.py).
+after_request = ["dartwing.dartwing_core.api.errors.add_retry_after"]

@@ -123,14 +123,14 @@ class TestJobsAPI(DartwingTestCase):
 			self.call("get_job_history", self.member_a, job_id="0123456789abcdef").status_code, 404
 		)
 
-	def test_other_organizations_jobs_are_403(self):
+	def test_other_organizations_jobs_are_404_like_absent_ones(self):
 		job = self.submit_as(self.member_a, label="private")
 		for method in ("get_job_status", "get_job_history"):
-			self.assertEqual(self.call(method, self.member_b, job_id=job["job_id"]).status_code, 403)
-			self.assertEqual(self.call(method, self.outsider, job_id=job["job_id"]).status_code, 403)
+			self.assertEqual(self.call(method, self.member_b, job_id=job["job_id"]).status_code, 404)
+			self.assertEqual(self.call(method, self.outsider, job_id=job["job_id"]).status_code, 404)
 			self.assertEqual(self.call(method, self.admin, job_id=job["job_id"]).status_code, 200)
 		self.assertEqual(
-			self.call("cancel_job", self.member_b, "POST", job_id=job["job_id"]).status_code, 403
+			self.call("cancel_job", self.member_b, "POST", job_id=job["job_id"]).status_code, 404
 		)
 
 	def test_list_jobs_is_bounded_by_organization(self):
@@ -165,7 +165,8 @@ class TestJobsAPI(DartwingTestCase):
 		self.assertNotIn(b["job_id"], visible)
 		self.assertEqual(logs, {a["job_id"]})
 		self.assertTrue(frappe.has_permission(JOB, doc=a["job_id"]))
-		self.assertFalse(frappe.has_permission(JOB, doc=b["job_id"]))
+		with self.assertRaises(frappe.DoesNotExistError):  # elsewhere is absent (guards.py)
+			frappe.has_permission(JOB, doc=b["job_id"])
 		frappe.set_user(self.outsider["name"])
 		self.assertEqual(frappe.get_list(JOB, filters={"name": ["in", [a["job_id"], b["job_id"]]]}), [])
 
@@ -271,7 +272,8 @@ class TestJobsAPI(DartwingTestCase):
 		visible = set(frappe.get_list("Organization", pluck="name", limit=500))
 		self.assertIn(self.org_a, visible)
 		self.assertNotIn(self.org_b, visible)
-		self.assertFalse(frappe.has_permission("Organization", doc=self.org_b))
+		with self.assertRaises(frappe.DoesNotExistError):  # elsewhere is absent (guards.py)
+			frappe.has_permission("Organization", doc=self.org_b)
 		frappe.set_user(self.outsider["name"])
 		self.assertEqual(
 			frappe.get_list("Organization", filters={"name": ["in", [self.org_a, self.org_b]]}), []

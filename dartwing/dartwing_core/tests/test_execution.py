@@ -7,7 +7,7 @@ import time
 import frappe
 from frappe.utils.background_jobs import get_redis_connection_without_auth
 
-from dartwing.dartwing_core.background_jobs.backends.frappe_backend import RUN_JOB, scheduler_tick
+from dartwing.dartwing_core.background_jobs.backends.frappe_backend import RUN_JOB, audience, scheduler_tick
 from dartwing.dartwing_core.background_jobs.transitions import JOB
 from dartwing.dartwing_core.tests.utils import DartwingTestCase, run_bench_worker, start_bench_worker
 
@@ -164,10 +164,14 @@ class TestRealtime(DartwingTestCase):
 			pubsub.close()
 		events = [m for _, m in messages]
 		rooms = {m["room"] for m in events}
+		# list_update goes to the user room of each user who may see the job, never to the
+		# doctype's room, which every Dartwing User joins whatever their organization.
 		self.assertEqual(
 			rooms,
-			{f"doc:{JOB}/{job['job_id']}", f"user:{self.member_a['name']}", f"doctype:{JOB}"},
+			{f"doc:{JOB}/{job['job_id']}", f"user:{self.member_a['name']}"}
+			| {f"user:{user}" for user in audience(self.org_a)},
 		)
+		self.assertNotIn(f"user:{self.member_b['name']}", rooms)
 		in_doc_room = [(t, m) for t, m in messages if m["room"].startswith("doc:")]
 		statuses = [m["message"]["status"] for _, m in in_doc_room if m["event"] == "dartwing_job_status"]
 		self.assertEqual(statuses, ["Queued", "Running", "Completed"])
@@ -182,7 +186,7 @@ class TestRealtime(DartwingTestCase):
 		self.assertGreater(completed_at - progress[2][0], 0.5, (progress, completed_at))
 		list_updates = [m for m in events if m["event"] == "list_update"]
 		self.assertTrue(list_updates)
-		# Only what the list view needs: the doctype room spans organizations, so no user e-mail.
+		# Only what the list view needs.
 		self.assertTrue(all(set(m["message"]) == {"doctype", "name"} for m in list_updates))
 
 

@@ -37,7 +37,7 @@ class DartwingTestCase(FrappeAPITestCase):
 		cls.outsider = make_user(f"dw-outsider-{tag}@example.com", "Dartwing User")
 		cls.engine = get_engine()
 		import_handler_modules([TEST_HANDLERS])
-		for job_type in ("whoami_job", "writer_job"):
+		for job_type in ("whoami_job", "writer_job", "hostile_job"):
 			if not frappe.db.exists("Job Type", job_type):
 				row = registry.specs[job_type].as_job_type_row()
 				frappe.get_doc({"doctype": "Job Type", **row}).insert()
@@ -86,15 +86,18 @@ class DartwingTestCase(FrappeAPITestCase):
 			self.TEST_CLIENT.post, args=(API + method,), kwargs={"json": params, "headers": headers}
 		)
 
-	def submit_over_http(self, user: dict, organization: str, **parameters):
-		"""POST submit_job of a sample_job with these handler parameters."""
+	def submit_over_http(self, user: dict, organization: str, job_type: str = "sample_job", **parameters):
+		"""POST submit_job of a `job_type` with these handler parameters; `priority` and
+		`depends_on` go to submit_job itself."""
+		body = {key: parameters.pop(key) for key in ("priority", "depends_on") if key in parameters}
 		return self.call(
 			"submit_job",
 			user,
 			"POST",
-			job_type="sample_job",
+			job_type=job_type,
 			organization=organization,
 			parameters=parameters,
+			**body,
 		)
 
 	def submit_as(self, user: dict, job_type: str = "sample_job", organization=None, **params) -> dict:
@@ -137,7 +140,8 @@ def _organization(name: str) -> str:
 	return name
 
 
-def make_user(email: str, role: str, organization: str | None = None) -> dict:
+def make_user(email: str, role: str | None, organization: str | None = None) -> dict:
+	"""A System User with `role` (None: no role at all) and an API key."""
 	user = frappe.get_doc(
 		{
 			"doctype": "User",
@@ -145,7 +149,7 @@ def make_user(email: str, role: str, organization: str | None = None) -> dict:
 			"first_name": email.split("@")[0],
 			"send_welcome_email": 0,
 			"user_type": "System User",
-			"roles": [{"role": role}],
+			"roles": [{"role": role}] if role else [],
 		}
 	).insert(ignore_permissions=True)
 	user.api_key = frappe.generate_hash(length=15)
@@ -172,22 +176,18 @@ def run_bench_worker(queues: str = "short,default,long", timeout: float = 120, *
 	return stdout + stderr
 
 
+def bench_command(*args: str) -> list[str]:
+	"""`bench --site SITE ARGS...`, as the bench runs it, in this environment."""
+	return [sys.executable, "-m", "frappe.utils.bench_helper", "frappe", "--site", frappe.local.site, *args]
+
+
+SITES_PATH = "sites"
+
+
 def start_bench_worker(queues: str = "short,default,long", **env: str) -> subprocess.Popen:
-	command = [
-		sys.executable,
-		"-m",
-		"frappe.utils.bench_helper",
-		"frappe",
-		"--site",
-		frappe.local.site,
-		"worker",
-		"--queue",
-		queues,
-		"--burst",
-	]
 	return subprocess.Popen(
-		command,
-		cwd=os.path.join(get_bench_path(), "sites"),
+		bench_command("worker", "--queue", queues, "--burst"),
+		cwd=os.path.join(get_bench_path(), SITES_PATH),
 		stdout=subprocess.PIPE,
 		stderr=subprocess.PIPE,
 		text=True,

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import frappe
 from frappe.query_builder import Order
 from frappe.query_builder.functions import Count
-from frappe.realtime import get_doc_room, get_user_room
+from frappe.realtime import emit_via_redis, get_doc_room, get_user_room
 from frappe.utils import now_datetime
 from frappe.utils.background_jobs import create_job_id, get_queues_timeout, get_redis_conn
 from rq.command import send_stop_job_command
@@ -384,12 +384,7 @@ class FrappeEvents:
 			room = get_user_room(payload["owner_user"])
 			frappe.publish_realtime(name, payload, room=room, after_commit=after_commit)
 		if event == "job_status_changed":
-			# The list view re-reads its page (with the viewer's permissions) on this signal.
-			frappe.publish_realtime(
-				"list_update",
-				{"doctype": JOB, "name": job_id},  # no user: the doctype room spans organizations
-				after_commit=after_commit,
-			)
+			publish_list_update(JOB, job_id, payload.get("organization"), after_commit)
 
 	def subscribe(self, job_id=None, organization=None):
 		raise NotImplementedError("on Frappe, watch jobs in the desk: events arrive over Socket.IO")
@@ -413,6 +408,45 @@ def allowed_organizations(user: str | None = None) -> list[str] | None:
 def can_access_organization(organization: str, user: str | None = None) -> bool:
 	allowed = allowed_organizations(user)
 	return allowed is None or organization in allowed
+
+
+AUDIENCE_SECONDS = 30
+
+
+def audience(organization: str) -> list[str]:
+	"""Enabled users who may see `organization`'s jobs: the admins and the users its User
+	Permissions name. Cached for AUDIENCE_SECONDS: a user given access sees live list updates
+	at most that much later (the list itself is read with permissions at once)."""
+	key = f"dartwing:audience:{organization}"
+	users = frappe.cache.get_value(key)
+	if users is None:
+		admins = frappe.get_all(
+			"Has Role", filters={"role": ["in", ADMIN_ROLES], "parenttype": "User"}, pluck="parent"
+		)
+		members = frappe.get_all(
+			"User Permission",
+			filters={"allow": "Organization", "for_value": organization},
+			pluck="user",
+		)
+		candidates = {"Administrator", *admins, *members}
+		users = sorted(
+			frappe.get_all("User", filters={"name": ["in", candidates], "enabled": 1}, pluck="name")
+		)
+		frappe.cache.set_value(key, users, expires_in_sec=AUDIENCE_SECONDS)
+	return users
+
+
+def publish_list_update(doctype: str, name: str, organization: str | None, after_commit: bool) -> None:
+	"""The list view re-reads its page on `list_update`. Frappe v15 always sends that event to
+	the doctype's room, which every user with the role joins, whatever their organization; here
+	it goes to the user room of each user who may see the document instead."""
+	message = {"doctype": doctype, "name": name}
+	for user in audience(organization) if organization else ["Administrator"]:
+		emit = functools.partial(emit_via_redis, "list_update", message, get_user_room(user))
+		if after_commit:
+			frappe.db.after_commit.add(emit)
+		else:
+			emit()
 
 
 class FrappeAccess:
@@ -465,7 +499,12 @@ def site_settings() -> Settings:
 	unknown = set(overrides) - known
 	if unknown:
 		raise ValidationError("dartwing", f"unknown settings in site config: {sorted(unknown)}")
-	return Settings.from_env(**{"queue_prefix": f"dartwing:{frappe.local.site}", **overrides})
+	site_defaults = {
+		"queue_prefix": f"dartwing:{frappe.local.site}",
+		"submit_limit_per_user": int(frappe.conf.get("dartwing_submit_rate_limit") or 300),
+		"submit_limit_per_organization": 1200,
+	}
+	return Settings.from_env(**{**site_defaults, **overrides})
 
 
 def get_engine() -> Engine:

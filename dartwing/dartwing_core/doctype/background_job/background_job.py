@@ -3,18 +3,18 @@
 
 import frappe
 from frappe import _
-from frappe.model.document import Document
 
 from dartwing.dartwing_core.api.errors import throw
 from dartwing.dartwing_core.background_jobs import schema
 from dartwing.dartwing_core.background_jobs.backends.frappe_backend import get_engine
 from dartwing.dartwing_core.background_jobs.errors import DartwingError
 from dartwing.dartwing_core.background_jobs.states import TERMINAL
+from dartwing.dartwing_core.guards import TenantDocument
 
 JOB = "Background Job"
 
 
-class BackgroundJob(Document):
+class BackgroundJob(TenantDocument):
 	"""A job's row belongs to the engine: every change is a logged compare-and-set. A document
 	inserted from the desk or REST is submitted through the engine (same checks as submit_job);
 	saving an existing job is refused, and finished jobs change only through Retry."""

@@ -3,12 +3,12 @@
 
 import frappe
 from frappe import _
-from frappe.model.document import Document
 
 from dartwing.dartwing_core.doctype.background_job.background_job import add_composite_indexes
+from dartwing.dartwing_core.guards import TenantDocument
 
 
-class JobExecutionLog(Document):
+class JobExecutionLog(TenantDocument):
 	"""Append-only, hash-chained history of a job. Rows are written by the engine; they are
 	never edited, and deleted only with their job (purge, or deleting a finished job)."""
 

@@ -3,10 +3,11 @@
 
 import frappe
 from frappe import _
-from frappe.model.document import Document
+
+from dartwing.dartwing_core.guards import TenantDocument
 
 
-class Organization(Document):
+class Organization(TenantDocument):
 	"""The tenant. Users reach organizations through User Permissions; jobs of a Suspended
 	organization wait as Pending until it is Active again."""
 

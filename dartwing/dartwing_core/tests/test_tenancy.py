@@ -1,0 +1,457 @@
+"""An attacker's requests against Frappe's own endpoints and the app's API: each must be refused,
+or answered the same for a job of another organization ("elsewhere") as for no job at all
+("absent"). user1 is member_a (Dartwing User of A), plain a System User with no Dartwing role,
+admin2 a Dartwing Admin; the secrets belong to organization B."""
+
+import dataclasses
+import io
+import json
+import time
+
+import frappe
+from frappe.tests.test_api import make_request
+from frappe.utils.background_jobs import get_redis_connection_without_auth
+
+from dartwing.dartwing_core.background_jobs.backends.frappe_backend import audience
+from dartwing.dartwing_core.background_jobs.transitions import JOB, LOG
+from dartwing.dartwing_core.guards import TENANT_DOCTYPES
+from dartwing.dartwing_core.tests.utils import DartwingTestCase, make_user
+
+SECRET = "globex-secret-7f3a"
+ABSENT_JOB = "00000000deadbeef"
+
+
+class TestTenancyOnFrappeEndpoints(DartwingTestCase):
+	@classmethod
+	def setUpClass(cls) -> None:
+		super().setUpClass()
+		cls.plain = make_user(f"dw-plain-{frappe.generate_hash(length=6)}@example.com", None)
+		frappe.set_user(cls.member_b["name"])
+		cls.job_b = cls.engine.submit("sample_job", cls.org_b, {"label": SECRET}, user=cls.member_b["name"])[
+			"job_id"
+		]
+		frappe.set_user("Administrator")
+		frappe.db.commit()
+
+	@classmethod
+	def tearDownClass(cls) -> None:
+		frappe.set_user("Administrator")
+		frappe.db.rollback()
+		for doctype, field in (("DocShare", "share_name"), ("Comment", "reference_name")):
+			frappe.db.delete(doctype, {field: cls.job_b})
+		frappe.db.delete("File", {"attached_to_name": cls.job_b})
+		frappe.delete_doc("User", cls.plain["name"], force=True, ignore_permissions=True)
+		frappe.db.commit()
+		super().tearDownClass()
+
+	def http(self, who: dict, verb: str, path: str, headers: dict | None = None, **params):
+		headers = {"Authorization": f"token {who['api_key']}:{who['api_secret']}", **(headers or {})}
+		if verb == "GET":
+			query = {k: v if isinstance(v, str) else json.dumps(v) for k, v in params.items()}
+			return make_request(
+				self.TEST_CLIENT.get, args=(path,), kwargs={"query_string": query, "headers": headers}
+			)
+		return make_request(self.TEST_CLIENT.post, args=(path,), kwargs={"json": params, "headers": headers})
+
+	def assertSameAnswer(self, elsewhere, absent, *, status: int) -> None:
+		"""Elsewhere and absent: one status, one exception type, and no trace of B's data."""
+		self.assertEqual(elsewhere.status_code, status, elsewhere.get_data(as_text=True)[:500])
+		self.assertEqual(absent.status_code, status, absent.get_data(as_text=True)[:500])
+		self.assertEqual((elsewhere.json or {}).get("exc_type"), (absent.json or {}).get("exc_type"))
+		self.assertNotIn(SECRET, elsewhere.get_data(as_text=True))
+
+	# -- High 2: search_widget / search_link with ignore_user_permissions ----------------------
+
+	def test_search_with_ignore_user_permissions_stays_in_the_users_organizations(self):
+		fields = ["organization", "owner_user", "input_parameters", "error_message", "status", "result"]
+		for prefix in ("/api/method/", "/api/v2/method/"):
+			for doctype, filters in (
+				(JOB, {"organization": self.org_b}),
+				(LOG, {"background_job": self.job_b}),
+				("Organization", {"name": self.org_b}),
+			):
+				response = self.http(
+					self.member_a,
+					"GET",
+					prefix + "frappe.desk.search.search_widget",
+					doctype=doctype,
+					txt="",
+					ignore_user_permissions="1",
+					as_dict="1",
+					filters=filters,
+					filter_fields=fields if doctype == JOB else [],
+				)
+				self.assertEqual(response.status_code, 200, response.json)
+				self.assertEqual(response.json.get("message", response.json.get("data")), [], doctype)
+			link = self.http(
+				self.member_a,
+				"GET",
+				prefix + "frappe.desk.search.search_link",
+				doctype=JOB,
+				txt="",
+				ignore_user_permissions="1",
+				page_length="100",
+			)
+			self.assertNotIn(self.job_b, link.get_data(as_text=True))
+		own = self.http(
+			self.member_b,
+			"GET",
+			"/api/method/frappe.desk.search.search_link",
+			doctype=JOB,
+			txt=self.job_b,
+			ignore_user_permissions="1",
+		)
+		self.assertIn(self.job_b, own.get_data(as_text=True), "a member still finds their own jobs")
+
+	# -- Medium 3: get_count --------------------------------------------------------------------
+
+	def test_counts_are_of_what_the_user_may_list(self):
+		path = "/api/method/frappe.client.get_count"
+		for filters in ({"organization": self.org_b}, [[JOB, "input_parameters", "like", f"%{SECRET}%"]]):
+			counted = self.http(self.member_a, "GET", path, doctype=JOB, filters=filters)
+			self.assertEqual(counted.status_code, 200, counted.json)
+			self.assertEqual(counted.json["message"], 0, filters)
+			self.assertEqual(
+				self.http(self.plain, "GET", path, doctype=JOB, filters=filters).status_code, 403
+			)
+		own = self.http(self.member_b, "GET", path, doctype=JOB, filters={"organization": self.org_b})
+		self.assertGreaterEqual(own.json["message"], 1)
+
+	# -- Medium 4: client.get by filters, and every way to read one document -------------------
+
+	def test_reading_a_job_elsewhere_answers_as_for_an_absent_one(self):
+		get = "/api/method/frappe.client.get"
+		self.assertSameAnswer(
+			self.http(self.member_a, "GET", get, doctype=JOB, filters={"organization": self.org_b}),
+			self.http(self.member_a, "GET", get, doctype=JOB, filters={"organization": "dw-no-such-org"}),
+			status=404,
+		)
+		self.assertSameAnswer(
+			self.http(self.member_a, "GET", get, doctype=JOB, filters={"name": self.job_b}),
+			self.http(self.member_a, "GET", get, doctype=JOB, filters={"name": ABSENT_JOB}),
+			status=404,
+		)
+		for user in (self.member_a, self.plain):
+			self.assertSameAnswer(
+				self.http(user, "GET", get, doctype=JOB, name=self.job_b),
+				self.http(user, "GET", get, doctype=JOB, name=ABSENT_JOB),
+				status=404,
+			)
+			for resource in ("/api/resource/Background Job/", "/api/v2/document/Background Job/"):
+				self.assertSameAnswer(
+					self.http(user, "GET", resource + self.job_b),
+					self.http(user, "GET", resource + ABSENT_JOB),
+					status=404,
+				)
+			getdoc = "/api/method/frappe.desk.form.load.getdoc"
+			elsewhere = self.http(user, "GET", getdoc, doctype=JOB, name=self.job_b)
+			absent = self.http(user, "GET", getdoc, doctype=JOB, name=ABSENT_JOB)
+			self.assertEqual(elsewhere.status_code, absent.status_code)
+			self.assertNotIn(SECRET, elsewhere.get_data(as_text=True))
+			link = "/api/method/frappe.client.validate_link"
+			self.assertEqual(
+				self.http(user, "GET", link, doctype=JOB, docname=self.job_b).json,
+				self.http(user, "GET", link, doctype=JOB, docname=ABSENT_JOB).json,
+			)
+		self.assertEqual(
+			self.http(self.member_b, "GET", get, doctype=JOB, filters={"name": self.job_b}).status_code, 200
+		)
+
+	# -- Medium 5: likes and attachments --------------------------------------------------------
+
+	def test_likes_and_attachments_on_a_job_elsewhere_are_refused(self):
+		for user in (self.member_a, self.plain):
+			self.assertSameAnswer(
+				self.http(
+					user,
+					"POST",
+					"/api/method/frappe.desk.like.toggle_like",
+					doctype=JOB,
+					name=self.job_b,
+					add="Yes",
+				),
+				self.http(
+					user,
+					"POST",
+					"/api/method/frappe.desk.like.toggle_like",
+					doctype=JOB,
+					name=ABSENT_JOB,
+					add="Yes",
+				),
+				status=404,
+			)
+			self.assertSameAnswer(self._upload(user, self.job_b), self._upload(user, ABSENT_JOB), status=404)
+		frappe.db.rollback()
+		self.assertFalse(frappe.db.get_value(JOB, self.job_b, "_liked_by"))
+		attackers = [self.member_a["name"], self.plain["name"]]
+		self.assertFalse(
+			frappe.db.exists("Comment", {"reference_name": self.job_b, "owner": ["in", attackers]})
+		)
+		self.assertFalse(frappe.db.exists("File", {"attached_to_name": self.job_b}))
+		liked = self.http(
+			self.member_b,
+			"POST",
+			"/api/method/frappe.desk.like.toggle_like",
+			doctype=JOB,
+			name=self.job_b,
+			add="Yes",
+		)
+		self.assertEqual(liked.status_code, 200, "a member may still like their organization's job")
+
+	def _upload(self, user: dict, docname: str):
+		headers = {"Authorization": f"token {user['api_key']}:{user['api_secret']}"}
+		data = {"doctype": JOB, "docname": docname, "file": (io.BytesIO(b"hello"), "note.txt")}
+		return make_request(
+			self.TEST_CLIENT.post,
+			args=("/api/method/upload_file",),
+			kwargs={"data": data, "headers": headers, "content_type": "multipart/form-data"},
+		)
+
+	# -- Medium 6: sharing ----------------------------------------------------------------------
+
+	def test_sharing_never_crosses_organizations(self):
+		shared = self.http(
+			self.admin,
+			"POST",
+			"/api/method/frappe.share.add",
+			doctype=JOB,
+			name=self.job_b,
+			user=self.member_a["name"],
+			read=1,
+		)
+		self.assertEqual(shared.status_code, 403, shared.json)
+		everyone = self.http(
+			self.admin,
+			"POST",
+			"/api/method/frappe.share.add",
+			doctype=JOB,
+			name=self.job_b,
+			everyone=1,
+			read=1,
+		)
+		self.assertEqual(everyone.status_code, 403, everyone.json)
+		frappe.db.rollback()
+		self.assertFalse(frappe.db.exists("DocShare", {"share_name": self.job_b}))
+		status = self.call("get_job_status", self.member_a, job_id=self.job_b)
+		self.assertEqual(status.status_code, 404)
+		within = self.http(
+			self.admin,
+			"POST",
+			"/api/method/frappe.share.add",
+			doctype=JOB,
+			name=self.job_b,
+			user=self.member_b["name"],
+			read=1,
+		)
+		self.assertEqual(within.status_code, 200, "sharing inside the organization still works")
+
+	def test_a_share_made_before_the_guard_grants_nothing(self):
+		"""A DocShare row written past the guard (as the old code allowed) opens no read path."""
+		frappe.get_doc(
+			{
+				"doctype": "DocShare",
+				"share_doctype": JOB,
+				"share_name": self.job_b,
+				"user": self.member_a["name"],
+				"read": 1,
+			}
+		).db_insert()
+		frappe.db.commit()
+		try:
+			self.assertEqual(self.call("get_job_status", self.member_a, job_id=self.job_b).status_code, 404)
+			self.assertEqual(
+				self.http(self.member_a, "GET", "/api/resource/Background Job/" + self.job_b).status_code, 404
+			)
+			from dartwing.patches.drop_cross_organization_shares import execute
+
+			execute()
+			self.assertFalse(
+				frappe.db.exists("DocShare", {"share_name": self.job_b, "user": self.member_a["name"]})
+			)
+		finally:
+			frappe.db.delete("DocShare", {"share_name": self.job_b, "user": self.member_a["name"]})
+			frappe.db.commit()
+
+	# -- Medium 7: the submit rate limit --------------------------------------------------------
+
+	def test_submits_are_limited_per_user_on_every_path_with_retry_after(self):
+		engine = self.engine
+		saved = engine.settings
+		engine.settings = dataclasses.replace(saved, submit_limit_per_user=3)
+		self._clear_counters()
+		try:
+			for n in range(3):
+				self.assertEqual(
+					self.submit_over_http(self.member_a, self.org_a, label=f"rl-{n}").status_code, 200
+				)
+			for path in ("/api/method/", "/api/v2/method/"):
+				limited = self.http(
+					self.member_a,
+					"POST",
+					path + "dartwing.dartwing_core.api.jobs.submit_job",
+					headers={"X-Forwarded-For": "1.2.3.4"},
+					job_type="sample_job",
+					organization=self.org_a,
+					parameters={"label": "rl-over"},
+				)
+				self.assertEqual(limited.status_code, 429, limited.json)
+				self.assertTrue(1 <= int(limited.headers["Retry-After"]) <= 61, limited.headers)
+			other = self.submit_over_http(self.member_b, self.org_b, label="rl-other")
+			self.assertEqual(other.status_code, 200, "another user behind the same address is not blocked")
+		finally:
+			engine.settings = saved
+			self._clear_counters()
+
+	def test_submits_are_limited_per_organization(self):
+		engine = self.engine
+		saved = engine.settings
+		engine.settings = dataclasses.replace(saved, submit_limit_per_organization=2)
+		self._clear_counters()
+		try:
+			self.assertEqual(self.submit_over_http(self.member_a, self.org_a, label="org-1").status_code, 200)
+			self.assertEqual(self.submit_over_http(self.admin, self.org_a, label="org-2").status_code, 200)
+			self.assertEqual(self.submit_over_http(self.admin, self.org_a, label="org-3").status_code, 429)
+			self.assertEqual(self.submit_over_http(self.admin, self.org_b, label="org-b").status_code, 200)
+		finally:
+			engine.settings = saved
+			self._clear_counters()
+
+	def _clear_counters(self) -> None:
+		client = self.engine.lock_client
+		for key in client.scan_iter(f"{self.engine.settings.queue_prefix}:submits:*"):
+			client.delete(key)
+
+	# -- Medium 8: Critical is reserved ---------------------------------------------------------
+
+	def test_critical_is_reserved_to_the_roles_the_job_type_names(self):
+		response = self.submit_over_http(self.member_a, self.org_a, label="crit-user", priority="Critical")
+		self.assertEqual(response.status_code, 403, response.json)
+		self.assertIn("Critical", response.json["exception"])
+		admin = self.submit_over_http(self.admin, self.org_a, label="crit-admin", priority="Critical")
+		self.assertEqual(admin.status_code, 200, admin.json)
+		frappe.db.set_value("Job Type", "sample_job", "critical_roles", "Dartwing User")
+		frappe.db.commit()
+		try:
+			allowed = self.submit_over_http(
+				self.member_a, self.org_a, label="crit-granted", priority="Critical"
+			)
+			self.assertEqual(allowed.status_code, 200, allowed.json)
+		finally:
+			frappe.db.set_value("Job Type", "sample_job", "critical_roles", None)
+			frappe.db.commit()
+
+	def test_an_organization_at_its_in_flight_limit_waits_its_turn(self):
+		from dartwing.dartwing_core.background_jobs.executor import execute
+
+		frappe.db.set_value("Organization", self.org_a, "max_in_flight_jobs", 1)
+		frappe.db.commit()
+		try:
+			first = self.submit_over_http(self.member_a, self.org_a, label="flight-1").json["message"]
+			second = self.submit_over_http(self.member_a, self.org_a, label="flight-2").json["message"]
+			other = self.submit_over_http(self.member_b, self.org_b, label="flight-b").json["message"]
+			self.assertEqual(
+				[first["status"], second["status"], other["status"]], ["Queued", "Pending", "Queued"]
+			)
+			row = self.row(first["job_id"])
+			execute(self.engine, row["name"], row["queue_job_id"])
+			frappe.db.commit()
+			self.assertEqual(self.row(second["job_id"])["status"], "Queued")
+		finally:
+			frappe.db.set_value("Organization", self.org_a, "max_in_flight_jobs", 0)
+			frappe.db.commit()
+
+	# -- Low 9: job type spellings --------------------------------------------------------------
+
+	def test_job_type_spellings_are_the_same_job_type(self):
+		first = self.submit_over_http(self.member_a, self.org_a, label="spelling")
+		self.assertEqual(first.status_code, 200, first.json)
+		for spelling in ("SAMPLE_JOB", "Sample_Job", "sample_job "):
+			again = self.submit_over_http(self.member_a, self.org_a, job_type=spelling, label="spelling")
+			self.assertEqual(again.status_code, 409, (spelling, again.json))
+			self.assertEqual(again.json["existing_job"], first.json["message"]["job_id"])
+		nul = self.submit_over_http(self.member_a, self.org_a, job_type="sample_job\x00", label="spelling")
+		self.assertEqual(nul.status_code, 400, nul.json)
+		self.assertIn("job_type", nul.json["exception"])
+		other = self.submit_over_http(self.member_a, self.org_a, job_type="SAMPLE_JOB", label="spelling-2")
+		self.assertEqual(self.row(other.json["message"]["job_id"])["job_type"], "sample_job")
+
+	# -- Low 10: bad text is a 400 naming the field ---------------------------------------------
+
+	def test_bad_text_is_a_400_naming_the_field_never_a_500(self):
+		before = frappe.db.count(JOB, {"organization": self.org_a})
+		cases = [
+			(
+				"submit_job",
+				"POST",
+				{"job_type": "sample_job", "organization": self.org_a, "parameters": {"label": "\ud800"}},
+				"parameters",
+			),
+			("submit_job", "POST", {"job_type": "sample_\ud800", "organization": self.org_a}, "job_type"),
+			("submit_job", "POST", {"job_type": "sample_job"}, "organization"),
+			("submit_job", "POST", {"organization": self.org_a}, "job_type"),
+			("list_jobs", "GET", {"offset": "99999999999999999999999"}, "offset"),
+			("get_job_status", "GET", {}, "job_id"),
+		]
+		for method, verb, params, field in cases:
+			response = self.call(method, self.member_a, verb, **params)
+			self.assertEqual(
+				response.status_code, 400, (method, params, response.get_data(as_text=True)[:300])
+			)
+			self.assertIn(field, response.json["exception"])
+			self.assertEqual(response.json["exc_type"], "JobInputError")
+		frappe.db.rollback()
+		self.assertEqual(frappe.db.count(JOB, {"organization": self.org_a}), before)
+
+	# -- Low 11: ids through the API and realtime -----------------------------------------------
+
+	def test_the_api_answers_the_same_for_elsewhere_and_absent(self):
+		for method in ("get_job_status", "get_job_history"):
+			self.assertSameAnswer(
+				self.call(method, self.member_a, job_id=self.job_b),
+				self.call(method, self.member_a, job_id=ABSENT_JOB),
+				status=404,
+			)
+		depends = [
+			self.submit_over_http(self.member_a, self.org_a, label="dep", depends_on=job)
+			for job in (self.job_b, ABSENT_JOB)
+		]
+		self.assertSameAnswer(*depends, status=400)
+		self.assertEqual(
+			depends[0].json["exception"].replace(self.job_b, "ID"),
+			depends[1].json["exception"].replace(ABSENT_JOB, "ID"),
+		)
+
+	def test_list_updates_reach_only_users_who_may_see_the_job(self):
+		frappe.cache.delete_keys("dartwing:audience:")
+		self.assertIn(self.member_b["name"], audience(self.org_b))
+		self.assertIn(self.admin["name"], audience(self.org_b))
+		self.assertNotIn(self.member_a["name"], audience(self.org_b))
+		self.assertNotIn(self.plain["name"], audience(self.org_b))
+		pubsub = get_redis_connection_without_auth().pubsub()  # where Frappe publishes "events"
+		pubsub.subscribe("events")
+		try:
+			pubsub.get_message(timeout=1)  # the subscribe confirmation
+			job = self.submit_over_http(self.member_b, self.org_b, label="realtime").json["message"]["job_id"]
+			rooms, deadline = [], time.monotonic() + 5
+			while time.monotonic() < deadline:
+				message = pubsub.get_message(timeout=0.5)
+				if message and message["type"] == "message":
+					event = json.loads(message["data"])
+					if event.get("event") == "list_update" and job in json.dumps(event.get("message")):
+						rooms.append(event["room"])
+				elif rooms:
+					break
+		finally:
+			pubsub.close()
+		expected = {f"user:{user}" for user in audience(self.org_b)}
+		self.assertTrue(rooms, "the submit published a list update")
+		self.assertEqual(set(rooms), expected)
+		self.assertNotIn(f"user:{self.member_a['name']}", rooms)
+
+	def test_every_tenant_doctype_is_guarded(self):
+		from dartwing.dartwing_core.guards import TenantDocument
+
+		for doctype in TENANT_DOCTYPES:
+			self.assertTrue(
+				issubclass(frappe.get_doc({"doctype": doctype}).__class__, TenantDocument), doctype
+			)
