@@ -1,0 +1,75 @@
+"""What a bench worker imports before it forks, so its work-horses do not each import it again.
+
+Frappe's stock `bench worker` forks a work-horse per job from a parent that has imported frappe and
+nothing of the apps; every horse then imports this app, its handlers and the parts of Frappe a
+job touches (documents, permissions, the database driver) before the job can start. Bench runs
+every app's `commands` module in the worker's parent (it collects the apps' commands), so
+`dartwing.commands` calls `preload()` there, and Frappe's own `gc.freeze()` that follows keeps
+those pages shared with the horses."""
+
+import contextlib
+import importlib
+import os
+
+# Parts of Frappe every dartwing job touches: the database layer (frappe.connect imports its
+# driver), documents and metadata (permissions, the cached System Settings), the query builder.
+FRAPPE_MODULES = (
+	"frappe.database.mariadb.database",
+	"frappe.model.document",
+	"frappe.model.meta",
+	"frappe.permissions",
+	"frappe.query_builder",
+	"frappe.realtime",
+	"frappe.utils.redis_wrapper",
+	"frappe.model.db_query",
+	"frappe.database.query",
+	"frappe.recorder",
+	"frappe.sessions",
+	"frappe.translate",
+	"frappe.utils.logger",
+	"_strptime",
+	"encodings.idna",
+	"frappe.core.doctype.system_settings.system_settings",
+	"frappe.core.doctype.user_permission.user_permission",
+)
+ENGINE_MODULES = (
+	"dartwing.dartwing_core.background_jobs.backends.frappe_backend",
+	"dartwing.dartwing_core.background_jobs.executor",
+	"dartwing.dartwing_core.background_jobs.scheduler",
+	"dartwing.dartwing_core.background_jobs.audit",
+)
+
+
+def preload(sites_path: str = ".") -> list[str]:
+	"""Import the engine, Frappe's parts a job touches, and every installed app's handler modules
+	(its `dartwing_job_handlers` hook). Returns the handler modules imported. Never fails the
+	command it runs in: what cannot be imported here is imported by the horse as before."""
+	for name in (*FRAPPE_MODULES, *ENGINE_MODULES):
+		with contextlib.suppress(ImportError):
+			importlib.import_module(name)
+	with contextlib.suppress(ImportError):
+		import pytz
+
+		pytz.timezone("UTC")  # builds all_timezones_set (600 file checks) once, here
+	return _import_handler_modules(sites_path)
+
+
+def _import_handler_modules(sites_path: str) -> list[str]:
+	from frappe import get_all_apps
+
+	from ..registry import import_handler_modules
+
+	imported = []
+	for app in get_all_apps(with_internal_apps=False, sites_path=sites_path):
+		try:
+			hooks = importlib.import_module(f"{app}.hooks")
+		except ImportError:
+			continue
+		modules = [
+			*getattr(hooks, "dartwing_job_handlers", []),
+			*os.environ.get("DARTWING_IMPORTS", "").split(","),
+		]
+		with contextlib.suppress(Exception):
+			import_handler_modules(modules)
+			imported += [m for m in modules if m.strip()]
+	return imported
