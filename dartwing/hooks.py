@@ -50,12 +50,17 @@ permission_query_conditions = {
 	"Organization": f"{_PERMISSIONS}.organization_query",
 	"Background Job": f"{_PERMISSIONS}.background_job_query",
 	"Job Execution Log": f"{_PERMISSIONS}.job_execution_log_query",
+	"File": f"{_GUARDS}.file_query",
+	"Tag Link": f"{_GUARDS}.tag_link_query",
 }
 
 has_permission = {
 	"Organization": f"{_PERMISSIONS}.has_organization_permission",
 	"Background Job": f"{_PERMISSIONS}.has_background_job_permission",
 	"Job Execution Log": f"{_PERMISSIONS}.has_job_execution_log_permission",
+	# Files attached to, and tags of, tenant documents (guards.py)
+	"File": f"{_GUARDS}.file_permission",
+	"Tag Link": f"{_GUARDS}.reference_permission",
 }
 
 # Frappe v15 endpoints that skip or ignore the hooks above, closed for the tenant doctypes
@@ -66,11 +71,20 @@ override_whitelisted_methods = {
 	"frappe.client.get_count": f"{_GUARDS}.get_count",
 	"frappe.client.get": f"{_GUARDS}.get",
 	"frappe.client.validate_link": f"{_GUARDS}.validate_link",
+	"frappe.desk.doctype.dashboard_chart.dashboard_chart.get": f"{_GUARDS}.dashboard_chart",
+	"frappe.desk.listview.get_group_by_count": f"{_GUARDS}.get_group_by_count",
+	"frappe.desk.form.utils.get_next": f"{_GUARDS}.get_next",
+	"frappe.desk.form.assign_to.add": f"{_GUARDS}.assign_to",
+	"frappe.desk.form.document_follow.get_follow_users": f"{_GUARDS}.get_follow_users",
+	"frappe.desk.doctype.tag.tag.get_tagged_docs": f"{_GUARDS}.get_tagged_docs",
+	"frappe.email.relink": f"{_GUARDS}.relink",
 }
 
 doc_events = {
-	"File": {"validate": f"{_GUARDS}.guard_attachment"},
-	"Comment": {"validate": f"{_GUARDS}.guard_comment"},
+	**{
+		doctype: {"validate": f"{_GUARDS}.guard_reference"}
+		for doctype in ("File", "Comment", "Communication", "ToDo", "Document Follow", "Tag Link")
+	},
 	"DocShare": {"validate": f"{_GUARDS}.guard_share"},
 }
 

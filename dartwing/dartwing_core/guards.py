@@ -58,9 +58,23 @@ class TenantDocument(Document):
 	"""Base of the tenant doctypes' controllers."""
 
 	def load_from_db(self) -> None:
-		super().load_from_db()
-		if not may_reach(self.doctype, self):
+		# Absent and unreachable raise from the same line, so even a traceback (v15 shows them
+		# on error pages by default) cannot tell them apart.
+		if isinstance(self.name, str) and not _exists_and_reachable(self.doctype, self.name):
 			not_found(self.doctype, self.name)
+		super().load_from_db()
+
+	def get_invalid_links(self, is_submittable=False):
+		"""Frappe checks links before permissions: a link to a tenant document elsewhere reads
+		"Could not find", as one to an absent document does."""
+		invalid, cancelled = super().get_invalid_links(is_submittable)
+		known = {(fieldname, value) for fieldname, value, _ in invalid}
+		for df in self.meta.get_link_fields():
+			value = self.get(df.fieldname)
+			if df.options in TENANT_DOCTYPES and value and (df.fieldname, value) not in known:
+				if not _exists_and_reachable(df.options, value):
+					invalid.append((df.fieldname, value, f"{_(df.label, context=df.parent)}: {value}"))
+		return invalid, cancelled
 
 	def notify_update(self) -> None:
 		"""Frappe's version sends `list_update` to every user of the doctype."""
@@ -76,11 +90,20 @@ class TenantDocument(Document):
 		publish_list_update(self.doctype, self.name, organization_of(self.doctype, self), after_commit=True)
 
 
+def _exists_and_reachable(doctype: str, name: str, user: str | None = None) -> bool:
+	if doctype == ORGANIZATION:
+		row = frappe.db.get_value(doctype, name, ["name"], as_dict=True)
+	elif doctype == JOB:
+		row = frappe.db.get_value(doctype, name, ["name", "organization"], as_dict=True)
+	else:
+		row = frappe.db.get_value(doctype, name, ["name", "background_job"], as_dict=True)
+	return row is not None and may_reach(doctype, row, user)
+
+
 def require_reach(doctype: str, name) -> None:
-	"""404 unless `name` exists and the session user may reach it (as a load would)."""
-	if not isinstance(name, str) or not name or not frappe.db.exists(doctype, name):
+	"""404, as for an absent document, unless `name` exists and the session user may reach it."""
+	if not isinstance(name, str) or not name or not _exists_and_reachable(doctype, name):
 		not_found(doctype, name)
-	frappe.get_doc(doctype, name)  # TenantDocument.load_from_db decides
 
 
 # -- whitelisted overrides ----------------------------------------------------------------------
@@ -171,6 +194,115 @@ def validate_link(doctype: str, docname: str, fields=None):
 	return frappe.client.validate_link(doctype, docname, fields)
 
 
+@frappe.whitelist()
+def dashboard_chart(
+	chart_name=None,
+	chart=None,
+	no_cache=None,
+	filters=None,
+	from_date=None,
+	to_date=None,
+	timespan=None,
+	time_interval=None,
+	heatmap_year=None,
+	refresh=None,
+):
+	"""v15 computes an unsaved chart (sums of any SQL expression included) with no permission
+	check: tenant doctypes chart only for the users who see every organization."""
+	from frappe.desk.doctype.dashboard_chart import dashboard_chart as charts
+
+	source = frappe.parse_json(chart) if chart and not chart_name else {}
+	if chart_name:
+		source = frappe.db.get_value("Dashboard Chart", chart_name, ["document_type"], as_dict=True) or {}
+	if source.get("document_type") in TENANT_DOCTYPES and not is_admin():
+		frappe.throw(
+			_("Charts of {0} are for admins").format(_(source["document_type"])), frappe.PermissionError
+		)
+	return charts.get(  # its cache_source wrapper reads keywords only
+		chart_name=chart_name,
+		chart=chart,
+		no_cache=no_cache,
+		filters=filters,
+		from_date=from_date,
+		to_date=to_date,
+		timespan=timespan,
+		time_interval=time_interval,
+		heatmap_year=heatmap_year,
+		refresh=refresh,
+	)
+
+
+@frappe.whitelist()
+def get_group_by_count(doctype: str, current_filters: str, field: str) -> list[dict]:
+	"""v15 counts the sidebar's groups with no permission check on the rows: tenant doctypes
+	count only the rows the user may list."""
+	from frappe.desk import listview
+
+	if doctype in TENANT_DOCTYPES and not is_admin():
+		visible = frappe.get_list(
+			doctype, filters=frappe.parse_json(current_filters), pluck="name", limit_page_length=0
+		)
+		current_filters = frappe.as_json([[doctype, "name", "in", visible or [""]]])
+	return listview.get_group_by_count(doctype, current_filters, field)
+
+
+@frappe.whitelist()
+def get_next(doctype, value, prev, filters=None, sort_order="desc", sort_field="modified"):
+	"""v15 reads the given row's sort value with no permission check, then compares."""
+	from frappe.desk.form import utils
+
+	if doctype in TENANT_DOCTYPES and not frappe.get_list(doctype, filters={"name": value}, limit=1):
+		frappe.msgprint(_("No further records"))
+		return None
+	return utils.get_next(doctype, value, prev, filters, sort_order, sort_field)
+
+
+@frappe.whitelist()
+def assign_to(args=None):
+	"""v15 checks permission per assignee, so an empty list skips it and lists the assignees."""
+	from frappe.desk.form import assign_to as assignments
+
+	args = args or frappe.local.form_dict
+	if isinstance(args, str):
+		args = frappe.parse_json(args)
+	if args.get("doctype") in TENANT_DOCTYPES:
+		require_reach(args["doctype"], args.get("name"))
+	return assignments.add(args)
+
+
+@frappe.whitelist()
+def get_follow_users(doctype, doc_name):
+	from frappe.desk.form import document_follow
+
+	if doctype in TENANT_DOCTYPES:
+		require_reach(doctype, doc_name)
+	return document_follow.get_follow_users(doctype, doc_name)
+
+
+@frappe.whitelist()
+def get_tagged_docs(doctype, tag):
+	from frappe.desk.doctype.tag import tag as tags
+
+	if doctype not in TENANT_DOCTYPES:
+		return tags.get_tagged_docs(doctype, tag)
+	return frappe.get_list(
+		doctype, filters=[[doctype, "_user_tags", "like", tag]], fields=["name"], as_list=True
+	)
+
+
+@frappe.whitelist()
+def relink(name, reference_doctype=None, reference_name=None):
+	"""v15 moves a Communication with raw SQL and no check at all."""
+	import frappe.email
+
+	frappe.get_doc("Communication", name).check_permission("write")
+	current = frappe.db.get_value("Communication", name, ["reference_doctype", "reference_name"])
+	for doctype, docname in (current or (None, None), (reference_doctype, reference_name)):
+		if doctype in TENANT_DOCTYPES and docname:
+			require_reach(doctype, docname)
+	return frappe.email.relink(name, reference_doctype, reference_name)
+
+
 def _first_visible(doctype: str, filters) -> str:
 	filters = frappe.parse_json(filters)
 	found = frappe.get_list(doctype, filters=filters, pluck="name", limit=1)
@@ -182,16 +314,94 @@ def _first_visible(doctype: str, filters) -> str:
 # -- doc_events ---------------------------------------------------------------------------------
 
 
-def guard_attachment(doc, method=None) -> None:
-	"""File.validate: a file attaches only to a tenant document the user may reach."""
-	if doc.attached_to_doctype in TENANT_DOCTYPES and doc.attached_to_name:
-		require_reach(doc.attached_to_doctype, doc.attached_to_name)
+# Documents of other doctypes that point at a tenant document: (doctype field, name field).
+REFERENCES = {
+	"File": ("attached_to_doctype", "attached_to_name"),
+	"Comment": ("reference_doctype", "reference_name"),
+	"Communication": ("reference_doctype", "reference_name"),
+	"ToDo": ("reference_type", "reference_name"),
+	"Document Follow": ("ref_doctype", "ref_docname"),
+	"Tag Link": ("document_type", "document_name"),
+}
 
 
-def guard_comment(doc, method=None) -> None:
-	"""Comment.validate: likes, comments and info lines only on what the user may reach."""
-	if doc.reference_doctype in TENANT_DOCTYPES and doc.reference_name:
-		require_reach(doc.reference_doctype, doc.reference_name)
+def guard_reference(doc, method=None) -> None:
+	"""validate of a File, Comment (likes), Communication, ToDo (assignments), Document Follow or
+	Tag Link: it may point at a tenant document only if the user may reach it, and an existing
+	one may not be moved away from one the user may not reach (re-pointing a private file at
+	one's own document would open its download)."""
+	type_field, name_field = REFERENCES[doc.doctype]
+	targets = [(doc.get(type_field), doc.get(name_field))]
+	if not doc.is_new():
+		targets.append(frappe.db.get_value(doc.doctype, doc.name, [type_field, name_field]) or (None, None))
+	for doctype, name in targets:
+		if doctype in TENANT_DOCTYPES and name:
+			require_reach(doctype, name)
+	if doc.doctype == "File":
+		_guard_file(doc)
+
+
+def _guard_file(doc) -> None:
+	"""A tenant document's files are private; a new File for the same private file (an upload by
+	URL, add_attachments) needs the same reach as the files it copies."""
+	if doc.attached_to_doctype in TENANT_DOCTYPES:
+		doc.is_private = 1
+	if doc.is_new() and (doc.file_url or "").startswith("/private/"):
+		for other in frappe.get_all(
+			"File",
+			filters={"file_url": doc.file_url, "attached_to_doctype": ["in", sorted(TENANT_DOCTYPES)]},
+			fields=["attached_to_doctype", "attached_to_name"],
+		):
+			require_reach(other.attached_to_doctype, other.attached_to_name)
+
+
+def file_permission(doc, ptype=None, user=None, debug=False) -> bool | None:
+	"""has_permission of File: no to a file attached (as stored) to a tenant document the user may
+	not reach; otherwise Frappe's own rule decides (None)."""
+	stored = (doc.attached_to_doctype, doc.attached_to_name)
+	if not doc.is_new():
+		stored = frappe.db.get_value("File", doc.name, ["attached_to_doctype", "attached_to_name"]) or stored
+	doctype, name = stored
+	if doctype in TENANT_DOCTYPES and name:
+		return None if _exists_and_reachable(doctype, name, user) else False
+	return None
+
+
+def file_query(user: str | None = None) -> str:
+	"""Query condition for File: Frappe's own lists any file attached to a readable doctype.
+	Frappe ANDs it onto its own `public OR own-unattached OR attached-to-readable`, which binds
+	to the last term: exactly the attached files."""
+	return _unreachable_excluded("`tabFile`.`attached_to_doctype`", "`tabFile`.`attached_to_name`", user)
+
+
+def tag_link_query(user: str | None = None) -> str:
+	return _unreachable_excluded("`tabTag Link`.`document_type`", "`tabTag Link`.`document_name`", user)
+
+
+def reference_permission(doc, ptype=None, user=None, debug=False) -> bool | None:
+	"""has_permission of Tag Link and the other referencing doctypes: no for a tenant document the user may not reach."""
+	type_field, name_field = REFERENCES[doc.doctype]
+	doctype, name = doc.get(type_field), doc.get(name_field)
+	if doctype in TENANT_DOCTYPES and name:
+		return None if _exists_and_reachable(doctype, name, user) else False
+	return None
+
+
+def _unreachable_excluded(type_column: str, name_column: str, user: str | None) -> str:
+	from dartwing.dartwing_core.background_jobs.backends.frappe_backend import allowed_organizations
+
+	allowed = allowed_organizations(user)
+	if allowed is None:
+		return ""
+	orgs = ", ".join(frappe.db.escape(org) for org in allowed) or "NULL"
+	jobs = f"select `name` from `tabBackground Job` where `organization` in ({orgs})"
+	return (
+		f"(ifnull({type_column}, '') not in ('{ORGANIZATION}', '{JOB}', '{LOG}')"
+		f" or ({type_column} = '{ORGANIZATION}' and {name_column} in ({orgs}))"
+		f" or ({type_column} = '{JOB}' and {name_column} in ({jobs}))"
+		f" or ({type_column} = '{LOG}' and {name_column} in"
+		f" (select `name` from `tabJob Execution Log` where `background_job` in ({jobs}))))"
+	)
 
 
 def guard_share(doc, method=None) -> None:

@@ -93,6 +93,14 @@ def submit_job(
 	"""Missing fields are the engine's 400s naming them; the priority defaults to the job
 	type's. Rate limits (per user and per organization) are the engine's too, so every URL to
 	this method and every header are counted alike."""
+	return submit_for_session_user(job_type, organization, parameters, priority, depends_on, "api")
+
+
+def submit_for_session_user(
+	job_type, organization, parameters, priority, depends_on, triggered_by: str
+) -> dict:
+	"""A submit the session user asked for (API, desk form, REST insert): their role, their
+	organizations, their roles for the engine's rules (job type role, Critical, rate limits)."""
 	if not frappe.has_permission(JOB, "create"):
 		raise PermissionDenied("you may not submit background jobs")
 	if isinstance(organization, str) and organization and not can_access_organization(organization):
@@ -104,9 +112,38 @@ def submit_job(
 		priority or None,
 		depends_on or None,
 		user=frappe.session.user,
-		triggered_by="api",
+		triggered_by=triggered_by,
 		roles=set(frappe.get_roles()),
 	)
+
+
+@frappe.whitelist()
+@_engine_errors
+def get_job_type_parameters(job_type: str | None = None) -> dict:
+	"""What the desk form shows as a hint: the handler's parameters with their defaults, and the
+	job type's default priority. Only enabled job types whose handler is registered here."""
+	import inspect
+
+	_require_read()
+	engine = get_engine()
+	row = engine.store.get("Job Type", job_type) if isinstance(job_type, str) and job_type else None
+	handler = engine.handlers.get(row["handler"]) if row and row["is_enabled"] else None
+	if handler is None:
+		raise NotFound(f"job type {job_type!r} not found")
+	parameters = []
+	for name, parameter in list(inspect.signature(handler).parameters.items())[1:]:  # after ctx
+		if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+			continue
+		default = None if parameter.default is parameter.empty else parameter.default
+		parameters.append(
+			{"name": name, "required": parameter.default is parameter.empty, "default": default}
+		)
+	return {
+		"job_type": row["name"],
+		"parameters": parameters,
+		"default_priority": row.get("default_priority") or "Normal",
+		"description": row.get("description") or "",
+	}
 
 
 @frappe.whitelist()

@@ -1,6 +1,9 @@
 """Every whitelisted method over real HTTP, with its status codes and the tenancy rules, across
 two organizations and three kinds of user (admin, member, outsider)."""
 
+import contextlib
+import io
+
 import frappe
 from frappe.tests.test_api import make_request
 
@@ -286,9 +289,17 @@ class TestJobsAPI(DartwingTestCase):
 		first = make_request(self.TEST_CLIENT.post, args=(path,), kwargs={"json": body, "headers": headers})
 		self.assertEqual(first.status_code, 200, first.json)
 		self.assertEqual(first.json["data"]["status"], "Queued")
-		again = make_request(self.TEST_CLIENT.post, args=(path,), kwargs={"json": body, "headers": headers})
+		bad = {**body, "input_parameters": '{"nope": 1}'}
+		printed = io.StringIO()
+		with contextlib.redirect_stdout(printed):  # v15 prints a failed REST call's traceback
+			again = make_request(
+				self.TEST_CLIENT.post, args=(path,), kwargs={"json": body, "headers": headers}
+			)
+			refused = make_request(
+				self.TEST_CLIENT.post, args=(path,), kwargs={"json": bad, "headers": headers}
+			)
 		self.assertEqual(again.status_code, 409, again.json)
 		self.assertEqual(again.json["existing_job"], first.json["data"]["name"])
-		bad = {**body, "input_parameters": '{"nope": 1}'}
-		refused = make_request(self.TEST_CLIENT.post, args=(path,), kwargs={"json": bad, "headers": headers})
 		self.assertEqual(refused.status_code, 400, refused.json)
+		self.assertIn("JobConflictError: duplicate of job", printed.getvalue())
+		self.assertIn("JobInputError: parameters: do not fit handler", printed.getvalue())

@@ -3,6 +3,7 @@ or answered the same for a job of another organization ("elsewhere") as for no j
 ("absent"). user1 is member_a (Dartwing User of A), plain a System User with no Dartwing role,
 admin2 a Dartwing Admin; the secrets belong to organization B."""
 
+import contextlib
 import dataclasses
 import io
 import json
@@ -21,7 +22,9 @@ SECRET = "globex-secret-7f3a"
 ABSENT_JOB = "00000000deadbeef"
 
 
-class TestTenancyOnFrappeEndpoints(DartwingTestCase):
+class AttackSetUp(DartwingTestCase):
+	"""Organization B's secrets, and the three attackers' requests."""
+
 	@classmethod
 	def setUpClass(cls) -> None:
 		super().setUpClass()
@@ -60,6 +63,8 @@ class TestTenancyOnFrappeEndpoints(DartwingTestCase):
 		self.assertEqual((elsewhere.json or {}).get("exc_type"), (absent.json or {}).get("exc_type"))
 		self.assertNotIn(SECRET, elsewhere.get_data(as_text=True))
 
+
+class TestTenancyOnFrappeEndpoints(AttackSetUp):
 	# -- High 2: search_widget / search_link with ignore_user_permissions ----------------------
 
 	def test_search_with_ignore_user_permissions_stays_in_the_users_organizations(self):
@@ -180,7 +185,8 @@ class TestTenancyOnFrappeEndpoints(DartwingTestCase):
 				),
 				status=404,
 			)
-			self.assertSameAnswer(self._upload(user, self.job_b), self._upload(user, ABSENT_JOB), status=404)
+			# upload_file ignores its own check; the File's create permission refuses both alike
+			self.assertSameAnswer(self._upload(user, self.job_b), self._upload(user, ABSENT_JOB), status=403)
 		frappe.db.rollback()
 		self.assertFalse(frappe.db.get_value(JOB, self.job_b, "_liked_by"))
 		attackers = [self.member_a["name"], self.plain["name"]]
@@ -420,6 +426,23 @@ class TestTenancyOnFrappeEndpoints(DartwingTestCase):
 			depends[0].json["exception"].replace(self.job_b, "ID"),
 			depends[1].json["exception"].replace(ABSENT_JOB, "ID"),
 		)
+		# REST inserts validate links before permissions: the same "Could not find" for both
+		printed = io.StringIO()
+		with contextlib.redirect_stdout(printed):  # v15 prints a failed REST call's traceback
+			inserts = [
+				self.http(
+					self.member_a,
+					"POST",
+					"/api/resource/Background Job",
+					job_type="sample_job",
+					organization=self.org_a,
+					input_parameters='{"label": "rest-dep"}',
+					depends_on=job,
+				)
+				for job in (self.job_b, ABSENT_JOB)
+			]
+		self.assertSameAnswer(*inserts, status=417)
+		self.assertIn("LinkValidationError", printed.getvalue())
 
 	def test_list_updates_reach_only_users_who_may_see_the_job(self):
 		frappe.cache.delete_keys("dartwing:audience:")
@@ -455,3 +478,201 @@ class TestTenancyOnFrappeEndpoints(DartwingTestCase):
 			self.assertTrue(
 				issubclass(frappe.get_doc({"doctype": doctype}).__class__, TenantDocument), doctype
 			)
+
+
+class TestTenancyOnFrappeSideDoors(AttackSetUp):
+	"""The second round: documents of other doctypes that point at a tenant document (files,
+	assignments, follows, tags, communications), and endpoints that compute over rows unchecked."""
+
+	M = "/api/method/"
+
+	@classmethod
+	def setUpClass(cls) -> None:
+		super().setUpClass()
+		from frappe.desk.doctype.tag.tag import add_tag
+
+		cls.todo_b = frappe.get_doc(
+			{
+				"doctype": "ToDo",
+				"description": "globex assignment",
+				"allocated_to": cls.member_b["name"],
+				"reference_type": JOB,
+				"reference_name": cls.job_b,
+			}
+		).insert(ignore_permissions=True)
+		cls.file_b = frappe.get_doc(
+			{
+				"doctype": "File",
+				"file_name": f"{SECRET}.txt",
+				"content": SECRET,
+				"is_private": 1,
+				"attached_to_doctype": JOB,
+				"attached_to_name": cls.job_b,
+			}
+		).insert(ignore_permissions=True)
+		add_tag("dw-globex-tag", JOB, cls.job_b)
+		frappe.db.commit()
+
+	@classmethod
+	def tearDownClass(cls) -> None:
+		frappe.set_user("Administrator")
+		frappe.db.rollback()
+		for doctype, field in (
+			("ToDo", "reference_name"),
+			("Tag Link", "document_name"),
+			("Document Follow", "ref_docname"),
+		):
+			frappe.db.delete(doctype, {field: cls.job_b})
+		frappe.delete_doc("File", cls.file_b.name, force=True, ignore_permissions=True)
+		frappe.db.commit()
+		super().tearDownClass()
+
+	def test_no_one_points_their_documents_at_a_job_elsewhere(self):
+		own = self.http(
+			self.member_a,
+			"POST",
+			self.M + "frappe.client.insert",
+			doc={"doctype": "ToDo", "description": "mine", "allocated_to": self.member_a["name"]},
+		)
+		self.assertEqual(own.status_code, 200, own.json)
+		repoint = {"reference_type": JOB, "reference_name": self.job_b}
+		for target in (self.job_b, ABSENT_JOB):
+			moved = self.http(
+				self.member_a,
+				"POST",
+				self.M + "frappe.client.set_value",
+				doctype="ToDo",
+				name=own.json["message"]["name"],
+				fieldname={**repoint, "reference_name": target},
+			)
+			self.assertIn(moved.status_code, (404, 417), moved.json)
+		follow = self.http(
+			self.member_a,
+			"POST",
+			self.M + "frappe.client.insert",
+			doc={
+				"doctype": "Document Follow",
+				"ref_doctype": JOB,
+				"ref_docname": self.job_b,
+				"user": self.member_a["name"],
+			},
+		)
+		self.assertEqual(follow.status_code, 404, follow.json)
+		frappe.db.rollback()
+		self.assertFalse(frappe.db.exists("Document Follow", {"ref_docname": self.job_b}))
+
+	def test_files_and_tags_of_a_job_elsewhere_are_not_listed_nor_reopened(self):
+		files = self.http(
+			self.member_a,
+			"GET",
+			self.M + "frappe.client.get_list",
+			doctype="File",
+			fields=["name", "attached_to_name"],
+			limit_page_length=500,
+		)
+		self.assertNotIn(self.job_b, files.get_data(as_text=True))
+		copy = self.http(
+			self.member_a,
+			"POST",
+			self.M + "frappe.client.insert",
+			doc={"doctype": "File", "file_url": self.file_b.file_url, "is_private": 1},
+		)
+		self.assertEqual(copy.status_code, 404, copy.get_data(as_text=True)[:300])
+		tags = self.http(
+			self.member_a,
+			"GET",
+			self.M + "frappe.client.get_list",
+			doctype="Tag Link",
+			fields=["document_name"],
+			limit_page_length=500,
+		)
+		self.assertNotIn(self.job_b, tags.get_data(as_text=True))
+		tagged = self.http(
+			self.member_a, "GET", self.M + "frappe.desk.doctype.tag.tag.get_tagged_docs", doctype=JOB, tag="%"
+		)
+		self.assertNotIn(self.job_b, tagged.get_data(as_text=True))
+		own_view = self.http(
+			self.member_b,
+			"GET",
+			self.M + "frappe.client.get_list",
+			doctype="File",
+			fields=["attached_to_name"],
+			limit_page_length=500,
+		)
+		self.assertIn(self.job_b, own_view.get_data(as_text=True), "a member still lists their job's files")
+
+	def test_computed_answers_do_not_cross_organizations(self):
+		chart = {
+			"document_type": JOB,
+			"type": "Heatmap",
+			"chart_type": "Sum",
+			"based_on": "creation",
+			"value_based_on": "ord(substring(input_parameters from 1 for 1))",
+			"filters_json": json.dumps([[JOB, "name", "=", self.job_b, False]]),
+		}
+		for user in (self.member_a, self.plain):
+			heat = self.http(
+				user,
+				"POST",
+				self.M + "frappe.desk.doctype.dashboard_chart.dashboard_chart.get",
+				chart=chart,
+				no_cache=1,
+			)
+			self.assertEqual(heat.status_code, 403, heat.get_data(as_text=True)[:300])
+		for target in (self.job_b, ABSENT_JOB):
+			groups = self.http(
+				self.member_a,
+				"GET",
+				self.M + "frappe.desk.listview.get_group_by_count",
+				doctype=JOB,
+				current_filters=[[JOB, "name", "=", target]],
+				field="assigned_to",
+			)
+			self.assertEqual(groups.json.get("message"), [], (target, groups.get_data(as_text=True)[:400]))
+		self.assertEqual(
+			self.http(
+				self.member_a,
+				"GET",
+				self.M + "frappe.desk.form.utils.get_next",
+				doctype=JOB,
+				value=self.job_b,
+				prev=0,
+			).json.get("message"),
+			self.http(
+				self.member_a,
+				"GET",
+				self.M + "frappe.desk.form.utils.get_next",
+				doctype=JOB,
+				value=ABSENT_JOB,
+				prev=0,
+			).json.get("message"),
+		)
+		self.assertSameAnswer(
+			self.http(
+				self.member_a,
+				"POST",
+				self.M + "frappe.desk.form.assign_to.add",
+				doctype=JOB,
+				name=self.job_b,
+				assign_to="[]",
+			),
+			self.http(
+				self.member_a,
+				"POST",
+				self.M + "frappe.desk.form.assign_to.add",
+				doctype=JOB,
+				name=ABSENT_JOB,
+				assign_to="[]",
+			),
+			status=404,
+		)
+		self.assertNotIn(
+			self.member_b["name"],
+			self.http(
+				self.member_a,
+				"GET",
+				self.M + "frappe.desk.form.document_follow.get_follow_users",
+				doctype=JOB,
+				doc_name=self.job_b,
+			).get_data(as_text=True),
+		)

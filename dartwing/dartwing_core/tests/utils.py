@@ -163,7 +163,17 @@ def make_user(email: str, role: str | None, organization: str | None = None) -> 
 	return {"name": email, "api_key": user.api_key, "api_secret": secret}
 
 
-def run_bench_worker(queues: str = "short,default,long", timeout: float = 120, **env: str) -> str:
+def routed_queues() -> str:
+	"""The queues this site sends dartwing jobs to (the `dartwing_*` ones when the bench declares
+	them under `workers`), then Frappe's stock ones (the cron hook runs on `default`)."""
+	from dartwing.dartwing_core.background_jobs.backends.frappe_backend import FrappeQueue
+	from dartwing.dartwing_core.background_jobs.states import PRIORITIES
+
+	queue = FrappeQueue()
+	return ",".join(dict.fromkeys([*(queue.queue_for(p) for p in PRIORITIES), "short", "default", "long"]))
+
+
+def run_bench_worker(queues: str | None = None, timeout: float = 120, **env: str) -> str:
 	"""Drain the queues with a real `bench worker --burst` (the frappe CLI bench runs) and return
 	its output."""
 	worker = start_bench_worker(queues, **env)
@@ -184,9 +194,9 @@ def bench_command(*args: str) -> list[str]:
 SITES_PATH = "sites"
 
 
-def start_bench_worker(queues: str = "short,default,long", **env: str) -> subprocess.Popen:
+def start_bench_worker(queues: str | None = None, **env: str) -> subprocess.Popen:
 	return subprocess.Popen(
-		bench_command("worker", "--queue", queues, "--burst"),
+		bench_command("worker", "--queue", queues or routed_queues(), "--burst"),
 		cwd=os.path.join(get_bench_path(), SITES_PATH),
 		stdout=subprocess.PIPE,
 		stderr=subprocess.PIPE,

@@ -19,8 +19,31 @@ frappe.ui.form.on("Background Job", {
 		JOB_EVENTS.forEach((event) => frappe.realtime.on(event, jobs.form_listener));
 	},
 
+	onload(frm) {
+		// The new-job form: only enabled job types; organizations are those the user may reach
+		// (the link search applies the tenancy rules).
+		frm.set_query("job_type", () => ({ filters: { is_enabled: 1 } }));
+		// Empty priority: the job type's default applies (the field's own default is for rows
+		// written without one).
+		if (frm.is_new() && !frm.doc.__dw_priority_cleared) {
+			frm.doc.__dw_priority_cleared = true;
+			frm.doc.priority = "";
+		}
+	},
+
+	job_type(frm) {
+		if (frm.is_new()) show_parameter_hint(frm);
+	},
+
 	refresh(frm) {
-		if (frm.is_new()) return;
+		if (frm.is_new()) {
+			frm.set_intro(
+				__("Save submits the job; this form then follows it live."),
+				"blue"
+			);
+			if (frm.doc.job_type) show_parameter_hint(frm);
+			return;
+		}
 		const jobs = dartwing.jobs;
 		// A job changes only through its actions; the server refuses saves, so offer none.
 		frm.disable_save();
@@ -49,6 +72,36 @@ frappe.ui.form.on("Background Job", {
 	},
 });
 
+// --- the new-job form --------------------------------------------------------------------------
+
+function show_parameter_hint(frm) {
+	const job_type = frm.doc.job_type;
+	dartwing.jobs
+		.call("get_job_type_parameters", { job_type }, { silent: true })
+		.then((info) => {
+			if (!info || frm.doc.job_type !== job_type || !frm.is_new()) return;
+			const esc = dartwing.jobs.esc;
+			const names = info.parameters.map((p) =>
+				p.required ? `<b>${esc(p.name)}</b>` : `${esc(p.name)} = ${esc(JSON.stringify(p.default))}`
+			);
+			const hint = names.length
+				? __("Parameters: {0}. Bold ones are required.", [names.join(", ")])
+				: __("This job type takes no parameters.");
+			frm.set_df_property("input_parameters", "description", hint);
+			frm.set_df_property(
+				"priority",
+				"description",
+				__("Empty: {0}, the job type's default.", [esc(__(info.default_priority))])
+			);
+			if (!frm.doc.input_parameters) {
+				const defaults = {};
+				info.parameters.forEach((p) => (defaults[p.name] = p.required ? null : p.default));
+				frm.set_value("input_parameters", JSON.stringify(defaults, null, 2));
+			}
+		})
+		.catch(() => {});
+}
+
 function on_job_event(frm, job) {
 	if (!job || !frm.doc || frm.is_new() || job.job_id !== frm.doc.name) return;
 
@@ -76,6 +129,14 @@ function on_job_event(frm, job) {
 
 	frm._dw_live = job;
 	update_progress(frm, job);
+	// The Progress fields lower on the form follow the live bar (the row is saved less often
+	// than progress is published); locals only: the form has nothing to save.
+	if (job.progress !== undefined && job.progress !== null) {
+		frm.doc.progress = flt(job.progress);
+		frm.doc.progress_message = job.progress_message || frm.doc.progress_message;
+		frm.refresh_field("progress");
+		frm.refresh_field("progress_message");
+	}
 }
 
 function is_form_visible(frm) {
@@ -174,9 +235,21 @@ function render_details_section(frm) {
 	const doc = frm.doc;
 	const rows = [];
 
-	const max =
-		doc.max_retries === null || doc.max_retries === undefined ? "–" : cint(doc.max_retries);
-	rows.push([__("Attempts"), `${esc(cint(doc.retry_count))} / ${esc(max)}`]);
+	// As users count: "attempt 1 of 4" for a first run with 3 retries allowed.
+	// retry_count counts the attempts that failed and were retried: the running one, the one
+	// that completed and the last one before Dead Letter come on top of it.
+	const allowed = cint(doc.max_retries) + 1;
+	const retried = cint(doc.retry_count);
+	const ran_now =
+		["Running", "Completed", "Dead Letter"].includes(doc.status) ||
+		(doc.status === "Canceled" && doc.started_at && !doc.next_retry_at);
+	const attempt = ran_now ? retried + 1 : retried;
+	rows.push([
+		__("Attempts"),
+		attempt
+			? esc(__("attempt {0} of {1}", [attempt, allowed]))
+			: esc(__("not run yet (up to {0})", [allowed])),
+	]);
 
 	if (doc.next_retry_at) {
 		rows.push([

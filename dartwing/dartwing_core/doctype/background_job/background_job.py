@@ -45,22 +45,21 @@ class BackgroundJob(TenantDocument):
 	def db_insert(self, *args, **kwargs) -> None:
 		"""Submit through the engine: validation, duplicate and quota checks, the first log row
 		and the queue message, exactly as the API does."""
-		engine = get_engine()
+		from dartwing.dartwing_core.api.jobs import submit_for_session_user
+
 		try:
-			job = engine.submit(
+			job = submit_for_session_user(
 				self.job_type,
 				self.organization,
 				self.input_parameters or None,
-				self.priority or None,
-				self.depends_on or None,
-				user=frappe.session.user,
-				triggered_by="desk",
-				roles=set(frappe.get_roles()),
+				self.priority,
+				self.depends_on,
+				"desk",
 			)
 		except DartwingError as exc:
 			throw(exc)  # the API's statuses: REST inserts answer 400/409/429 like submit_job
 		self.name = job["job_id"]
-		self.update(engine.store.get(JOB, self.name))
+		self.update(get_engine().store.get(JOB, self.name))
 
 	def on_trash(self) -> None:
 		if self.status not in TERMINAL:

@@ -26,8 +26,10 @@ class TestBackgroundJob(DartwingTestCase):
 		with self.assertRaisesRegex(frappe.ValidationError, "parameters"):
 			self.new(input_parameters='{"no_such_argument": 1}').insert()
 		frappe.set_user(self.member_b["name"])
-		with self.assertRaises(frappe.PermissionError):
-			self.new().insert()  # org A is not theirs: Frappe's User Permission check refuses
+		# Org A is not theirs: to them it does not exist, as an absent organization would not
+		for organization in (self.org_a, "dw-no-such-org"):
+			with self.assertRaisesRegex(frappe.LinkValidationError, "Could not find Organization"):
+				self.new(organization=organization).insert()
 
 	def test_saving_an_existing_job_is_refused(self):
 		job = self.submit_as(self.member_a, label="edit")
