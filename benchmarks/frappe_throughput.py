@@ -29,20 +29,20 @@ ORG = "dw-benchmark"
 PING = "frappe.ping"
 
 
-def worker_command(site: str, kind: str, queue: str) -> list[str]:
+def worker_commands(site: str, kind: str, queue: str, workers: int) -> list[list[str]]:
+	"""W stock workers, or one dartwing-worker with W children: the same number of processes
+	running jobs."""
 	base = [sys.executable, "-m", "frappe.utils.bench_helper", "frappe", "--site", site]
 	if kind == "dartwing-worker":
-		return [*base, "dartwing-worker", "--burst", "--workers", "1", "--queue", queue]
-	return [*base, "worker", "--burst", "--queue", queue]
+		return [[*base, "dartwing-worker", "--burst", "--workers", str(workers), "--queue", queue]]
+	return [[*base, "worker", "--burst", "--queue", queue]] * workers
 
 
 def drain(site: str, kind: str, queue: str, workers: int) -> None:
 	env = {**os.environ, "PYTHONUNBUFFERED": "1"}
 	procs = [
-		subprocess.Popen(
-			worker_command(site, kind, queue), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
-		)
-		for _ in range(workers)
+		subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+		for command in worker_commands(site, kind, queue, workers)
 	]
 	for proc in procs:
 		_, stderr = proc.communicate(timeout=1800)

@@ -26,8 +26,9 @@ from frappe.utils import get_safe_filters
 
 from dartwing.dartwing_core.background_jobs.backends.frappe_backend import (
 	can_access_organization,
+	emit,
 	is_admin,
-	publish_list_update,
+	list_update_messages,
 )
 from dartwing.dartwing_core.background_jobs.transitions import JOB, LOG
 
@@ -87,7 +88,10 @@ class TenantDocument(Document):
 			docname=self.name,
 			after_commit=True,
 		)
-		publish_list_update(self.doctype, self.name, organization_of(self.doctype, self), after_commit=True)
+		emit(
+			list_update_messages(self.doctype, self.name, organization_of(self.doctype, self)),
+			after_commit=True,
+		)
 
 
 def _exists_and_reachable(doctype: str, name: str, user: str | None = None) -> bool:

@@ -7,6 +7,7 @@ web request, or when the caller already holds uncommitted writes, the caller's c
 job row, and the queue message and realtime events wait for that commit (enqueue_after_commit),
 so a job never runs for a transaction that rolled back."""
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -18,11 +19,17 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import frappe
+import redis
 from frappe.query_builder import Order
 from frappe.query_builder.functions import Count
-from frappe.realtime import emit_via_redis, get_doc_room, get_user_room
+from frappe.realtime import get_doc_room, get_user_room
 from frappe.utils import now_datetime
-from frappe.utils.background_jobs import create_job_id, get_queues_timeout, get_redis_conn
+from frappe.utils.background_jobs import (
+	create_job_id,
+	get_queues_timeout,
+	get_redis_conn,
+	get_redis_connection_without_auth,
+)
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 
@@ -379,12 +386,12 @@ class FrappeEvents:
 		# A status change is news only once committed; progress is saved apart, so it goes now.
 		after_commit = event != "job_progress" and in_open_transaction()
 		job_id = payload["job_id"]
-		frappe.publish_realtime(name, payload, room=get_doc_room(JOB, job_id), after_commit=after_commit)
+		messages = [(name, payload, get_doc_room(JOB, job_id))]
 		if payload.get("owner_user"):
-			room = get_user_room(payload["owner_user"])
-			frappe.publish_realtime(name, payload, room=room, after_commit=after_commit)
+			messages.append((name, payload, get_user_room(payload["owner_user"])))
 		if event == "job_status_changed":
-			publish_list_update(JOB, job_id, payload.get("organization"), after_commit)
+			messages += list_update_messages(JOB, job_id, payload.get("organization"))
+		emit(messages, after_commit)
 
 	def subscribe(self, job_id=None, organization=None):
 		raise NotImplementedError("on Frappe, watch jobs in the desk: events arrive over Socket.IO")
@@ -436,17 +443,33 @@ def audience(organization: str) -> list[str]:
 	return users
 
 
-def publish_list_update(doctype: str, name: str, organization: str | None, after_commit: bool) -> None:
+def list_update_messages(doctype: str, name: str, organization: str | None) -> list[tuple]:
 	"""The list view re-reads its page on `list_update`. Frappe v15 always sends that event to
 	the doctype's room, which every user with the role joins, whatever their organization; here
 	it goes to the user room of each user who may see the document instead."""
 	message = {"doctype": doctype, "name": name}
-	for user in audience(organization) if organization else ["Administrator"]:
-		emit = functools.partial(emit_via_redis, "list_update", message, get_user_room(user))
-		if after_commit:
-			frappe.db.after_commit.add(emit)
-		else:
-			emit()
+	users = audience(organization) if organization else ["Administrator"]
+	return [("list_update", message, get_user_room(user)) for user in users]
+
+
+def emit(messages: list[tuple], after_commit: bool) -> None:
+	"""Publish (event, message, room) triples as Frappe's emit_via_redis does, in one Redis round
+	trip; after the current transaction commits when `after_commit`."""
+	if after_commit:
+		frappe.db.after_commit.add(functools.partial(_publish, messages, frappe.local.site))
+	else:
+		_publish(messages, frappe.local.site)
+
+
+def _publish(messages: list[tuple], site: str) -> None:
+	with contextlib.suppress(redis.exceptions.ConnectionError):
+		pipe = get_redis_connection_without_auth().pipeline(transaction=False)
+		for event, message, room in messages:
+			pipe.publish(
+				"events",
+				frappe.as_json({"event": event, "message": message, "room": room, "namespace": site}),
+			)
+		pipe.execute()
 
 
 class FrappeAccess:
@@ -540,9 +563,12 @@ def read_committed() -> None:
 	"""Run this session at READ COMMITTED, as the standalone store does: a checkpoint must see a
 	cancel committed after the job started, which REPEATABLE READ (MariaDB's default) hides.
 	Takes effect from the next transaction, so it commits the (empty) current one."""
+	if getattr(frappe.db, "_dartwing_read_committed", False):
+		return  # this connection is set already (a dartwing-worker child keeps it across jobs)
 	if frappe.db.db_type == "mariadb" and not in_open_transaction():
 		frappe.db.sql("set session transaction isolation level read committed")
 		frappe.db.commit()
+		frappe.db._dartwing_read_committed = True
 
 
 def run_job(background_job: str, message_id: str) -> str:

@@ -48,6 +48,9 @@ frappe.ui.form.on("Background Job", {
 		// A job changes only through its actions; the server refuses saves, so offer none.
 		frm.disable_save();
 		frm.set_read_only();
+		// One progress display: the live bar above; the stored fields lag behind it.
+		frm.toggle_display(["section_progress", "progress", "progress_message"], false);
+		frm.set_df_property("input_parameters", "description", "");
 
 		// page.set_indicator puts its label into HTML as is.
 		frm.page.set_indicator(jobs.esc(__(frm.doc.status)), jobs.status_color(frm.doc.status));
@@ -129,14 +132,6 @@ function on_job_event(frm, job) {
 
 	frm._dw_live = job;
 	update_progress(frm, job);
-	// The Progress fields lower on the form follow the live bar (the row is saved less often
-	// than progress is published); locals only: the form has nothing to save.
-	if (job.progress !== undefined && job.progress !== null) {
-		frm.doc.progress = flt(job.progress);
-		frm.doc.progress_message = job.progress_message || frm.doc.progress_message;
-		frm.refresh_field("progress");
-		frm.refresh_field("progress_message");
-	}
 }
 
 function is_form_visible(frm) {
