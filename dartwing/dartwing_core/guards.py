@@ -22,7 +22,7 @@ import frappe.client
 import frappe.desk.search
 from frappe import _
 from frappe.model.document import Document
-from frappe.utils import get_safe_filters
+from frappe.utils import cint, get_safe_filters
 
 from dartwing.dartwing_core.background_jobs.backends.frappe_backend import (
 	can_access_organization,
@@ -101,11 +101,14 @@ def _exists_and_reachable(doctype: str, name: str, user: str | None = None) -> b
 		row = frappe.db.get_value(doctype, name, ["name", "organization"], as_dict=True)
 	else:
 		row = frappe.db.get_value(doctype, name, ["name", "background_job"], as_dict=True)
-	return row is not None and may_reach(doctype, row, user)
+	if row is None:  # gone (purged): only admins may still tidy what pointed at it
+		return is_admin(user)
+	return may_reach(doctype, row, user)
 
 
 def require_reach(doctype: str, name) -> None:
-	"""404, as for an absent document, unless `name` exists and the session user may reach it."""
+	"""404, as for an absent document, unless `name` exists and the session user may reach it
+	(admins reach what is gone too, so they can tidy rows that pointed at a purged job)."""
 	if not isinstance(name, str) or not name or not _exists_and_reachable(doctype, name):
 		not_found(doctype, name)
 
@@ -335,9 +338,11 @@ def guard_reference(doc, method=None) -> None:
 	one may not be moved away from one the user may not reach (re-pointing a private file at
 	one's own document would open its download)."""
 	type_field, name_field = REFERENCES[doc.doctype]
-	targets = [(doc.get(type_field), doc.get(name_field))]
+	targets = {(doc.get(type_field), doc.get(name_field))}
 	if not doc.is_new():
-		targets.append(frappe.db.get_value(doc.doctype, doc.name, [type_field, name_field]) or (None, None))
+		targets.add(
+			tuple(frappe.db.get_value(doc.doctype, doc.name, [type_field, name_field]) or (None, None))
+		)
 	for doctype, name in targets:
 		if doctype in TENANT_DOCTYPES and name:
 			require_reach(doctype, name)
@@ -348,8 +353,12 @@ def guard_reference(doc, method=None) -> None:
 def _guard_file(doc) -> None:
 	"""A tenant document's files are private; a new File for the same private file (an upload by
 	URL, add_attachments) needs the same reach as the files it copies."""
-	if doc.attached_to_doctype in TENANT_DOCTYPES:
-		doc.is_private = 1
+	if doc.attached_to_doctype in TENANT_DOCTYPES and not cint(doc.is_private):
+		# Frappe has written the content by now (File.before_insert): refuse rather than flip.
+		frappe.throw(
+			_("Files attached to {0} must be private").format(_(doc.attached_to_doctype)),
+			title=_("Private files only"),
+		)
 	if doc.is_new() and (doc.file_url or "").startswith("/private/"):
 		for other in frappe.get_all(
 			"File",
@@ -397,7 +406,7 @@ def _unreachable_excluded(type_column: str, name_column: str, user: str | None) 
 	allowed = allowed_organizations(user)
 	if allowed is None:
 		return ""
-	orgs = ", ".join(frappe.db.escape(org) for org in allowed) or "NULL"
+	orgs = ", ".join(frappe.db.escape(org, percent=False) for org in allowed) or "NULL"
 	jobs = f"select `name` from `tabBackground Job` where `organization` in ({orgs})"
 	return (
 		f"(ifnull({type_column}, '') not in ('{ORGANIZATION}', '{JOB}', '{LOG}')"

@@ -16,7 +16,7 @@ def _in_organizations(column: str, user: str | None) -> str:
 		return ""
 	if not allowed:
 		return "1=0"
-	return f"{column} in ({', '.join(frappe.db.escape(org) for org in allowed)})"
+	return f"{column} in ({', '.join(frappe.db.escape(org, percent=False) for org in allowed)})"
 
 
 def organization_query(user: str | None = None) -> str:

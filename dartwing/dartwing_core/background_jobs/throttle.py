@@ -4,9 +4,12 @@ Keyed by who submits, not by where the request came from: a shared IP, a forged
 X-Forwarded-For header or another URL to the same method change nothing. A fixed window lets a
 caller spend up to twice the limit across a window's edge; that is the price of one round trip."""
 
+import logging
 import time
 
 from .errors import RateLimited
+
+logger = logging.getLogger("dartwing.jobs")
 
 WINDOW_SECONDS = 60
 
@@ -27,7 +30,11 @@ def admit(engine, user: str, organization: str) -> None:
 	for kind, _, _ in limits:
 		pipe.incr(keys[kind])
 		pipe.expire(keys[kind], 2 * WINDOW_SECONDS)
-	counts = pipe.execute()[::2]
+	try:
+		counts = pipe.execute()[::2]
+	except Exception:  # Redis down: submits go on (the scheduler dispatches them later)
+		logger.warning("Submit rate limits not counted: Redis did not answer", exc_info=True)
+		return
 	for (kind, who, limit), count in zip(limits, counts, strict=True):
 		if count > limit:
 			# A refused submit uses up nothing: neither its user's budget nor its organization's.

@@ -63,12 +63,13 @@ class TestDartwingWorker(DartwingTestCase):
 			self.assertIn("WorkHorseDied", settled["error_message"] or "")
 			self.assertEqual(settled["retry_count"], 1)
 		finally:
-			worker.send_signal(signal.SIGTERM)
+			worker.send_signal(signal.SIGTERM)  # right after the replacement child started
+			stopped = time.monotonic()
 			try:
 				worker.communicate(timeout=30)
 			except subprocess.TimeoutExpired:
 				worker.kill()
 				worker.communicate()
+		self.assertLess(time.monotonic() - stopped, 15, "SIGTERM stops the supervisor and its children")
 		self.engine.cancel(job, user="Administrator")
 		frappe.db.commit()
-		time.sleep(0)

@@ -42,19 +42,22 @@ from .frappe_backend import RUN_JOB, get_engine, read_committed
 
 logger = logging.getLogger("dartwing.jobs")
 RECYCLED = 3  # a child's exit code: it served its jobs or its memory; replace it
+STOPPED = 4  # a child's exit code: the job it ran was stopped by force
 _SLOT_BYTES = 256
 
 
 class WarmWorker(Worker):
 	"""An rq.Worker that runs its site's dartwing messages in its own process."""
 
-	def __init__(self, *args, site: str, slot, max_memory_mb: int = 0, **kwargs):
+	def __init__(self, *args, site: str, sites_path: str, slot, max_memory_mb: int = 0, **kwargs):
 		super().__init__(*args, **kwargs)
 		self.site = site
+		self.sites_path = sites_path
 		self.slot = slot
 		self.max_memory_mb = max_memory_mb
 		self.recycle = False
 		self.jobs_run = 0
+		self.in_process = False
 
 	def execute_job(self, job, queue):
 		self.jobs_run += 1
@@ -62,30 +65,78 @@ class WarmWorker(Worker):
 		if kwargs.get("site") != self.site or kwargs.get("method") != RUN_JOB:
 			return super().execute_job(job, queue)  # forked, as bench worker runs it
 		self.set_state(WorkerStatus.BUSY)
+		self._fresh_site()
 		# The message's RQ timeout is the job's timeout plus a backstop: past it and the cancel
 		# grace, the handler ignored both the engine's deadline and RQ's.
 		deadline = time.time() + (job.timeout or 0) + get_engine().settings.cancel_grace_seconds
 		_announce(self.slot, kwargs["kwargs"], deadline if job.timeout else 0)
 		kwargs["is_async"] = False  # execute_job then uses this process's site connection
+		self.in_process = True
+		finished = False
 		try:
 			self.perform_job(job, queue)
+			finished = True
 		finally:
-			_announce(self.slot, None, 0)
+			self.in_process = False
+			if finished:  # otherwise the supervisor settles it once this child is gone
+				_announce(self.slot, None, 0)
 			self.set_state(WorkerStatus.IDLE)
+		if not getattr(frappe.local, "initialised", False) or getattr(frappe.local, "db", None) is None:
+			self.recycle = True  # Frappe's retry path destroyed the site: start afresh
+			self._stop_requested = True
 		if self.max_memory_mb and _resident_mb() > self.max_memory_mb:
 			self.recycle = True
 			self._stop_requested = True
 
+	def _fresh_site(self) -> None:
+		"""Each job starts as in a new horse (flags, config, caches, session), on the warm
+		connection, which is checked and opened again when the server dropped it."""
+		db = getattr(frappe.local, "db", None)
+		frappe.init(site=self.site, sites_path=self.sites_path, force=True)
+		try:
+			if db is None:
+				raise ConnectionError("no connection")
+			db.sql("select 1")
+			frappe.local.db = db
+			db.value_cache = {}
+			db.auto_commit_on_many_writes = 0
+		except Exception:
+			with contextlib.suppress(Exception):
+				if db is not None:
+					db.close()
+			frappe.connect()
+		frappe.set_user("Administrator")
+		read_committed()
+
+	def main_work_horse(self, job, queue):
+		"""In a horse forked for another site's or a plain Frappe message: forget this child's
+		site before Frappe's execute_job initialises the message's own (and never close this
+		child's connection from here: the socket is the child's)."""
+		from werkzeug.local import release_local
+
+		frappe.local.db = None
+		release_local(frappe.local)
+		return super().main_work_horse(job, queue)
+
+	def get_heartbeat_ttl(self, job) -> int:
+		"""A job run in this process keeps RQ's heartbeat for its whole timeout, as RQ's own
+		SimpleWorker does; a forked one is kept alive by the monitoring loop as usual."""
+		return (job.timeout if job.timeout and job.timeout > 0 else 420) + 60
+
 	def handle_payload(self, message):
-		"""The scheduler's hard stop of the job this child runs: the job is already Canceled;
-		end the child, and the supervisor starts another."""
+		"""The scheduler's hard stop of the job this child runs in-process: the job is already
+		Canceled; end the child, and the supervisor starts another."""
 		with contextlib.suppress(Exception):
 			from rq.command import parse_payload
 
 			payload = parse_payload(message)
-			if payload.get("command") == "stop-job" and payload.get("job_id") == self.get_current_job_id():
+			if (
+				self.in_process
+				and payload.get("command") == "stop-job"
+				and payload.get("job_id") == self.get_current_job_id()
+			):
 				logger.warning("Job %s was stopped; its child exits", payload.get("job_id"))
-				os._exit(1)
+				os._exit(STOPPED)
 		super().handle_payload(message)
 
 
@@ -95,26 +146,36 @@ def _announce(slot, message: dict | None, deadline: float) -> None:
 
 
 def _announced(slot) -> tuple[str, str, float] | None:
-	text = slot.value.decode()
-	if not text:
+	try:
+		job_id, message_id, deadline = slot.value.decode().split("|")
+		return job_id, message_id, float(deadline)
+	except ValueError:  # empty, or torn by a child killed while writing it
 		return None
-	job_id, message_id, deadline = text.split("|")
-	return job_id, message_id, float(deadline)
 
 
 def _resident_mb() -> float:
 	return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _child(site: str, sites_path: str, queues: list[str], burst: bool, max_jobs: int, max_memory: int, slot):
+def _child(supervisor: int, site: str, sites_path: str, queues: list[str], burst, max_jobs, max_memory, slot):
 	from ..supervisor import _die_with_worker
 
-	_die_with_worker(os.getppid())
+	signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the supervisor's handler; RQ sets its own
+	signal.signal(signal.SIGINT, signal.SIG_DFL)
+	signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+	_die_with_worker(supervisor)
 	frappe.init(site=site, sites_path=sites_path)
 	frappe.connect()
 	read_committed()
 	get_engine()  # built once, warm for every job
-	worker = WarmWorker(queues, connection=get_redis_conn(), site=site, slot=slot, max_memory_mb=max_memory)
+	worker = WarmWorker(
+		queues,
+		connection=get_redis_conn(),
+		site=site,
+		sites_path=sites_path,
+		slot=slot,
+		max_memory_mb=max_memory,
+	)
 	worker.work(burst=burst, max_jobs=max_jobs or None, logging_level="WARNING")
 	served_all = max_jobs and worker.jobs_run >= max_jobs
 	os._exit(RECYCLED if worker.recycle or served_all else 0)
@@ -135,46 +196,75 @@ def run(
 	queues = get_queue_list(queue.split(",") if queue else None, build_queue_name=True)
 	frappe.destroy()
 	context = multiprocessing.get_context("fork")
+	supervisor = os.getpid()
 	stopping = False
 	failed = 0
 
 	def spawn():
-		slot = context.Array("c", _SLOT_BYTES)
+		slot = context.Array("c", _SLOT_BYTES, lock=False)  # one writer: the child
 		process = context.Process(
 			target=_child,
-			args=(site, sites_path, queues, burst, max_jobs_per_child, max_memory_per_child, slot),
+			args=(
+				supervisor,
+				site,
+				sites_path,
+				queues,
+				burst,
+				max_jobs_per_child,
+				max_memory_per_child,
+				slot,
+			),
 			daemon=False,
 		)
-		process.start()
+		# A stop signal between the fork and the child's own handlers must not run the
+		# supervisor's handler inside the child: blocked here, unblocked there.
+		signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+		try:
+			process.start()
+		finally:
+			signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
 		return process, slot
 
+	signaled: set[int] = set()
+	stop_signal = signal.SIGTERM
+
 	def stop(signum, _frame):
-		nonlocal stopping
-		stopping = True
-		for process, _ in children:
-			with contextlib.suppress(ProcessLookupError):
-				os.kill(process.pid, signum)
+		"""Passed on to every child from the loop (a second signal again: RQ's cold shutdown),
+		so a child spawned while the signal arrived gets it too."""
+		nonlocal stopping, stop_signal
+		stopping, stop_signal = True, signum
+		signaled.clear()
 
 	children = [spawn() for _ in range(workers)]
 	signal.signal(signal.SIGTERM, stop)
 	signal.signal(signal.SIGINT, stop)
 	while children:
+		if stopping:
+			for process, _ in children:
+				if process.pid not in signaled:
+					signaled.add(process.pid)
+					with contextlib.suppress(ProcessLookupError):
+						os.kill(process.pid, stop_signal)
 		time.sleep(0.2)
-		for index, (process, slot) in list(enumerate(children)):
+		kept = []
+		for process, slot in children:
 			running = _announced(slot)
 			if process.is_alive():
 				if running and running[2] and time.time() > running[2]:
 					logger.warning("Job %s passed its deadline; killing its child", running[0])
 					process.kill()
+				kept.append((process, slot))
 				continue
 			process.join()
 			if running:
 				_settle_lost(site, sites_path, *running, process.exitcode)
-			if process.exitcode not in (0, RECYCLED):
+			if process.exitcode not in (0, RECYCLED, STOPPED):
 				failed += 1
-			replace = not stopping and (process.exitcode != 0 or not burst)
-			children[index] = spawn() if replace else None
-		children = [child for child in children if child is not None]
+			if not stopping and (process.exitcode != 0 or not burst):
+				if process.exitcode not in (0, RECYCLED, STOPPED):
+					time.sleep(0.5)  # a child that cannot start is not respawned in a tight loop
+				kept.append(spawn())
+		children[:] = kept
 	return failed
 
 
