@@ -594,3 +594,22 @@ def test_the_scheduler_releases_a_waiting_job_when_room_frees_up_otherwise(engin
 	assert scheduler.release_pending(engine) == 1  # one place: the oldest waiting job
 	assert engine.get_job(second["job_id"])["status"] == states.QUEUED
 	assert engine.get_job(third["job_id"])["status"] == states.PENDING
+
+
+def test_retries_of_an_organization_at_its_in_flight_limit_wait_for_room(engine):
+	"""Failing jobs must not all come back at once past the limit: a due retry waits while its
+	organization is full, and goes when there is room."""
+	from dartwing.dartwing_core.background_jobs import scheduler
+
+	engine.store.update("Organization", "Acme", {"max_in_flight_jobs": 1})
+	failing = submit(engine, job_type="t_flaky", parameters={"failures": 1})
+	assert run_in_process(engine, failing["job_id"]) == states.FAILED
+	busy = submit(engine, parameters={"value": "busy"})
+	assert busy["status"] == states.QUEUED  # the failed job is not in flight: room for this one
+	engine.store.update(JOB, failing["job_id"], {"next_retry_at": engine.now() - timedelta(seconds=1)})
+
+	assert scheduler.requeue_due_retries(engine) == 0  # Acme is full: the retry waits
+	assert engine.get_job(failing["job_id"])["status"] == states.FAILED
+	engine.cancel(busy["job_id"])
+	assert scheduler.requeue_due_retries(engine) == 1
+	assert engine.get_job(failing["job_id"])["status"] == states.QUEUED

@@ -6,7 +6,7 @@ import time
 from datetime import timedelta
 
 from . import states
-from .dependencies import settle_pending
+from .dependencies import at_flight_limit, settle_pending
 from .executor import Failure, settle_failure
 from .locks import distributed_lock
 from .transitions import JOB, transition
@@ -16,7 +16,8 @@ logger = logging.getLogger("dartwing.jobs")
 
 @distributed_lock("requeue_due_retries", ttl=120)
 def requeue_due_retries(engine) -> int:
-	"""Failed / Timed Out jobs whose next_retry_at has come go back to the queue."""
+	"""Failed / Timed Out jobs whose next_retry_at has come go back to the queue; a job of an
+	organization at its in-flight limit waits (still due) until the organization has room."""
 	due = engine.store.get_all(
 		JOB,
 		[("status", "in", states.WAITING_RETRY), ("next_retry_at", "<=", engine.now())],
@@ -24,9 +25,17 @@ def requeue_due_retries(engine) -> int:
 		limit=engine.settings.batch_size,
 	)
 	moved = 0
+	room: dict[str, bool] = {}  # organization -> has room, asked once a pass
 	for job in due:
+		organization = job["organization"]
+		if organization not in room:
+			org = engine.store.get("Organization", organization)
+			room[organization] = org is None or not at_flight_limit(engine, org)
+		if not room[organization]:
+			continue
 		if engine.requeue(job, actor="scheduler", message=f"Retry {job['retry_count']}/{job['max_retries']}"):
 			moved += 1
+			room.pop(organization)  # one more in flight: ask again for its next job
 	return moved
 
 
