@@ -59,7 +59,7 @@ has_permission = {
 	"Background Job": f"{_PERMISSIONS}.has_background_job_permission",
 	"Job Execution Log": f"{_PERMISSIONS}.has_job_execution_log_permission",
 	# Files attached to, and tags of, tenant documents (guards.py)
-	"File": f"{_GUARDS}.file_permission",
+	"File": f"{_GUARDS}.reference_permission",
 	"Tag Link": f"{_GUARDS}.reference_permission",
 }
 

@@ -25,34 +25,19 @@ from frappe.model.document import Document
 from frappe.utils import cint, get_safe_filters
 
 from dartwing.dartwing_core.background_jobs.backends.frappe_backend import (
-	can_access_organization,
 	emit,
 	is_admin,
 	list_update_messages,
 )
 from dartwing.dartwing_core.background_jobs.transitions import JOB, LOG
+from dartwing.dartwing_core.permissions import ORGANIZATION, may_reach, organization_of, organizations_sql
 
-ORGANIZATION = "Organization"
 TENANT_DOCTYPES = frozenset({ORGANIZATION, JOB, LOG})
 
 
 def not_found(doctype: str, name) -> NoReturn:
 	"""Frappe's own answer for an absent document, word for word."""
 	frappe.throw(_("{0} {1} not found").format(_(doctype), name), frappe.DoesNotExistError)
-
-
-def organization_of(doctype: str, row) -> str | None:
-	"""The organization a tenant document belongs to (a log row: its job's)."""
-	if doctype == ORGANIZATION:
-		return row.get("name")
-	if doctype == JOB:
-		return row.get("organization")
-	return frappe.db.get_value(JOB, row.get("background_job"), "organization")
-
-
-def may_reach(doctype: str, row, user: str | None = None) -> bool:
-	organization = organization_of(doctype, row)
-	return can_access_organization(organization, user) if organization else is_admin(user)
 
 
 class TenantDocument(Document):
@@ -187,7 +172,8 @@ def get(doctype, name=None, filters=None, parent=None):
 	"""v15 loads the first match of `filters` before it checks permission, so its 403 names a
 	match the user may not see; tenant doctypes look the match up in what the user may list."""
 	if doctype in TENANT_DOCTYPES and not name and (filters or filters == {}):
-		name = _first_visible(doctype, filters)
+		filters = frappe.parse_json(filters)
+		name = _first_visible(doctype, filters) or not_found(doctype, filters)
 		filters = None
 	return frappe.client.get(doctype, name, filters, parent)
 
@@ -196,7 +182,7 @@ def get(doctype, name=None, filters=None, parent=None):
 def validate_link(doctype: str, docname: str, fields=None):
 	"""v15 answers whether any name exists; for tenant doctypes only names the user may reach."""
 	if doctype in TENANT_DOCTYPES and isinstance(docname, str) and docname:
-		if not frappe.get_list(doctype, filters={"name": docname}, pluck="name", limit=1):
+		if not _first_visible(doctype, {"name": docname}):
 			return frappe._dict()
 	return frappe.client.validate_link(doctype, docname, fields)
 
@@ -258,7 +244,7 @@ def get_next(doctype, value, prev, filters=None, sort_order="desc", sort_field="
 	"""v15 reads the given row's sort value with no permission check, then compares."""
 	from frappe.desk.form import utils
 
-	if doctype in TENANT_DOCTYPES and not frappe.get_list(doctype, filters={"name": value}, limit=1):
+	if doctype in TENANT_DOCTYPES and not _first_visible(doctype, {"name": value}):
 		frappe.msgprint(_("No further records"))
 		return None
 	return utils.get_next(doctype, value, prev, filters, sort_order, sort_field)
@@ -310,12 +296,10 @@ def relink(name, reference_doctype=None, reference_name=None):
 	return frappe.email.relink(name, reference_doctype, reference_name)
 
 
-def _first_visible(doctype: str, filters) -> str:
-	filters = frappe.parse_json(filters)
+def _first_visible(doctype: str, filters) -> str | None:
+	"""The first row matching `filters` among those the user may list."""
 	found = frappe.get_list(doctype, filters=filters, pluck="name", limit=1)
-	if not found:
-		not_found(doctype, filters)
-	return found[0]
+	return found[0] if found else None
 
 
 # -- doc_events ---------------------------------------------------------------------------------
@@ -368,18 +352,6 @@ def _guard_file(doc) -> None:
 			require_reach(other.attached_to_doctype, other.attached_to_name)
 
 
-def file_permission(doc, ptype=None, user=None, debug=False) -> bool | None:
-	"""has_permission of File: no to a file attached (as stored) to a tenant document the user may
-	not reach; otherwise Frappe's own rule decides (None)."""
-	stored = (doc.attached_to_doctype, doc.attached_to_name)
-	if not doc.is_new():
-		stored = frappe.db.get_value("File", doc.name, ["attached_to_doctype", "attached_to_name"]) or stored
-	doctype, name = stored
-	if doctype in TENANT_DOCTYPES and name:
-		return None if _exists_and_reachable(doctype, name, user) else False
-	return None
-
-
 def file_query(user: str | None = None) -> str:
 	"""Query condition for File: Frappe's own lists any file attached to a readable doctype.
 	Frappe ANDs it onto its own `public OR own-unattached OR attached-to-readable`, which binds
@@ -392,21 +364,25 @@ def tag_link_query(user: str | None = None) -> str:
 
 
 def reference_permission(doc, ptype=None, user=None, debug=False) -> bool | None:
-	"""has_permission of Tag Link and the other referencing doctypes: no for a tenant document the user may not reach."""
+	"""has_permission of File and Tag Link: no for one pointing (as stored: an unsaved change
+	does not count) at a tenant document the user may not reach; otherwise Frappe's own rule
+	decides (None)."""
 	type_field, name_field = REFERENCES[doc.doctype]
 	doctype, name = doc.get(type_field), doc.get(name_field)
+	if not doc.is_new():
+		doctype, name = frappe.db.get_value(doc.doctype, doc.name, [type_field, name_field]) or (
+			doctype,
+			name,
+		)
 	if doctype in TENANT_DOCTYPES and name:
 		return None if _exists_and_reachable(doctype, name, user) else False
 	return None
 
 
 def _unreachable_excluded(type_column: str, name_column: str, user: str | None) -> str:
-	from dartwing.dartwing_core.background_jobs.backends.frappe_backend import allowed_organizations
-
-	allowed = allowed_organizations(user)
-	if allowed is None:
+	orgs = organizations_sql(user)
+	if orgs is None:
 		return ""
-	orgs = ", ".join(frappe.db.escape(org, percent=False) for org in allowed) or "NULL"
 	jobs = f"select `name` from `tabBackground Job` where `organization` in ({orgs})"
 	return (
 		f"(ifnull({type_column}, '') not in ('{ORGANIZATION}', '{JOB}', '{LOG}')"

@@ -7,16 +7,40 @@ import frappe
 from dartwing.dartwing_core.background_jobs.backends.frappe_backend import (
 	allowed_organizations,
 	can_access_organization,
+	is_admin,
 )
+from dartwing.dartwing_core.background_jobs.transitions import JOB
+
+ORGANIZATION = "Organization"
+
+
+def organization_of(doctype: str, row) -> str | None:
+	"""The organization a tenant document belongs to (a log row: its job's)."""
+	if doctype == ORGANIZATION:
+		return row.get("name")
+	if doctype == JOB:
+		return row.get("organization")
+	return frappe.db.get_value(JOB, row.get("background_job"), "organization")
+
+
+def may_reach(doctype: str, row, user: str | None = None) -> bool:
+	"""The one tenancy rule for a document: its organization is one the user may access (a
+	document of no organization, such as a log row of a purged job: admins only)."""
+	organization = organization_of(doctype, row)
+	return can_access_organization(organization, user) if organization else is_admin(user)
+
+
+def organizations_sql(user: str | None) -> str | None:
+	"""The user's organizations as an SQL list (`NULL` for none); None for admins (all)."""
+	allowed = allowed_organizations(user)
+	if allowed is None:
+		return None
+	return ", ".join(frappe.db.escape(org, percent=False) for org in allowed) or "NULL"
 
 
 def _in_organizations(column: str, user: str | None) -> str:
-	allowed = allowed_organizations(user)
-	if allowed is None:
-		return ""
-	if not allowed:
-		return "1=0"
-	return f"{column} in ({', '.join(frappe.db.escape(org, percent=False) for org in allowed)})"
+	organizations = organizations_sql(user)
+	return "" if organizations is None else f"{column} in ({organizations})"
 
 
 def organization_query(user: str | None = None) -> str:
@@ -24,7 +48,7 @@ def organization_query(user: str | None = None) -> str:
 
 
 def has_organization_permission(doc, ptype: str | None = None, user: str | None = None) -> bool:
-	return doc.is_new() or can_access_organization(doc.name, user)
+	return doc.is_new() or may_reach(ORGANIZATION, doc, user)
 
 
 def background_job_query(user: str | None = None) -> str:
@@ -42,9 +66,8 @@ def job_execution_log_query(user: str | None = None) -> str:
 
 
 def has_background_job_permission(doc, ptype: str | None = None, user: str | None = None) -> bool:
-	return can_access_organization(doc.organization, user)
+	return may_reach(JOB, doc, user)
 
 
 def has_job_execution_log_permission(doc, ptype: str | None = None, user: str | None = None) -> bool:
-	organization = frappe.db.get_value("Background Job", doc.background_job, "organization")
-	return can_access_organization(organization, user)
+	return may_reach("Job Execution Log", doc, user)

@@ -14,7 +14,7 @@ from rich.table import Column, Table
 
 from . import admin, cleanup, dead_letter, metrics, runtime, scheduler, states
 from .errors import DartwingError, DuplicateJob, ValidationError
-from .registry import import_handler_modules
+from .registry import env_imports, import_handler_modules
 
 SAMPLES = "dartwing.dartwing_core.background_jobs.samples"
 console = Console()
@@ -31,8 +31,7 @@ class Context:
 		if self._engine is None:
 			from .backends.standalone import build_engine
 
-			modules = [SAMPLES, *os.environ.get("DARTWING_IMPORTS", "").split(","), *self.imports]
-			import_handler_modules(modules)
+			import_handler_modules([SAMPLES, *env_imports(), *self.imports])
 			self._engine = build_engine(self.db, self.redis)
 			runtime.configure(self._engine)
 		return self._engine

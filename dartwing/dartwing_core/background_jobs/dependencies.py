@@ -24,11 +24,10 @@ def settle_children(engine, parent: dict, children: list[str], actor: str = "sch
 
 
 def settle_pending(
-	engine, job: dict, parent: dict | None = None, actor: str = "scheduler", full: set | None = None
+	engine, job: dict, parent: dict | None = None, actor: str = "scheduler", room: "Room | None" = None
 ) -> dict | None:
 	"""Queue a Pending job whose way is clear, cancel one whose parent failed, else leave it.
-	`full` collects the organizations found at their in-flight limit, for a caller going through
-	many jobs to skip the rest of theirs."""
+	`room` remembers organizations found full, for a caller going through many jobs."""
 	if job.get("depends_on"):
 		parent = parent or engine.store.get(JOB, job["depends_on"])
 		if parent is None or parent["status"] in (states.CANCELED, states.DEAD_LETTER):
@@ -48,9 +47,7 @@ def settle_pending(
 	org = engine.store.get("Organization", job["organization"])
 	if org is not None and org["status"] != "Active":
 		return None  # a suspended organization's jobs wait; a deleted one's fail in the executor
-	if org is not None and at_flight_limit(engine, org):
-		if full is not None:
-			full.add(org["name"])
+	if org is not None and not (room or Room(engine)).has_room(org):
 		return None
 	if job.get("depends_on"):
 		message = f"Dependency {job['depends_on']} completed"
@@ -71,6 +68,26 @@ def at_flight_limit(engine, org: dict) -> bool:
 		JOB, [("organization", "=", org["name"]), ("status", "in", [states.QUEUED, states.RUNNING])]
 	)
 	return in_flight >= limit
+
+
+class Room:
+	"""Which organizations are at their in-flight limit, each asked once a pass: a scheduler
+	task going through many jobs skips the rest of a full organization's without asking again."""
+
+	def __init__(self, engine):
+		self.engine = engine
+		self.full: set[str] = set()
+
+	def known_full(self, organization: str) -> bool:
+		return organization in self.full
+
+	def has_room(self, org: dict) -> bool:
+		if org["name"] in self.full:
+			return False
+		if at_flight_limit(self.engine, org):
+			self.full.add(org["name"])
+			return False
+		return True
 
 
 def release_one_waiting(engine, organization: str, actor: str) -> dict | None:

@@ -34,18 +34,13 @@ def utcnow() -> datetime:
 	return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-def _check_name(field: str, value) -> None:
-	"""Users and triggers are stored in varchar(140) columns and written into the audit log."""
+def _check_name(field: str, value, *, required: bool = True) -> None:
+	"""Names the engine stores (varchar(140)), hashes and writes into the audit log: UTF-8 text
+	without NUL, as every database keeps it."""
+	if value is None and not required:
+		return
 	if not isinstance(value, str) or not value.strip() or len(value) > 140:
 		raise ValidationError(field, "must be a non-empty string of at most 140 characters")
-
-
-def _check_text(field: str, value) -> None:
-	"""Names the engine stores and hashes: UTF-8 text without NUL, as every database keeps it."""
-	if value is None:
-		return
-	if not isinstance(value, str) or len(value) > 140:
-		raise ValidationError(field, "must be a string of at most 140 characters")
 	if "\x00" in value:
 		raise ValidationError(field, "must not contain NUL characters")
 	try:
@@ -118,8 +113,8 @@ class Engine:
 			priority = self._priority(priority, job_type_row, roles)
 			_check_name("user", user)
 			_check_name("triggered_by", triggered_by)
-			_check_text("organization", organization)
-			_check_text("depends_on", depends_on)
+			_check_name("organization", organization or None, required=False)
+			_check_name("depends_on", depends_on or None, required=False)
 			if roles is not None:
 				throttle.admit(self, user, organization)
 			canonical = json.dumps(params, sort_keys=True, separators=(",", ":"))
@@ -171,7 +166,7 @@ class Engine:
 	def _job_type_for_submit(self, job_type, roles) -> dict:
 		if not isinstance(job_type, str) or not job_type:
 			raise ValidationError("job_type", "is required")
-		_check_text("job_type", job_type)
+		_check_name("job_type", job_type)
 		row = self.store.get("Job Type", job_type)
 		if row is None:
 			raise ValidationError("job_type", f"unknown job type {job_type!r}")

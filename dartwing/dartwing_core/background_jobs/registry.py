@@ -2,6 +2,7 @@
 
 import importlib
 import inspect
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -152,6 +153,11 @@ def job_handler(
 		return func
 
 	return decorate
+
+
+def env_imports() -> list[str]:
+	"""Handler modules named in DARTWING_IMPORTS (comma-separated)."""
+	return [name.strip() for name in os.environ.get("DARTWING_IMPORTS", "").split(",") if name.strip()]
 
 
 def import_handler_modules(modules: Iterable[str]) -> None:

@@ -6,7 +6,7 @@ import time
 from datetime import timedelta
 
 from . import states
-from .dependencies import at_flight_limit, settle_pending
+from .dependencies import Room, settle_pending
 from .executor import Failure, settle_failure
 from .locks import distributed_lock
 from .transitions import JOB, transition
@@ -24,18 +24,15 @@ def requeue_due_retries(engine) -> int:
 		order_by="next_retry_at asc",
 		limit=engine.settings.batch_size,
 	)
-	moved = 0
-	room: dict[str, bool] = {}  # organization -> has room, asked once a pass
+	moved, room = 0, Room(engine)
 	for job in due:
-		organization = job["organization"]
-		if organization not in room:
-			org = engine.store.get("Organization", organization)
-			room[organization] = org is None or not at_flight_limit(engine, org)
-		if not room[organization]:
+		if room.known_full(job["organization"]):
+			continue
+		org = engine.store.get("Organization", job["organization"])
+		if org is not None and not room.has_room(org):
 			continue
 		if engine.requeue(job, actor="scheduler", message=f"Retry {job['retry_count']}/{job['max_retries']}"):
 			moved += 1
-			room.pop(organization)  # one more in flight: ask again for its next job
 	return moved
 
 
@@ -44,13 +41,15 @@ def release_pending(engine) -> int:
 	"""Pending jobs whose parent completed (or whose organization is active again, or has room
 	in flight) are queued; those whose parent ended otherwise are canceled."""
 	moved, offset, batch = 0, 0, engine.settings.batch_size
-	full: set[str] = set()  # organizations at their in-flight limit: their other jobs wait too
+	room = Room(engine)  # a full organization's other jobs wait too
 	while True:
 		page = engine.store.get_all(
 			JOB, [("status", "=", states.PENDING)], order_by="creation asc", limit=batch, offset=offset
 		)
 		settled = sum(
-			1 for job in page if job["organization"] not in full and settle_pending(engine, job, full=full)
+			1
+			for job in page
+			if not room.known_full(job["organization"]) and settle_pending(engine, job, room=room)
 		)
 		moved += settled
 		offset += len(page) - settled

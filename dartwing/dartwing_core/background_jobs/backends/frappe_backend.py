@@ -11,7 +11,6 @@ import contextlib
 import dataclasses
 import functools
 import logging
-import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -37,7 +36,7 @@ from .. import schema
 from ..engine import Engine
 from ..errors import PermissionDenied, UniqueViolation, ValidationError
 from ..ports import Filter, compare_and_set_in_steps, order_terms
-from ..registry import import_handler_modules
+from ..registry import env_imports, import_handler_modules
 from ..settings import Settings
 from ..transitions import JOB
 from .rq_queue import BACKSTOP_SECONDS, message_waiting
@@ -511,8 +510,7 @@ class FrappeAccess:
 def load_handlers() -> None:
 	"""Import every module an installed app lists under the `dartwing_job_handlers` hook, and
 	those in DARTWING_IMPORTS (comma-separated), as the standalone commands do."""
-	extra = os.environ.get("DARTWING_IMPORTS", "").split(",")
-	import_handler_modules([*frappe.get_hooks(HANDLER_HOOK), *extra])
+	import_handler_modules([*frappe.get_hooks(HANDLER_HOOK), *env_imports()])
 
 
 def site_settings() -> Settings:

@@ -9,7 +9,6 @@ those pages shared with the horses."""
 
 import contextlib
 import importlib
-import os
 
 # Parts of Frappe every dartwing job touches: the database layer (frappe.connect imports its
 # driver), documents and metadata (permissions, the cached System Settings), the query builder.
@@ -55,21 +54,18 @@ def preload(sites_path: str = ".") -> list[str]:
 
 
 def _import_handler_modules(sites_path: str) -> list[str]:
+	"""What `load_handlers` imports in a horse, read without a site: every app's hook (from its
+	hooks module) and DARTWING_IMPORTS."""
 	from frappe import get_all_apps
 
-	from ..registry import import_handler_modules
+	from ..registry import env_imports, import_handler_modules
+	from .frappe_backend import HANDLER_HOOK
 
-	imported = []
+	modules = []
 	for app in get_all_apps(with_internal_apps=False, sites_path=sites_path):
-		try:
-			hooks = importlib.import_module(f"{app}.hooks")
-		except ImportError:
-			continue
-		modules = [
-			*getattr(hooks, "dartwing_job_handlers", []),
-			*os.environ.get("DARTWING_IMPORTS", "").split(","),
-		]
-		with contextlib.suppress(Exception):
-			import_handler_modules(modules)
-			imported += [m for m in modules if m.strip()]
-	return imported
+		with contextlib.suppress(ImportError):
+			modules += getattr(importlib.import_module(f"{app}.hooks"), HANDLER_HOOK, [])
+	modules += env_imports()
+	with contextlib.suppress(Exception):
+		import_handler_modules(modules)
+	return modules

@@ -38,7 +38,7 @@ from .. import states
 from ..executor import Failure, settle_failure
 from ..retry import TRANSIENT
 from ..transitions import JOB
-from .frappe_backend import RUN_JOB, get_engine, read_committed
+from .frappe_backend import RUN_JOB, get_engine
 
 logger = logging.getLogger("dartwing.jobs")
 RECYCLED = 3  # a child's exit code: it served its jobs or its memory; replace it
@@ -106,7 +106,6 @@ class WarmWorker(Worker):
 					db.close()
 			frappe.connect()
 		frappe.set_user("Administrator")
-		read_committed()
 
 	def main_work_horse(self, job, queue):
 		"""In a horse forked for another site's or a plain Frappe message: forget this child's
@@ -166,7 +165,6 @@ def _child(supervisor: int, site: str, sites_path: str, queues: list[str], burst
 	_die_with_worker(supervisor)
 	frappe.init(site=site, sites_path=sites_path)
 	frappe.connect()
-	read_committed()
 	get_engine()  # built once, warm for every job
 	worker = WarmWorker(
 		queues,
