@@ -78,12 +78,20 @@ override_whitelisted_methods = {
 	"frappe.desk.form.document_follow.get_follow_users": f"{_GUARDS}.get_follow_users",
 	"frappe.desk.doctype.tag.tag.get_tagged_docs": f"{_GUARDS}.get_tagged_docs",
 	"frappe.email.relink": f"{_GUARDS}.relink",
+	"frappe.desk.reportview.delete_items": f"{_GUARDS}.delete_items",
+}
+
+# Links to a tenant document the user may not reach fail as links to absent ones (guards.py
+# UnreachableLinks): Frappe checks links before permissions, so only the controller can.
+override_doctype_class = {
+	doctype: f"{_GUARDS}.Guarded{doctype.replace(' ', '')}"
+	for doctype in ("Comment", "Communication", "Event", "Tag Link", "ToDo", "Document Follow")
 }
 
 doc_events = {
 	**{
 		doctype: {"validate": f"{_GUARDS}.guard_reference"}
-		for doctype in ("File", "Comment", "Communication", "ToDo", "Document Follow", "Tag Link")
+		for doctype in ("File", "Comment", "Communication", "ToDo", "Document Follow", "Tag Link", "Event")
 	},
 	"DocShare": {"validate": f"{_GUARDS}.guard_share"},
 }

@@ -8,19 +8,32 @@ and docs/architecture.md ("Tenancy") lists what closes what:
 
 - `TenantDocument.load_from_db`: a document of an organization the user may not reach does not
   exist for them, the same 404 as an absent one, on every path that loads it (REST, getdoc,
-  client.get, upload_file, share, assign, the realtime doc room).
+  client.get, upload_file, share, assign, the realtime doc room, delete).
+- `UnreachableLinks` (tenant doctypes, and hooks.py `override_doctype_class` for Comment,
+  Communication, Event, Tag Link, ToDo, Document Follow): a link to such a document fails
+  Frappe's link check as "Could not find", as a link to an absent one does.
 - whitelisted overrides (hooks.py `override_whitelisted_methods`): search without
-  `ignore_user_permissions`, counts and lookups by filter through the permission-checked list.
-- doc_events: no File, Comment (likes included) or DocShare on a document the user may not reach,
-  and no share to a user outside its organization.
+  `ignore_user_permissions`, counts and lookups by filter through the permission-checked list,
+  bulk delete skipping unreachable names as it skips absent ones.
+- doc_events: no File, Comment (likes included), Communication, ToDo, Event, Document Follow,
+  Tag Link or DocShare on a document the user may not reach, and no share to a user outside its
+  organization.
 """
 
+import json
+import sys
 from typing import NoReturn
 
 import frappe
 import frappe.client
 import frappe.desk.search
 from frappe import _
+from frappe.core.doctype.comment.comment import Comment
+from frappe.core.doctype.communication.communication import Communication
+from frappe.desk.doctype.event.event import Event
+from frappe.desk.doctype.tag_link.tag_link import TagLink
+from frappe.desk.doctype.todo.todo import ToDo
+from frappe.email.doctype.document_follow.document_follow import DocumentFollow
 from frappe.model.document import Document
 from frappe.utils import cint, get_safe_filters
 
@@ -40,27 +53,43 @@ def not_found(doctype: str, name) -> NoReturn:
 	frappe.throw(_("{0} {1} not found").format(_(doctype), name), frappe.DoesNotExistError)
 
 
-class TenantDocument(Document):
+class UnreachableLinks:
+	"""Mixed into a controller whose links may point at tenant documents. Frappe checks links
+	before permissions and before any validate hook: a link to a tenant document the user may
+	not reach must fail right there, as "Could not find", word for word as for an absent one,
+	or the status code (417 against a later 403/404) would tell the two apart."""
+
+	def get_invalid_links(self, is_submittable=False):
+		invalid, cancelled = super().get_invalid_links(is_submittable)
+		known = {(fieldname, value) for fieldname, value, _ in invalid}
+		rows = [self]
+		if self.doctype in ROW_REFERENCES:
+			rows += self.get(ROW_REFERENCES[self.doctype][0]) or []
+		for row in rows:
+			for df in row.meta.get_link_fields() + row.meta.get("fields", {"fieldtype": "Dynamic Link"}):
+				value = row.get(df.fieldname)
+				target = df.options if df.fieldtype == "Link" else row.get(df.options)
+				if target not in TENANT_DOCTYPES or not value or (df.fieldname, value) in known:
+					continue
+				if isinstance(value, str) and _exists_and_reachable(target, value):
+					continue
+				# A child row's own check (run apart, after this one) reports an absent target.
+				if row is self or frappe.db.exists(target, value):
+					invalid.append((df.fieldname, value, link_message(row, df, value)))
+		return invalid, cancelled
+
+
+class TenantDocument(UnreachableLinks, Document):
 	"""Base of the tenant doctypes' controllers."""
 
 	def load_from_db(self) -> None:
 		# Absent and unreachable raise from the same line, so even a traceback (v15 shows them
 		# on error pages by default) cannot tell them apart.
 		if isinstance(self.name, str) and not _exists_and_reachable(self.doctype, self.name):
+			if _loaded_by_delete_doc():
+				raise frappe.DoesNotExistError  # frappe.delete_doc's own (bare) answer for an absent one
 			not_found(self.doctype, self.name)
 		super().load_from_db()
-
-	def get_invalid_links(self, is_submittable=False):
-		"""Frappe checks links before permissions: a link to a tenant document elsewhere reads
-		"Could not find", as one to an absent document does."""
-		invalid, cancelled = super().get_invalid_links(is_submittable)
-		known = {(fieldname, value) for fieldname, value, _ in invalid}
-		for df in self.meta.get_link_fields():
-			value = self.get(df.fieldname)
-			if df.options in TENANT_DOCTYPES and value and (df.fieldname, value) not in known:
-				if not _exists_and_reachable(df.options, value):
-					invalid.append((df.fieldname, value, f"{_(df.label, context=df.parent)}: {value}"))
-		return invalid, cancelled
 
 	def notify_update(self) -> None:
 		"""Frappe's version sends `list_update` to every user of the doctype."""
@@ -296,6 +325,36 @@ def relink(name, reference_doctype=None, reference_name=None):
 	return frappe.email.relink(name, reference_doctype, reference_name)
 
 
+@frappe.whitelist()
+def delete_items():
+	"""The list's bulk delete skips absent names without a word: names the user may not reach
+	are skipped the same way, so which ones exist elsewhere stays unsaid."""
+	import frappe.desk.reportview
+
+	doctype = frappe.form_dict.get("doctype")
+	if doctype in TENANT_DOCTYPES:
+		items = json.loads(frappe.form_dict.get("items") or "[]")
+		reachable = [name for name in items if isinstance(name, str) and _exists_and_reachable(doctype, name)]
+		frappe.form_dict["items"] = json.dumps(reachable)
+	return frappe.desk.reportview.delete_items()
+
+
+def _loaded_by_delete_doc() -> bool:
+	"""True when frappe.delete_doc (ignore_missing off: the REST DELETE, frappe.client.delete)
+	loads the document. It answers an absent document with a bare DoesNotExistError after its
+	own existence check, so an unreachable one must get the same, not Frappe's "not found"."""
+	import frappe.model.delete_doc
+
+	frame, code = sys._getframe(1), frappe.model.delete_doc.delete_doc.__code__
+	for _depth in range(10):  # load_from_db < Document.__init__ < get_doc < frappe.get_doc < delete_doc
+		if frame is None:
+			return False
+		if frame.f_code is code:
+			return not frame.f_locals.get("ignore_missing", True)
+		frame = frame.f_back
+	return False
+
+
 def _first_visible(doctype: str, filters) -> str | None:
 	"""The first row matching `filters` among those the user may list."""
 	found = frappe.get_list(doctype, filters=filters, pluck="name", limit=1)
@@ -316,22 +375,67 @@ REFERENCES = {
 }
 
 
+# Child tables whose rows point at a tenant document: (table field, doctype field, name field).
+# An Event's participant puts the event in the document's timeline, through a Communication link.
+ROW_REFERENCES = {
+	"Communication": ("timeline_links", "link_doctype", "link_name"),
+	"Event": ("event_participants", "reference_doctype", "reference_docname"),
+}
+
+
+# Frappe's controllers for the doctypes that link to tenant documents, with UnreachableLinks
+# (hooks.py `override_doctype_class`). A File's target is plain text: guard_reference covers it.
+class GuardedComment(UnreachableLinks, Comment):
+	pass
+
+
+class GuardedCommunication(UnreachableLinks, Communication):
+	pass
+
+
+class GuardedEvent(UnreachableLinks, Event):
+	pass
+
+
+class GuardedTagLink(UnreachableLinks, TagLink):
+	pass
+
+
+class GuardedToDo(UnreachableLinks, ToDo):
+	pass
+
+
+class GuardedDocumentFollow(UnreachableLinks, DocumentFollow):
+	pass
+
+
 def guard_reference(doc, method=None) -> None:
-	"""validate of a File, Comment (likes), Communication, ToDo (assignments), Document Follow or
-	Tag Link: it may point at a tenant document only if the user may reach it, and an existing
-	one may not be moved away from one the user may not reach (re-pointing a private file at
-	one's own document would open its download)."""
-	type_field, name_field = REFERENCES[doc.doctype]
-	targets = {(doc.get(type_field), doc.get(name_field))}
-	if not doc.is_new():
-		targets.add(
-			tuple(frappe.db.get_value(doc.doctype, doc.name, [type_field, name_field]) or (None, None))
-		)
+	"""validate of a File, Comment (likes), Communication, ToDo (assignments), Document Follow,
+	Tag Link or Event: it may point at a tenant document only if the user may reach it (links
+	fail earlier, in UnreachableLinks; this also covers a File's plain-text target and saves
+	that skip link checks), and an existing one may not be moved away from one the user may
+	not reach (re-pointing a private file at one's own document would open its download)."""
+	targets = []
+	if doc.doctype in REFERENCES:
+		type_field, name_field = REFERENCES[doc.doctype]
+		targets.append((doc.get(type_field), doc.get(name_field)))
+		if not doc.is_new():
+			stored = frappe.db.get_value(doc.doctype, doc.name, [type_field, name_field])
+			targets.append(tuple(stored or (None, None)))
+	if doc.doctype in ROW_REFERENCES:
+		table_field, type_field, name_field = ROW_REFERENCES[doc.doctype]
+		targets += [(row.get(type_field), row.get(name_field)) for row in doc.get(table_field) or []]
 	for doctype, name in targets:
 		if doctype in TENANT_DOCTYPES and name:
 			require_reach(doctype, name)
 	if doc.doctype == "File":
 		_guard_file(doc)
+
+
+def link_message(doc, df, value) -> str:
+	"""How Frappe's link validation names one link it could not find (get_invalid_links)."""
+	label = _(df.label, context=df.parent)
+	return f"{_('Row')} #{doc.idx}: {label}: {value}" if doc.get("parentfield") else f"{label}: {value}"
 
 
 def _guard_file(doc) -> None:

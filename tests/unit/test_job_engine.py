@@ -557,6 +557,43 @@ def test_user_submits_are_rate_limited_per_user_and_per_organization(engine):
 		submit(engine, parameters={"value": f"trusted{n}"})
 
 
+def test_a_submit_refused_after_the_rate_check_spends_nothing(engine):
+	"""Bad parameters fail before the count; a duplicate or a full queue is found after it, and
+	must give the count back, or a user's retries of a refused submit would lock them out."""
+	engine.settings = dataclasses.replace(engine.settings, submit_limit_per_user=2)
+	alice = {"user": "alice@example.com", "roles": {"Dartwing User"}}
+	submit(engine, parameters={"value": "once"}, **alice)
+	for _ in range(3):
+		with pytest.raises(DuplicateJob):
+			submit(engine, parameters={"value": "once"}, **alice)
+	engine.store.update("Organization", "Globex", {"max_queued_jobs": 1})
+	submit(engine, organization="Globex", parameters={"value": "g"})
+	for _ in range(3):
+		with pytest.raises(QueueFull):
+			submit(engine, organization="Globex", parameters={"value": "g2"}, **alice)
+	submit(engine, parameters={"value": "twice"}, **alice)  # the second of two this minute
+	with pytest.raises(RateLimited):
+		submit(engine, parameters={"value": "thrice"}, **alice)
+
+
+def test_an_organization_is_counted_stored_and_hashed_under_its_own_name(any_engine):
+	"""MariaDB's collation finds `acme ` for Acme: the job still says Acme, the duplicate guard
+	sees the same work, and the organization's rate limit is one budget however it is spelled."""
+	engine = any_engine
+	engine.settings = dataclasses.replace(engine.settings, submit_limit_per_organization=2)
+	admin = {"user": "admin@example.com", "roles": {"Dartwing Admin"}}
+	job = submit(engine, **admin)
+	assert engine.get_job(job["job_id"])["organization"] == "Acme"
+	if engine.store.get("Organization", "acme ") is None:
+		pytest.skip("this database compares names exactly: there is no other spelling to canonicalise")
+	with pytest.raises(DuplicateJob):
+		submit(engine, organization="acme ", **admin)
+	other = submit(engine, organization="ACME", parameters={"value": "b"}, **admin)
+	assert engine.get_job(other["job_id"])["organization"] == "Acme"
+	with pytest.raises(RateLimited, match="organization 'Acme'"):
+		submit(engine, organization="acme", parameters={"value": "c"}, **admin)
+
+
 # -- fairness between organizations ---------------------------------------------------------------
 
 

@@ -9,7 +9,7 @@ from frappe.tests.test_api import make_request
 
 from dartwing.dartwing_core.background_jobs.states import UNFINISHED
 from dartwing.dartwing_core.background_jobs.transitions import JOB, LOG
-from dartwing.dartwing_core.tests.utils import DartwingTestCase
+from dartwing.dartwing_core.tests.utils import DartwingTestCase, delete_user
 
 
 class TestJobsAPI(DartwingTestCase):
@@ -267,7 +267,7 @@ class TestJobsAPI(DartwingTestCase):
 				self.assertEqual(response.status_code, 403, (method, response.json))
 		finally:
 			frappe.db.delete("User Permission", {"user": roleless["name"]})
-			frappe.delete_doc("User", roleless["name"], force=True, ignore_permissions=True)
+			delete_user(roleless["name"])
 			frappe.db.commit()
 
 	def test_organizations_are_bounded_too(self):

@@ -40,7 +40,9 @@ def purge(engine, older_than_days: float | None = None, batch_size: int | None =
 				JOB, [("name", "in", names), ("status", "in", tuple(states.TERMINAL))]
 			)
 			kept = {row["name"] for row in engine.store.get_all(JOB, [("name", "in", names)], ["name"])}
-			engine.store.delete(LOG, [("background_job", "in", [n for n in names if n not in kept])])
+			gone = [name for name in names if name not in kept]
+			engine.store.delete(LOG, [("background_job", "in", gone)])
+			engine.store.delete_references(JOB, gone)
 	if deleted:
 		logger.info("Purged %d jobs older than %s days", deleted, days)
 	return deleted

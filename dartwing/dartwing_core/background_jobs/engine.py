@@ -115,23 +115,17 @@ class Engine:
 			_check_name("triggered_by", triggered_by)
 			_check_name("organization", organization or None, required=False)
 			_check_name("depends_on", depends_on or None, required=False)
-			if roles is not None:
-				throttle.admit(self, user, organization)
 			canonical = json.dumps(params, sort_keys=True, separators=(",", ":"))
-			job_hash = hashlib.sha256(f"{job_type}\0{organization}\0{canonical}".encode()).hexdigest()
 			now = self.now()
 			job = {
 				"name": new_name(),
 				"job_type": job_type,
-				"organization": organization,
 				"owner_user": user,
 				"owner": user,
 				"modified_by": user,
 				"triggered_by": triggered_by,
 				"priority": priority,
 				"input_parameters": canonical,
-				"job_hash": job_hash,
-				"active_hash": job_hash,
 				"max_retries": int(job_type_row["max_retries"]),
 				"timeout_seconds": int(job_type_row["default_timeout"]),
 				"retry_count": 0,
@@ -141,9 +135,17 @@ class Engine:
 				"creation": now,
 				"modified": now,
 			}
+			counted = None
 			try:
 				with self.store.transaction():
 					org = self._organization_for_submit(organization)
+					# The row's own spelling, as for the job type: the rate limit, the hash and the
+					# stored job all name the organization one way however the caller spelled it.
+					organization = org["name"]
+					if roles is not None:
+						counted = throttle.admit(self, user, organization)
+					job_hash = hashlib.sha256(f"{job_type}\0{organization}\0{canonical}".encode()).hexdigest()
+					job.update(organization=organization, job_hash=job_hash, active_hash=job_hash)
 					self._refuse_duplicate(job_hash, job_type_row, now)
 					self._refuse_full_queue(org)
 					status = self._initial_status(depends_on, organization)
@@ -155,8 +157,10 @@ class Engine:
 					job.update(status=status, transition_count=1, chain_head=log["entry_hash"])
 					self.store.insert(JOB, job)
 					self.store.insert(LOG, log)
-			except UniqueViolation:
-				self._raise_if_active(job_hash)
+			except BaseException as exc:
+				throttle.refund(self, counted)  # a refused submit spends nothing of the limits
+				if isinstance(exc, UniqueViolation):
+					self._raise_if_active(job.get("job_hash"))
 				raise
 		self.publish_status(job)
 		if job["status"] == states.QUEUED:
@@ -400,7 +404,7 @@ class Engine:
 		try:
 			done = self.requeue(job, actor=user, message=f"Retried by {user}", reset_retries=True)
 		except UniqueViolation:
-			self._raise_if_active(job["job_hash"])
+			self._raise_if_active(job.get("job_hash"))
 			raise InvalidState(
 				f"job {job_id} conflicted with another job that has since ended; try again"
 			) from None

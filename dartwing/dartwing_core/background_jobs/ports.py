@@ -83,6 +83,10 @@ class Store(Protocol):
 
 	def delete(self, doctype: str, filters: Sequence[Filter]) -> int: ...
 
+	def delete_references(self, doctype: str, names: Sequence[str]) -> None:
+		"""Rows kept elsewhere about these deleted documents (on Frappe: their comments, files,
+		assignments, shares, tags, follows); the purge calls it in the same transaction."""
+
 
 def compare_and_set_in_steps(
 	store: Store,

@@ -14,15 +14,16 @@ logger = logging.getLogger("dartwing.jobs")
 WINDOW_SECONDS = 60
 
 
-def admit(engine, user: str, organization: str) -> None:
-	"""Count one submit for `user` and `organization`; RateLimited if either is over its limit."""
+def admit(engine, user: str, organization: str) -> list[str] | None:
+	"""Count one submit for `user` and `organization`; RateLimited if either is over its limit.
+	Returns the counters it raised, for `refund` when the submit is refused later."""
 	limits = [
 		("user", user, engine.settings.submit_limit_per_user),
 		("organization", organization, engine.settings.submit_limit_per_organization),
 	]
 	limits = [limit for limit in limits if limit[1] and limit[2]]
 	if not limits or engine.lock_client is None:
-		return
+		return None
 	now = time.time()
 	window = int(now // WINDOW_SECONDS)
 	keys = {kind: f"{engine.settings.queue_prefix}:submits:{kind}:{who}:{window}" for kind, who, _ in limits}
@@ -34,13 +35,24 @@ def admit(engine, user: str, organization: str) -> None:
 		counts = pipe.execute()[::2]
 	except Exception:  # Redis down: submits go on (the scheduler dispatches them later)
 		logger.warning("Submit rate limits not counted: Redis did not answer", exc_info=True)
-		return
+		return None
 	for (kind, who, limit), count in zip(limits, counts, strict=True):
 		if count > limit:
 			# A refused submit uses up nothing: neither its user's budget nor its organization's.
-			undo = engine.lock_client.pipeline(transaction=False)
-			for key in keys.values():
-				undo.decr(key)
-			undo.execute()
+			refund(engine, list(keys.values()))
 			retry_after = max(1, int((window + 1) * WINDOW_SECONDS - now) + 1)
 			raise RateLimited(f"{kind} {who!r} may submit {limit} jobs a minute", retry_after)
+	return list(keys.values())
+
+
+def refund(engine, keys: list[str] | None) -> None:
+	"""Give back what `admit` counted, for a submit refused after it (bad input, duplicate, quota)."""
+	if not keys:
+		return
+	undo = engine.lock_client.pipeline(transaction=False)
+	for key in keys:
+		undo.decr(key)
+	try:
+		undo.execute()
+	except Exception:
+		logger.warning("Submit rate limits not refunded: Redis did not answer", exc_info=True)

@@ -16,7 +16,7 @@ from frappe.utils.background_jobs import get_redis_connection_without_auth
 from dartwing.dartwing_core.background_jobs.backends.frappe_backend import audience
 from dartwing.dartwing_core.background_jobs.transitions import JOB, LOG
 from dartwing.dartwing_core.guards import TENANT_DOCTYPES
-from dartwing.dartwing_core.tests.utils import DartwingTestCase, make_user
+from dartwing.dartwing_core.tests.utils import DartwingTestCase, delete_user, make_user
 
 SECRET = "globex-secret-7f3a"
 ABSENT_JOB = "00000000deadbeef"
@@ -43,25 +43,36 @@ class AttackSetUp(DartwingTestCase):
 		for doctype, field in (("DocShare", "share_name"), ("Comment", "reference_name")):
 			frappe.db.delete(doctype, {field: cls.job_b})
 		frappe.db.delete("File", {"attached_to_name": cls.job_b})
-		frappe.delete_doc("User", cls.plain["name"], force=True, ignore_permissions=True)
+		delete_user(cls.plain["name"])
 		frappe.db.commit()
 		super().tearDownClass()
 
 	def http(self, who: dict, verb: str, path: str, headers: dict | None = None, **params):
 		headers = {"Authorization": f"token {who['api_key']}:{who['api_secret']}", **(headers or {})}
-		if verb == "GET":
+		if verb in ("GET", "DELETE"):
 			query = {k: v if isinstance(v, str) else json.dumps(v) for k, v in params.items()}
-			return make_request(
-				self.TEST_CLIENT.get, args=(path,), kwargs={"query_string": query, "headers": headers}
-			)
+			send = self.TEST_CLIENT.get if verb == "GET" else self.TEST_CLIENT.delete
+			return make_request(send, args=(path,), kwargs={"query_string": query, "headers": headers})
 		return make_request(self.TEST_CLIENT.post, args=(path,), kwargs={"json": params, "headers": headers})
 
-	def assertSameAnswer(self, elsewhere, absent, *, status: int) -> None:
-		"""Elsewhere and absent: one status, one exception type, and no trace of B's data."""
+	def assertSameAnswer(self, elsewhere, absent, *, status: int, names=None) -> None:
+		"""Elsewhere and absent: one status, one exception type, and no trace of B's data. With
+		`names` (elsewhere's, absent's), also the same messages once each name is put aside."""
 		self.assertEqual(elsewhere.status_code, status, elsewhere.get_data(as_text=True)[:500])
 		self.assertEqual(absent.status_code, status, absent.get_data(as_text=True)[:500])
 		self.assertEqual((elsewhere.json or {}).get("exc_type"), (absent.json or {}).get("exc_type"))
 		self.assertNotIn(SECRET, elsewhere.get_data(as_text=True))
+		if names:
+			said = [
+				[
+					json.loads(m).get("message")
+					for m in json.loads((r.json or {}).get("_server_messages") or "[]")
+				]
+				for r in (elsewhere, absent)
+			]
+			self.assertEqual(
+				json.dumps(said[0]).replace(names[0], "?"), json.dumps(said[1]).replace(names[1], "?")
+			)
 
 
 class TestTenancyOnFrappeEndpoints(AttackSetUp):
@@ -557,9 +568,98 @@ class TestTenancyOnFrappeSideDoors(AttackSetUp):
 				"user": self.member_a["name"],
 			},
 		)
-		self.assertEqual(follow.status_code, 404, follow.json)
+		self.assertEqual(follow.status_code, 417, follow.json)  # "Could not find", as for an absent job
 		frappe.db.rollback()
 		self.assertFalse(frappe.db.exists("Document Follow", {"ref_docname": self.job_b}))
+
+	def test_a_link_to_a_job_elsewhere_fails_as_a_link_to_an_absent_one(self):
+		"""Frappe checks links before permissions and hooks: the answer (417 "Could not find")
+		and its words must not depend on whether the job exists in another organization."""
+		docs = {
+			"ToDo": lambda job: {
+				"doctype": "ToDo",
+				"description": "x",
+				"allocated_to": self.member_a["name"],
+				"reference_type": JOB,
+				"reference_name": job,
+			},
+			"Document Follow": lambda job: {
+				"doctype": "Document Follow",
+				"ref_doctype": JOB,
+				"ref_docname": job,
+				"user": self.member_a["name"],
+			},
+			"Tag Link": lambda job: {
+				"doctype": "Tag Link",
+				"document_type": JOB,
+				"document_name": job,
+				"tag": "dw-globex-tag",
+			},
+			"Comment": lambda job: {
+				"doctype": "Comment",
+				"comment_type": "Comment",
+				"reference_doctype": JOB,
+				"reference_name": job,
+				"content": "x",
+			},
+			"Event": lambda job: {
+				"doctype": "Event",
+				"subject": "x",
+				"starts_on": "2026-12-06 10:00:00",
+				"event_participants": [{"reference_doctype": JOB, "reference_docname": job}],
+			},
+			"Communication": lambda job: {
+				"doctype": "Communication",
+				"subject": "x",
+				"communication_medium": "Other",
+				"timeline_links": [{"link_doctype": JOB, "link_name": job}],
+			},
+		}
+		for doctype, doc in docs.items():
+			for user in (self.member_a, self.plain):
+				with self.subTest(doctype=doctype, user=user["name"]):
+					elsewhere, absent = (
+						self.http(user, "POST", self.M + "frappe.client.insert", doc=doc(job))
+						for job in (self.job_b, ABSENT_JOB)
+					)
+					self.assertSameAnswer(elsewhere, absent, status=417, names=(self.job_b, ABSENT_JOB))
+		frappe.db.rollback()
+		self.assertFalse(frappe.db.exists("ToDo", {"reference_name": self.job_b, "description": "x"}))
+		self.assertFalse(frappe.db.exists("Comment", {"reference_name": self.job_b, "content": "x"}))
+		self.assertFalse(frappe.db.exists("Communication Link", {"link_name": self.job_b}))
+		self.assertFalse(frappe.db.exists("Event Participants", {"reference_docname": self.job_b}))
+
+	def test_deleting_a_job_elsewhere_answers_as_for_an_absent_one(self):
+		for user in (self.member_a, self.plain):
+			for verb, path, params in (
+				("DELETE", "/api/resource/{doctype}/{name}", {}),
+				("DELETE", "/api/v2/document/{doctype}/{name}/", {}),
+				("POST", self.M + "frappe.client.delete", {"doctype": "{doctype}", "name": "{name}"}),
+			):
+				with self.subTest(user=user["name"], path=path):
+					elsewhere, absent = (
+						self.http(
+							user,
+							verb,
+							path.format(doctype=JOB, name=job),
+							**{k: v.format(doctype=JOB, name=job) for k, v in params.items()},
+						)
+						for job in (self.job_b, ABSENT_JOB)
+					)
+					self.assertSameAnswer(elsewhere, absent, status=404, names=(self.job_b, ABSENT_JOB))
+			elsewhere, absent = (
+				self.http(
+					user,
+					"POST",
+					self.M + "frappe.desk.reportview.delete_items",
+					doctype=JOB,
+					items=json.dumps([job]),
+				)
+				for job in (self.job_b, ABSENT_JOB)
+			)
+			self.assertSameAnswer(elsewhere, absent, status=200, names=(self.job_b, ABSENT_JOB))
+		frappe.db.rollback()
+		self.assertTrue(frappe.db.exists(JOB, self.job_b))
 
 	def test_files_and_tags_of_a_job_elsewhere_are_not_listed_nor_reopened(self):
 		files = self.http(

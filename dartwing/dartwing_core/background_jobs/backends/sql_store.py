@@ -548,6 +548,9 @@ class SqlStore:
 		with self._connection(write=True) as conn:
 			return self._statement(("delete", doctype, shape), build).rowcount(conn, params)
 
+	def delete_references(self, doctype: str, names: Sequence[str]) -> None:
+		"""Nothing outside the engine's own tables refers to a job here."""
+
 	def _statement(self, key: tuple, build, column_keys: Sequence[str] | None = None) -> "_Prepared":
 		"""Statements are built and compiled once per shape (doctype, fields, filter operators)
 		with bound parameters: the hot path only binds values and reads rows."""

@@ -52,6 +52,98 @@ class TestBackgroundJob(DartwingTestCase):
 		self.assertFalse(frappe.db.exists(JOB, job["job_id"]))
 		self.assertEqual(frappe.db.count(LOG, {"background_job": job["job_id"]}), 0)
 
+	def test_the_purge_takes_what_frappe_keeps_about_a_job_with_it(self):
+		"""Its comments, files (from disk too), assignments, shares, tags and follows go, as
+		frappe.delete_doc would take them; an e-mail about it stays, unlinked."""
+		import os
+
+		from frappe.desk.doctype.tag.tag import add_tag
+
+		from dartwing.dartwing_core.background_jobs.cleanup import purge
+
+		job_id = self.submit_as(self.member_a, label="purged")["job_id"]
+		kept_id = self.submit_as(self.member_a, label="kept")["job_id"]
+		for job in (job_id, kept_id):
+			self.engine.cancel(job, user="Administrator")
+			doc = frappe.get_doc(JOB, job)
+			doc.add_comment("Comment", "about the job")
+			frappe.get_doc(
+				{
+					"doctype": "ToDo",
+					"description": "look at it",
+					"allocated_to": self.member_a["name"],
+					"reference_type": JOB,
+					"reference_name": job,
+				}
+			).insert()
+			frappe.share.add_docshare(
+				JOB, job, self.member_a["name"], read=1, flags={"ignore_share_permission": 1}
+			)
+			add_tag("dw-purge-tag", JOB, job)
+			frappe.get_doc(
+				{
+					"doctype": "Document Follow",
+					"ref_doctype": JOB,
+					"ref_docname": job,
+					"user": self.member_a["name"],
+				}
+			).insert()
+			frappe.get_doc(
+				{
+					"doctype": "Communication",
+					"subject": "mail about it",
+					"communication_medium": "Email",
+					"reference_doctype": JOB,
+					"reference_name": job,
+					"timeline_links": [{"link_doctype": JOB, "link_name": job}],
+				}
+			).insert()
+		files = {
+			job: frappe.get_doc(
+				{
+					"doctype": "File",
+					"file_name": f"dw-purge-{job}.txt",
+					"content": f"attachment of {job}",  # one file on disk each (Frappe shares equal ones)
+					"is_private": 1,
+					"attached_to_doctype": JOB,
+					"attached_to_name": job,
+				}
+			).insert()
+			for job in (job_id, kept_id)
+		}
+		frappe.db.set_value(
+			JOB, kept_id, "modified", frappe.utils.add_days(frappe.utils.now(), 1), update_modified=False
+		)
+		frappe.db.commit()
+
+		self.assertGreaterEqual(purge(self.engine, older_than_days=0), 1)
+		frappe.db.rollback()
+
+		self.assertFalse(frappe.db.exists(JOB, job_id))
+		references = {
+			"Comment": ("reference_doctype", "reference_name"),
+			"ToDo": ("reference_type", "reference_name"),
+			"DocShare": ("share_doctype", "share_name"),
+			"Tag Link": ("document_type", "document_name"),
+			"Document Follow": ("ref_doctype", "ref_docname"),
+			"File": ("attached_to_doctype", "attached_to_name"),
+			"Communication Link": ("link_doctype", "link_name"),
+		}
+		for doctype, (type_field, name_field) in references.items():
+			with self.subTest(doctype):
+				self.assertFalse(frappe.db.exists(doctype, {type_field: JOB, name_field: job_id}))
+				self.assertTrue(frappe.db.exists(doctype, {type_field: JOB, name_field: kept_id}))
+		self.assertFalse(os.path.exists(files[job_id].get_full_path()))
+		self.assertTrue(os.path.exists(files[kept_id].get_full_path()))
+		self.assertTrue(
+			frappe.db.exists("Communication", {"subject": "mail about it", "reference_name": None})
+		)
+		self.engine.store.delete(JOB, [("name", "=", kept_id)])
+		frappe.db.delete(LOG, {"background_job": kept_id})
+		self.engine.store.delete_references(JOB, [kept_id])
+		frappe.db.delete("Communication", {"subject": "mail about it"})
+		frappe.db.commit()
+
 	def test_the_composite_indexes_exist(self):
 		indexes = {row.Key_name for row in frappe.db.sql(f"show index from `tab{JOB}`", as_dict=True)}
 		for name in (
