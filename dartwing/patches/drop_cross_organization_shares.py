@@ -13,10 +13,8 @@ def execute() -> None:
 		fields=["name", "share_doctype", "share_name", "user", "everyone"],
 	):
 		row = frappe.db.get_value(share.share_doctype, share.share_name, "*", as_dict=True)
-		if (
-			row is None
-			or share.everyone
-			or not share.user
-			or not may_reach(share.share_doctype, row, share.user)
-		):
+		if row is None:
+			# DocShare.on_trash comments on the shared document: there is none left to load.
+			frappe.db.delete("DocShare", {"name": share.name})
+		elif share.everyone or not share.user or not may_reach(share.share_doctype, row, share.user):
 			frappe.delete_doc("DocShare", share.name, ignore_permissions=True, force=True)
