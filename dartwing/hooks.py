@@ -96,5 +96,8 @@ doc_events = {
 	"DocShare": {"validate": f"{_GUARDS}.guard_share"},
 }
 
+# The engine's state rules for the desk's scripts (frappe.boot.dartwing_jobs).
+boot_session = "dartwing.dartwing_core.boot.boot_session"
+
 # The Retry-After header of a rate-limited submit (api/errors.py).
 after_request = ["dartwing.dartwing_core.api.errors.add_retry_after"]

@@ -155,3 +155,17 @@ def test_a_cycle_in_the_chain_does_not_hang():
 	second.__cause__ = first
 
 	assert classify(first) == TRANSIENT
+
+
+def test_a_callers_except_dartwing_error_does_not_swallow_a_handlers_classification():
+	"""Code that submits jobs from inside a handler catches DartwingError around submit; a
+	TransientError or PermanentError raised in that block must still reach the executor, and a
+	store's UniqueViolation is not a caller's error."""
+	from dartwing.dartwing_core.background_jobs.errors import DartwingError, UniqueViolation
+
+	for raised in (TransientError("flaky"), PermanentError("bad row"), UniqueViolation("dup")):
+		with pytest.raises(type(raised)):
+			try:
+				raise raised
+			except DartwingError:
+				pass

@@ -489,6 +489,27 @@ def test_settings_refuse_values_that_would_stall_the_engine(field):
 		Settings(**{field: 0})
 
 
+def test_settings_are_coerced_by_their_declared_type_with_errors_naming_them():
+	"""A float setting with an int default (lease_seconds = 60) takes 90.5 from the environment,
+	and a site config's overrides get the same coercion and range checks (they used to pass raw)."""
+	from dartwing.dartwing_core.background_jobs.settings import Settings
+
+	settings = Settings.from_env({"DARTWING_LEASE_SECONDS": "90.5", "DARTWING_BATCH_SIZE": " 200 "})
+	assert (settings.lease_seconds, settings.batch_size) == (90.5, 200)
+	assert Settings.from_env({}, lease_seconds="45", batch_size=100.0).lease_seconds == 45.0
+	for environ, overrides, named in [
+		({"DARTWING_BATCH_SIZE": "10.5"}, {}, "DARTWING_BATCH_SIZE must be a whole number"),
+		({"DARTWING_LEASE_SECONDS": "soon"}, {}, "DARTWING_LEASE_SECONDS must be a number"),
+		({"DARTWING_LEASE_SECONDS": "inf"}, {}, "DARTWING_LEASE_SECONDS must be a finite number"),
+		({}, {"lease_seconds": "0"}, "lease_seconds must be a positive number"),
+		({}, {"batch_size": True}, "batch_size must be a number"),
+		({}, {"queue_prefix": 7}, "queue_prefix must be a non-empty string"),
+		({}, {"lease": 5}, "lease is not a setting"),
+	]:
+		with pytest.raises(ValueError, match=named):
+			Settings.from_env(environ, **overrides)
+
+
 # -- submits a user asked for: names, Critical, rate limits -------------------------------------
 
 

@@ -7,6 +7,7 @@ from .engine import Engine
 from .errors import (
 	DartwingError,
 	DuplicateJob,
+	HandlerFailure,
 	InvalidState,
 	JobCanceled,
 	JobTimedOut,
@@ -26,6 +27,7 @@ __all__ = [
 	"DartwingError",
 	"DuplicateJob",
 	"Engine",
+	"HandlerFailure",
 	"InvalidState",
 	"JobCanceled",
 	"JobContext",

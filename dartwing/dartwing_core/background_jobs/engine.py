@@ -52,7 +52,9 @@ def _check_name(field: str, value, *, required: bool = True) -> None:
 class AllowAll:
 	"""The standalone access policy: whoever may call the engine may run its jobs."""
 
-	def check_run(self, job: dict) -> None:
+	claim_links: dict = {}
+
+	def check_run(self, job: dict, linked: dict) -> None:
 		return None
 
 	def run_as(self, user: str) -> AbstractContextManager[None]:

@@ -1,9 +1,15 @@
-"""Every error the job engine raises, flat, with two roots.
+"""Every error the job engine raises, in the groups their catchers need.
 
-`DartwingError` covers errors about input and state: callers catch it, and each subclass carries
-the HTTP status and CLI exit code it maps to, so the API and the CLI translate it the same way.
-`JobInterrupt` is control flow inside a running handler (cancel, timeout); it derives from
-BaseException so a handler's broad `except Exception` cannot swallow it.
+- `DartwingError`: what the engine answers its callers (submit, cancel, retry, reads) about
+  input, state and access. Callers catch it; each subclass carries the HTTP status and CLI exit
+  code it maps to, so the API and the CLI translate it the same way.
+- `HandlerFailure` (`TransientError`, `PermanentError`): what a handler raises to classify its
+  failed attempt. Not a DartwingError, so code that submits jobs from inside a handler and
+  catches DartwingError cannot swallow a classification meant for the executor.
+- `UniqueViolation`: a store's internal signal, turned into DuplicateJob by the engine; where it
+  escapes, it is a server error, not a caller's mistake.
+- `JobInterrupt` is control flow inside a running handler (cancel, timeout); it derives from
+  BaseException so a handler's broad `except Exception` cannot swallow it.
 """
 
 
@@ -78,15 +84,19 @@ class RateLimited(DartwingError):
 		super().__init__(f"{message}; retry after {retry_after} s")
 
 
-class UniqueViolation(DartwingError):
+class UniqueViolation(Exception):
 	"""A store refused a row for a unique index; the engine turns it into DuplicateJob."""
 
 
-class TransientError(DartwingError):
+class HandlerFailure(Exception):
+	"""Root of what a handler raises to say how its attempt failed."""
+
+
+class TransientError(HandlerFailure):
 	"""Raise from a handler for a failure worth retrying (a dependency was briefly unavailable)."""
 
 
-class PermanentError(DartwingError):
+class PermanentError(HandlerFailure):
 	"""Raise from a handler for a failure no retry can fix (bad input, missing permission)."""
 
 

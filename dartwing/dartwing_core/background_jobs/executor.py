@@ -96,7 +96,7 @@ _CLAIM_LINKS = {
 def claim(engine, job_id: str, queue_job_id: str) -> Claim | str:
 	"""Queued -> Running for this message; or, when the job cannot run, the status it ended in
 	instead ("skipped" for a stale message, Pending for a suspended organization, Dead Letter)."""
-	job, linked = engine.store.get_with_links(JOB, job_id, _CLAIM_LINKS)
+	job, linked = engine.store.get_with_links(JOB, job_id, {**_CLAIM_LINKS, **engine.access.claim_links})
 	if job is None or job["status"] != states.QUEUED or job["queue_job_id"] != queue_job_id:
 		logger.info("Job skipped job_id=%s message=%s (no longer queued for it)", job_id, queue_job_id)
 		return "skipped"
@@ -113,7 +113,7 @@ def claim(engine, job_id: str, queue_job_id: str) -> Claim | str:
 	if handler is None:
 		return _give_up(engine, job, f"No handler registered for job type {job['job_type']!r} in this worker")
 	try:
-		engine.access.check_run(job)  # the owner may have lost access since submitting
+		engine.access.check_run(job, linked)  # the owner may have lost access since submitting
 	except PermissionDenied as exc:
 		return _give_up(engine, job, f"Permission denied: {exc}")
 

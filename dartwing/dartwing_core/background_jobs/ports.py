@@ -124,8 +124,13 @@ class Events(Protocol):
 class Access(Protocol):
 	"""Who a job runs as. Checked again when the job starts: access may have been lost since submit."""
 
-	def check_run(self, job: dict) -> None:
-		"""Raise errors.PermissionDenied when the job's owner may no longer run it."""
+	# Rows the claim reads with the job for check_run, in the same query: {job field: (doctype,
+	# fields)}, as Store.get_with_links takes them.
+	claim_links: Mapping[str, tuple[str, Sequence[str]]]
+
+	def check_run(self, job: dict, linked: Mapping[str, dict | None]) -> None:
+		"""Raise errors.PermissionDenied when the job's owner may no longer run it. `linked`: the
+		claim_links rows (None where the link points at nothing)."""
 
 	def run_as(self, user: str) -> AbstractContextManager[None]:
 		"""Run the handler with `user`'s identity and permissions."""

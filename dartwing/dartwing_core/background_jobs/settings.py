@@ -1,7 +1,8 @@
 """Engine settings: defaults a demanding user can tune through DARTWING_* environment variables."""
 
+import math
 import os
-from dataclasses import dataclass, fields
+from dataclasses import Field, dataclass, fields
 
 _ZERO_ALLOWED = {"purge_after_days", "submit_limit_per_user", "submit_limit_per_organization"}
 
@@ -25,20 +26,52 @@ class Settings:
 
 	@classmethod
 	def from_env(cls, environ=os.environ, **overrides) -> "Settings":
+		"""DARTWING_* variables, then `overrides` (on Frappe, the site config's `dartwing` key),
+		both coerced to each field's declared type, with errors that name the setting."""
+		known = {field.name: field for field in fields(cls)}
 		values = {}
-		for field in fields(cls):
+		for field in known.values():
 			raw = environ.get(f"DARTWING_{field.name.upper()}")
 			if raw is not None:
-				values[field.name] = type(field.default)(raw)
-		return cls(**{**values, **overrides})
+				values[field.name] = _coerce(field, raw, f"DARTWING_{field.name.upper()}")
+		for name, raw in overrides.items():
+			if name not in known:
+				raise ValueError(f"{name} is not a setting (known: {', '.join(sorted(known))})")
+			values[name] = _coerce(known[name], raw, name)
+		return cls(**values)
 
 	def __post_init__(self):
 		for field in fields(self):
-			value = getattr(self, field.name)
-			if not isinstance(value, int | float):
-				continue
-			if field.name in _ZERO_ALLOWED:
-				if not value >= 0:
-					raise ValueError(f"DARTWING_{field.name.upper()} must be zero or more, not {value!r}")
-			elif not value > 0:
-				raise ValueError(f"DARTWING_{field.name.upper()} must be a positive number, not {value!r}")
+			_check_range(field.name, getattr(self, field.name), f"DARTWING_{field.name.upper()}")
+
+
+def _coerce(field: Field, raw, label: str):
+	"""`raw` (text from the environment, or a JSON value from a site config) as the field's type."""
+	if field.type is str:
+		if not isinstance(raw, str) or not raw:
+			raise ValueError(f"{label} must be a non-empty string, not {raw!r}")
+		return raw
+	try:
+		if isinstance(raw, bool):
+			raise ValueError
+		number = float(raw.strip()) if isinstance(raw, str) else float(raw)
+	except (TypeError, ValueError):
+		raise ValueError(f"{label} must be a number, not {raw!r}") from None
+	if field.type is int:
+		if not number.is_integer():
+			raise ValueError(f"{label} must be a whole number, not {raw!r}")
+		number = int(number)
+	_check_range(field.name, number, label)
+	return number
+
+
+def _check_range(name: str, value, label: str) -> None:
+	if not isinstance(value, int | float) or isinstance(value, bool):
+		return
+	if not math.isfinite(value):
+		raise ValueError(f"{label} must be a finite number, not {value!r}")
+	if name in _ZERO_ALLOWED:
+		if not value >= 0:
+			raise ValueError(f"{label} must be zero or more, not {value!r}")
+	elif not value > 0:
+		raise ValueError(f"{label} must be a positive number, not {value!r}")

@@ -177,6 +177,21 @@ class TestDeskEscapesEverything(DartwingTestCase):
 				while self.row(other)["status"] != "Canceled" and time.monotonic() < deadline:
 					time.sleep(0.3)
 				self.assertEqual(self.row(other)["status"], "Canceled")
+
+				# A job waiting for its retry is unfinished too: the form offers Cancel for it.
+				waiting = get_engine().submit(
+					"sample_job", self.org_a, {"label": "waiting", "steps": 1}, user=self.member_a["name"]
+				)["job_id"]
+				frappe.db.set_value(JOB, waiting, "status", "Failed")  # as a failed attempt leaves it
+				frappe.db.commit()
+				page.goto(f"{self.base_url}/app/background-job/{waiting}", wait_until="networkidle")
+				page.wait_for_timeout(1000)
+				self._click_action(page, "Cancel")
+				page.locator(".modal.show button.btn-primary").first.click()
+				deadline = time.monotonic() + 10
+				while self.row(waiting)["status"] != "Canceled" and time.monotonic() < deadline:
+					time.sleep(0.3)
+				self.assertEqual(self.row(waiting)["status"], "Canceled")
 				context.close()
 			finally:
 				browser.close()

@@ -63,7 +63,7 @@ frappe.ui.form.on("Background Job", {
 		frm.dashboard.show();
 		add_action_buttons(frm);
 
-		if (jobs.ACTIVE_STATUSES.includes(frm.doc.status)) {
+		if (jobs.UNFINISHED_STATUSES.includes(frm.doc.status)) {
 			// The doc has no ETA and its progress is persisted less often than it is published.
 			const name = frm.doc.name;
 			jobs.call("get_job_status", { job_id: name }, { silent: true })
@@ -409,7 +409,7 @@ function add_action_buttons(frm) {
 	const is_owner = doc.owner_user === frappe.session.user;
 
 	const cancel_pending = doc.status === "Running" && doc.cancel_requested_at;
-	if (jobs.ACTIVE_STATUSES.includes(doc.status) && !cancel_pending && (is_owner || jobs.is_admin())) {
+	if (jobs.UNFINISHED_STATUSES.includes(doc.status) && !cancel_pending && (is_owner || jobs.is_admin())) {
 		frm.add_custom_button(
 			__("Cancel"),
 			() => {

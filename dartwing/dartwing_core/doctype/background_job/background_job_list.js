@@ -20,19 +20,13 @@ Object.assign(dartwing.jobs, {
 		Canceled: "darkgrey",
 		"Dead Letter": "red",
 	},
-	STATUSES: [
-		"Pending",
-		"Queued",
-		"Running",
-		"Completed",
-		"Failed",
-		"Timed Out",
-		"Canceled",
-		"Dead Letter",
-	],
-	PRIORITIES: ["Low", "Normal", "High", "Critical"],
-	ACTIVE_STATUSES: ["Pending", "Queued", "Running"],
-	RETRYABLE_STATUSES: ["Failed", "Timed Out", "Dead Letter"],
+	// The engine's own state rules (states.py), sent with the desk's boot (dartwing_core/boot.py):
+	// no copy here to drift from what the engine accepts.
+	STATUSES: frappe.boot.dartwing_jobs.statuses,
+	// Pending, Queued, Running, and Failed/Timed Out waiting for a retry: may change, may be canceled.
+	UNFINISHED_STATUSES: frappe.boot.dartwing_jobs.unfinished,
+	RETRYABLE_STATUSES: frappe.boot.dartwing_jobs.admin_retryable,
+	PRIORITIES: frappe.boot.dartwing_jobs.priorities.slice().reverse(), // lowest first, for charts
 
 	status_color(status) {
 		// Own keys only: a status such as "constructor" must not pick up an Object builtin.
