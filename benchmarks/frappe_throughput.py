@@ -1,6 +1,8 @@
 """Throughput on a Frappe bench, in one run: N no-op jobs through plain `frappe.enqueue` on the
 stock `bench worker`, the same N through the engine on the stock worker, and (with --dartwing-worker)
 the same N through the engine on `bench dartwing-worker`, with the same number of worker processes.
+For scale, also N plain jobs that read one row (`frappe.client.get_value`): `frappe.ping` never
+opens a database connection, and every engine job (two durable transitions) has to.
 
 Run it with the bench's Python from the bench's `sites` folder, on a site with the app installed:
 
@@ -27,6 +29,7 @@ from rq.job import Job
 
 ORG = "dw-benchmark"
 PING = "frappe.ping"
+READ_ONE = "frappe.client.get_value"  # as Administrator: one row of User, through Frappe's API
 
 
 def worker_commands(site: str, kind: str, queue: str, workers: int) -> list[list[str]]:
@@ -65,6 +68,15 @@ def enqueue_pings(n: int, queue: str) -> list[str]:
 	return ids
 
 
+def enqueue_reads(n: int, queue: str) -> list[str]:
+	ids = [
+		frappe.enqueue(READ_ONE, queue=queue, doctype="User", filters="Administrator", fieldname="enabled").id
+		for _ in range(n)
+	]
+	frappe.db.commit()
+	return ids
+
+
 def submit_noops(n: int) -> list[str]:
 	from frappe.utils.background_jobs import create_job_id
 
@@ -90,6 +102,7 @@ def run(args) -> None:
 	queue = FrappeQueue().queue_for("Normal")
 	kinds: dict[str, tuple[str, Callable[[int], list[str]]]] = {
 		"frappe.enqueue, stock worker": ("worker", lambda n: enqueue_pings(n, queue)),
+		"frappe.enqueue one read, stock": ("worker", lambda n: enqueue_reads(n, queue)),
 		"engine, stock worker": ("worker", submit_noops),
 	}
 	if args.dartwing_worker:
