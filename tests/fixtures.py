@@ -33,6 +33,28 @@ def t_value_error(ctx):
 	raise ValueError("not a number")
 
 
+class QuotaExceeded(Exception):
+	"""A handler's own error that a retry cannot fix (it names it in give_up_on)."""
+
+
+@job_handler(
+	"t_own_rules",
+	timeout=30,
+	max_retries=3,
+	base_delay=0,
+	jitter=0,
+	deduplication_window=0,
+	give_up_on=QuotaExceeded,
+	retry_on=(KeyError,),
+)
+def t_own_rules(ctx, raise_: str = "quota"):
+	"""KeyError is permanent and ConnectionError transient by the built-in map: this handler says
+	otherwise for KeyError (a cache miss: retry) and adds its own permanent QuotaExceeded."""
+	if raise_ == "quota":
+		raise QuotaExceeded("monthly quota used up") from ConnectionError("the reason it was logged")
+	raise KeyError("cache miss")
+
+
 @job_handler("t_unknown_error", timeout=30, max_retries=1, base_delay=0, jitter=0, deduplication_window=0)
 def t_unknown_error(ctx):
 	raise RuntimeError("something odd")

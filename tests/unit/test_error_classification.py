@@ -169,3 +169,20 @@ def test_a_callers_except_dartwing_error_does_not_swallow_a_handlers_classificat
 				raise raised
 			except DartwingError:
 				pass
+
+
+def test_a_handlers_own_lists_decide_before_the_built_in_map():
+	assert classify(KeyError("miss")) == PERMANENT
+	assert classify(KeyError("miss"), retry_on=(KeyError,)) == TRANSIENT
+	assert classify(ConnectionError("refused"), give_up_on=(OSError,)) == PERMANENT
+	# At one link, give_up_on before retry_on; along the chain, the outer link first.
+	assert classify(KeyError("x"), retry_on=(KeyError,), give_up_on=(LookupError,)) == PERMANENT
+	outer = chained(RuntimeError("wrapped"), KeyError("inner"))
+	assert classify(outer, retry_on=(KeyError,)) == TRANSIENT
+
+
+def test_a_handler_declaring_something_that_is_not_an_exception_class_is_refused():
+	from dartwing.dartwing_core.background_jobs import job_handler
+
+	with pytest.raises(ValueError, match="give_up_on must be exception classes"):
+		job_handler("t_bad_rules", give_up_on=("KeyError",))

@@ -174,6 +174,17 @@ def test_depending_on_a_canceled_job_is_refused(engine):
 	assert "Canceled" in error.problem
 
 
+def test_a_handlers_retry_on_and_give_up_on_decide_its_failures(engine):
+	"""t_own_rules: its QuotaExceeded (caused by a ConnectionError, transient by the built-in map)
+	goes straight to Dead Letter; its KeyError (permanent by the map) is retried."""
+	quota = submit(engine, job_type="t_own_rules", parameters={"raise_": "quota"})
+	assert run_in_process(engine, quota["job_id"]) == states.DEAD_LETTER
+	assert engine.status(quota["job_id"])["error_type"] == "Permanent"
+	miss = submit(engine, job_type="t_own_rules", parameters={"raise_": "miss"})
+	assert run_in_process(engine, miss["job_id"]) == states.FAILED
+	assert engine.status(miss["job_id"])["error_type"] == "Transient"
+
+
 def test_depending_on_a_dead_lettered_job_is_refused(engine):
 	parent = submit(engine, job_type="t_permanent", parameters={})
 	assert run_in_process(engine, parent["job_id"]) == states.DEAD_LETTER

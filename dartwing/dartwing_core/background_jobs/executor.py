@@ -45,8 +45,10 @@ class Failure:
 	timed_out: bool = False
 
 	@classmethod
-	def of(cls, exc: BaseException, tb: str = "") -> "Failure":
-		return cls(classify(exc), f"{type(exc).__name__}: {exc}", tb, isinstance(exc, JobTimedOut))
+	def of(cls, exc: BaseException, tb: str = "", rules: tuple[tuple, tuple] = ((), ())) -> "Failure":
+		"""`rules`: the handler's (retry_on, give_up_on), which decide before the built-in map."""
+		verdict = classify(exc, *rules)
+		return cls(verdict, f"{type(exc).__name__}: {exc}", tb, isinstance(exc, JobTimedOut))
 
 
 @dataclass
@@ -153,7 +155,8 @@ def attempt(engine, claimed: Claim) -> Outcome:
 		progress = {"progress": ctx.job["progress"], "progress_message": ctx.job.get("progress_message")}
 		return Outcome(states.CANCELED, f"Canceled at checkpoint: {exc}", progress)
 	except (Exception, JobTimedOut) as exc:
-		failure = Failure.of(exc, traceback.format_exc())
+		rules = engine.handlers.error_rules(claimed.job_type.get("handler", ""))
+		failure = Failure.of(exc, traceback.format_exc(), rules)
 		log_failure(claimed, time.monotonic() - started, failure)
 		return Outcome(states.FAILED, failure=failure)
 	duration = time.monotonic() - started

@@ -1,4 +1,5 @@
-"""The three small ports a backend implements. The engine decides; a backend only translates.
+"""The four ports a backend implements (Store, Queue, Events, Access). The engine decides; a
+backend only translates.
 
 Filters follow Frappe's `get_all` shape, a list of (field, operator, value) with operators
 =, !=, <, <=, >, >=, in, not in, is ("set" / "not set"), so the Frappe backend passes them through.

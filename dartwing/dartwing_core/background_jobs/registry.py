@@ -28,6 +28,9 @@ class JobTypeSpec:
 	jitter: float = 0.1
 	deduplication_window: int = 300
 	requires_permission: str = ""
+	# Exception classes the handler's author classifies (retry.classify): not stored on the Job Type.
+	retry_on: tuple[type[BaseException], ...] = ()
+	give_up_on: tuple[type[BaseException], ...] = ()
 
 	def as_job_type_row(self) -> dict:
 		return {
@@ -63,6 +66,13 @@ class Registry:
 
 	def get(self, handler: str) -> Callable | None:
 		return self.handlers.get(handler)
+
+	def error_rules(self, handler: str) -> tuple[tuple, tuple]:
+		"""(retry_on, give_up_on) declared with the handler; empty for one registered without them."""
+		for spec in self.specs.values():
+			if spec.handler == handler:
+				return spec.retry_on, spec.give_up_on
+		return (), ()
 
 
 registry = Registry()
@@ -116,8 +126,16 @@ def job_handler(
 	display_name: str = "",
 	description: str = "",
 	requires_permission: str = "",
+	retry_on: type[BaseException] | Iterable[type[BaseException]] = (),
+	give_up_on: type[BaseException] | Iterable[type[BaseException]] = (),
 ) -> Callable[[Callable], Callable]:
-	"""Register `func(ctx, **params)` as the handler of job type `type_name` with its defaults."""
+	"""Register `func(ctx, **params)` as the handler of job type `type_name` with its defaults.
+	`retry_on` / `give_up_on`: exception classes that make a failed attempt Transient (retried)
+	or Permanent (dead-lettered), checked before the built-in classification (retry.classify)."""
+	retry_on, give_up_on = (
+		_exception_classes("retry_on", retry_on),
+		_exception_classes("give_up_on", give_up_on),
+	)
 	problems = job_type_problems(
 		{
 			"default_priority": priority,
@@ -148,11 +166,21 @@ def job_handler(
 			jitter=jitter,
 			deduplication_window=deduplication_window,
 			requires_permission=requires_permission,
+			retry_on=retry_on,
+			give_up_on=give_up_on,
 		)
 		registry.register(spec, func)
 		return func
 
 	return decorate
+
+
+def _exception_classes(name: str, value) -> tuple[type[BaseException], ...]:
+	classes = (value,) if isinstance(value, type) else tuple(value)
+	for cls in classes:
+		if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+			raise ValueError(f"{name} must be exception classes, not {cls!r}")
+	return classes
 
 
 def env_imports() -> list[str]:

@@ -70,12 +70,20 @@ def next_retry_delay(
 	return backoff_delay(policy, retries_done + 1, rand)
 
 
-def classify(exc: BaseException) -> str:
-	"""Transient or Permanent; looks through `raise ... from ...` chains, unknown means Transient."""
+def classify(exc: BaseException, retry_on: tuple = (), give_up_on: tuple = ()) -> str:
+	"""Transient or Permanent; looks through `raise ... from ...` chains, unknown means Transient.
+	At each link, outermost first, the handler's own lists decide before the built-in map:
+	`give_up_on` (Permanent), then `retry_on` (Transient), then the map below."""
 	seen = set()
 	while exc is not None and id(exc) not in seen:
 		seen.add(id(exc))
-		verdict = _classify_one(exc)
+		verdict = (
+			PERMANENT
+			if give_up_on and isinstance(exc, give_up_on)
+			else TRANSIENT
+			if retry_on and isinstance(exc, retry_on)
+			else _classify_one(exc)
+		)
 		if verdict:
 			return verdict
 		exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)

@@ -9,15 +9,59 @@ from dartwing.dartwing_core.background_jobs import schema
 from dartwing.dartwing_core.background_jobs.backends.frappe_backend import get_engine
 from dartwing.dartwing_core.background_jobs.errors import DartwingError
 from dartwing.dartwing_core.background_jobs.states import TERMINAL
+from dartwing.dartwing_core.background_jobs.transitions import JOB
 from dartwing.dartwing_core.guards import TenantDocument
-
-JOB = "Background Job"
 
 
 class BackgroundJob(TenantDocument):
 	"""A job's row belongs to the engine: every change is a logged compare-and-set. A document
 	inserted from the desk or REST is submitted through the engine (same checks as submit_job);
 	saving an existing job is refused, and finished jobs change only through Retry."""
+
+	# begin: auto-generated types
+	# This code is auto-generated. Do not modify anything in this block.
+
+	from typing import TYPE_CHECKING
+
+	if TYPE_CHECKING:
+		from frappe.types import DF
+
+		active_hash: DF.Data | None
+		cancel_requested_at: DF.Datetime | None
+		canceled_at: DF.Datetime | None
+		canceled_by: DF.Data | None
+		chain_head: DF.Data | None
+		completed_at: DF.Datetime | None
+		depends_on: DF.Link | None
+		error_message: DF.Code | None
+		error_traceback: DF.Code | None
+		error_type: DF.Literal["", "Transient", "Permanent"]
+		heartbeat_at: DF.Datetime | None
+		input_parameters: DF.Code | None
+		job_hash: DF.Data | None
+		job_type: DF.Link
+		lease_expires_at: DF.Datetime | None
+		max_retries: DF.Int
+		next_retry_at: DF.Datetime | None
+		organization: DF.Link
+		output_reference: DF.Code | None
+		owner_user: DF.Link | None
+		priority: DF.Literal["Low", "Normal", "High", "Critical"]
+		progress: DF.Percent
+		progress_message: DF.Code | None
+		queue_job_id: DF.Data | None
+		queued_at: DF.Datetime | None
+		result: DF.Code | None
+		retry_count: DF.Int
+		started_at: DF.Datetime | None
+		status: DF.Literal[
+			"Pending", "Queued", "Running", "Completed", "Failed", "Timed Out", "Canceled", "Dead Letter"
+		]
+		timeout_seconds: DF.Int
+		transition_count: DF.Int
+		triggered_by: DF.Data | None
+		worker_name: DF.Data | None
+	# end: auto-generated types
 
 	def validate(self) -> None:
 		if self.is_new():

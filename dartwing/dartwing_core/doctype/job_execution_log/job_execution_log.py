@@ -12,6 +12,26 @@ class JobExecutionLog(TenantDocument):
 	"""Append-only, hash-chained history of a job. Rows are written by the engine; they are
 	never edited, and deleted only with their job (purge, or deleting a finished job)."""
 
+	# begin: auto-generated types
+	# This code is auto-generated. Do not modify anything in this block.
+
+	from typing import TYPE_CHECKING
+
+	if TYPE_CHECKING:
+		from frappe.types import DF
+
+		actor: DF.Data | None
+		background_job: DF.Link
+		entry_hash: DF.Data | None
+		from_status: DF.Data | None
+		message: DF.Code | None
+		previous_hash: DF.Data | None
+		retry_attempt: DF.Int
+		sequence: DF.Int
+		timestamp: DF.Datetime | None
+		to_status: DF.Data | None
+	# end: auto-generated types
+
 	def validate(self) -> None:
 		if not self.is_new():
 			frappe.throw(_("Job Execution Log rows cannot be changed."), title=_("Append-only"))

@@ -13,6 +13,31 @@ class JobType(Document):
 	"""A Job Type names a handler registered in code (hook `dartwing_job_handlers`); a stored
 	dotted path is never imported, so the handler must be registered to be saved."""
 
+	# begin: auto-generated types
+	# This code is auto-generated. Do not modify anything in this block.
+
+	from typing import TYPE_CHECKING
+
+	if TYPE_CHECKING:
+		from frappe.types import DF
+
+		base_delay: DF.Int
+		critical_roles: DF.SmallText | None
+		deduplication_window: DF.Int
+		default_priority: DF.Literal["Low", "Normal", "High", "Critical"]
+		default_timeout: DF.Int
+		description: DF.SmallText | None
+		display_name: DF.Data | None
+		handler: DF.Data
+		is_enabled: DF.Check
+		jitter: DF.Float
+		max_delay: DF.Int
+		max_retries: DF.Int
+		requires_permission: DF.Data | None
+		retry_strategy: DF.Literal["exponential", "linear", "fixed"]
+		type_name: DF.Data
+	# end: auto-generated types
+
 	def validate(self) -> None:
 		load_handlers()
 		if registry.get(self.handler) is None:
