@@ -92,7 +92,7 @@ def submit_noops(n: int) -> list[str]:
 def run(args) -> None:
 	frappe.init(site=args.site)
 	frappe.connect()
-	from dartwing.dartwing_core.background_jobs.backends.frappe_backend import FrappeQueue
+	from dartwing.dartwing_core.background_jobs.backends.frappe_queue import FrappeQueue
 
 	if not frappe.db.exists("Organization", ORG):
 		frappe.get_doc(

@@ -10,7 +10,7 @@ app_license = "mit"
 # Controllers start with generated `DF` type annotations.
 export_python_type_annotations = True
 
-_BACKEND = "dartwing.dartwing_core.background_jobs.backends.frappe_backend"
+_TASKS = "dartwing.dartwing_core.tasks"
 _PERMISSIONS = "dartwing.dartwing_core.permissions"
 _GUARDS = "dartwing.dartwing_core.guards"
 
@@ -21,8 +21,8 @@ dartwing_job_handlers = ["dartwing.dartwing_core.background_jobs.samples"]
 # Due retries, pending releases, orphan rescue, lost-message redispatch and hard stops: every
 # minute, each under a Redis lock so any number of bench schedulers act once. Cleanup: daily.
 scheduler_events = {
-	"cron": {"* * * * *": [f"{_BACKEND}.scheduler_tick"]},
-	"daily": [f"{_BACKEND}.purge_daily"],
+	"cron": {"* * * * *": [f"{_TASKS}.scheduler_tick"]},
+	"daily": [f"{_TASKS}.purge_daily"],
 }
 
 # Log Settings clears Job Execution Log through its controller's clear_old_logs(days), which purges
@@ -81,20 +81,19 @@ override_whitelisted_methods = {
 	"frappe.desk.reportview.delete_items": f"{_GUARDS}.delete_items",
 }
 
-# Links to a tenant document the user may not reach fail as links to absent ones (guards.py
-# UnreachableLinks): Frappe checks links before permissions, so only the controller can.
-override_doctype_class = {
-	doctype: f"{_GUARDS}.Guarded{doctype.replace(' ', '')}"
-	for doctype in ("Comment", "Communication", "Event", "Tag Link", "ToDo", "Document Follow")
-}
-
 doc_events = {
 	**{
 		doctype: {"validate": f"{_GUARDS}.guard_reference"}
 		for doctype in ("File", "Comment", "Communication", "ToDo", "Document Follow", "Tag Link", "Event")
 	},
 	"DocShare": {"validate": f"{_GUARDS}.guard_share"},
+	"Kanban Board": {"validate": f"{_GUARDS}.private_tenant_board"},
 }
+
+# Links to a tenant document the user may not reach fail as links to absent ones, in every
+# doctype (guards.guard_links, installed once per process before Frappe validates anything).
+before_request = [f"{_GUARDS}.guard_links"]
+before_job = [f"{_GUARDS}.guard_links"]
 
 # The engine's state rules for the desk's scripts (frappe.boot.dartwing_jobs).
 boot_session = "dartwing.dartwing_core.boot.boot_session"

@@ -9,8 +9,7 @@ and docs/architecture.md ("Tenancy") lists what closes what:
 - `TenantDocument.load_from_db`: a document of an organization the user may not reach does not
   exist for them, the same 404 as an absent one, on every path that loads it (REST, getdoc,
   client.get, upload_file, share, assign, the realtime doc room, delete).
-- `UnreachableLinks` (tenant doctypes, and hooks.py `override_doctype_class` for Comment,
-  Communication, Event, Tag Link, ToDo, Document Follow): a link to such a document fails
+- `guard_links`: in any doctype, a link (or a child row's link) to such a document fails
   Frappe's link check as "Could not find", as a link to an absent one does.
 - whitelisted overrides (hooks.py `override_whitelisted_methods`): search without
   `ignore_user_permissions`, counts and lookups by filter through the permission-checked list,
@@ -20,6 +19,7 @@ and docs/architecture.md ("Tenancy") lists what closes what:
   organization.
 """
 
+import functools
 import json
 import sys
 from typing import NoReturn
@@ -28,22 +28,19 @@ import frappe
 import frappe.client
 import frappe.desk.search
 from frappe import _
-from frappe.core.doctype.comment.comment import Comment
-from frappe.core.doctype.communication.communication import Communication
-from frappe.desk.doctype.event.event import Event
-from frappe.desk.doctype.tag_link.tag_link import TagLink
-from frappe.desk.doctype.todo.todo import ToDo
-from frappe.email.doctype.document_follow.document_follow import DocumentFollow
+from frappe.model.base_document import BaseDocument
 from frappe.model.document import Document
 from frappe.utils import cint, get_safe_filters
 
-from dartwing.dartwing_core.background_jobs.backends.frappe_backend import (
-	emit,
-	is_admin,
-	list_update_messages,
-)
+from dartwing.dartwing_core.background_jobs.backends.frappe_events import emit, list_update_messages
 from dartwing.dartwing_core.background_jobs.transitions import JOB, LOG
-from dartwing.dartwing_core.permissions import ORGANIZATION, may_reach, organization_of, organizations_sql
+from dartwing.dartwing_core.permissions import (
+	ORGANIZATION,
+	is_admin,
+	may_reach,
+	organization_of,
+	organizations_sql,
+)
 
 TENANT_DOCTYPES = frozenset({ORGANIZATION, JOB, LOG})
 
@@ -53,33 +50,45 @@ def not_found(doctype: str, name) -> NoReturn:
 	frappe.throw(_("{0} {1} not found").format(_(doctype), name), frappe.DoesNotExistError)
 
 
-class UnreachableLinks:
-	"""Mixed into a controller whose links may point at tenant documents. Frappe checks links
-	before permissions and before any validate hook: a link to a tenant document the user may
-	not reach must fail right there, as "Could not find", word for word as for an absent one,
-	or the status code (417 against a later 403/404) would tell the two apart."""
+def unreachable_links(doc, invalid: list) -> list[tuple]:
+	"""Links of `doc` (a document or one child row) to tenant documents the session user may not
+	reach, which Frappe's own check let through because they exist: in Frappe's words."""
+	if is_admin():
+		return []
+	known = {(fieldname, value) for fieldname, value, _ in invalid}  # absent ones, reported already
+	found = []
+	for df in doc.meta.get_link_fields() + doc.meta.get("fields", {"fieldtype": "Dynamic Link"}):
+		value = doc.get(df.fieldname)
+		target = df.options if df.fieldtype == "Link" else doc.get(df.options)
+		if target not in TENANT_DOCTYPES or not value or (df.fieldname, value) in known:
+			continue
+		if not (isinstance(value, str) and _exists_and_reachable(target, value)):
+			found.append((df.fieldname, value, link_message(doc, df, value)))
+	return found
 
+
+def guard_links() -> None:
+	"""Frappe checks every document's links (Link and Dynamic Link fields, child rows included)
+	before its permissions and hooks, in every doctype: Reminder, Auto Repeat, Contact's and
+	Address's links, ToDo, Comment, Event participants, any app's own. A link to a tenant
+	document elsewhere must fail right there, as "Could not find", word for word as for an
+	absent one, or the answer (417 against a later 403/404) tells the two apart. So the check is
+	extended once per process, for all doctypes; hooks.py runs this before each request and
+	job (idempotent), and this module runs it when it loads."""
+	if getattr(BaseDocument.get_invalid_links, "dartwing_guard", False):
+		return
+	frappe_check = BaseDocument.get_invalid_links
+
+	@functools.wraps(frappe_check)
 	def get_invalid_links(self, is_submittable=False):
-		invalid, cancelled = super().get_invalid_links(is_submittable)
-		known = {(fieldname, value) for fieldname, value, _ in invalid}
-		rows = [self]
-		if self.doctype in ROW_REFERENCES:
-			rows += self.get(ROW_REFERENCES[self.doctype][0]) or []
-		for row in rows:
-			for df in row.meta.get_link_fields() + row.meta.get("fields", {"fieldtype": "Dynamic Link"}):
-				value = row.get(df.fieldname)
-				target = df.options if df.fieldtype == "Link" else row.get(df.options)
-				if target not in TENANT_DOCTYPES or not value or (df.fieldname, value) in known:
-					continue
-				if isinstance(value, str) and _exists_and_reachable(target, value):
-					continue
-				# A child row's own check (run apart, after this one) reports an absent target.
-				if row is self or frappe.db.exists(target, value):
-					invalid.append((df.fieldname, value, link_message(row, df, value)))
-		return invalid, cancelled
+		invalid, cancelled = frappe_check(self, is_submittable)
+		return invalid + unreachable_links(self, invalid), cancelled
+
+	get_invalid_links.dartwing_guard = True
+	BaseDocument.get_invalid_links = get_invalid_links
 
 
-class TenantDocument(UnreachableLinks, Document):
+class TenantDocument(Document):
 	"""Base of the tenant doctypes' controllers."""
 
 	def load_from_db(self) -> None:
@@ -383,38 +392,12 @@ ROW_REFERENCES = {
 }
 
 
-# Frappe's controllers for the doctypes that link to tenant documents, with UnreachableLinks
-# (hooks.py `override_doctype_class`). A File's target is plain text: guard_reference covers it.
-class GuardedComment(UnreachableLinks, Comment):
-	pass
-
-
-class GuardedCommunication(UnreachableLinks, Communication):
-	pass
-
-
-class GuardedEvent(UnreachableLinks, Event):
-	pass
-
-
-class GuardedTagLink(UnreachableLinks, TagLink):
-	pass
-
-
-class GuardedToDo(UnreachableLinks, ToDo):
-	pass
-
-
-class GuardedDocumentFollow(UnreachableLinks, DocumentFollow):
-	pass
-
-
 def guard_reference(doc, method=None) -> None:
 	"""validate of a File, Comment (likes), Communication, ToDo (assignments), Document Follow,
 	Tag Link or Event: it may point at a tenant document only if the user may reach it (links
-	fail earlier, in UnreachableLinks; this also covers a File's plain-text target and saves
-	that skip link checks), and an existing one may not be moved away from one the user may
-	not reach (re-pointing a private file at one's own document would open its download)."""
+	fail earlier, in guard_links; this also covers a File's plain-text target and saves that
+	skip link checks), and an existing one may not be moved away from one the user may not
+	reach (re-pointing a private file at one's own document would open its download)."""
 	targets = []
 	if doc.doctype in REFERENCES:
 		type_field, name_field = REFERENCES[doc.doctype]
@@ -436,6 +419,13 @@ def link_message(doc, df, value) -> str:
 	"""How Frappe's link validation names one link it could not find (get_invalid_links)."""
 	label = _(df.label, context=df.parent)
 	return f"{_('Row')} #{doc.idx}: {label}: {value}" if doc.get("parentfield") else f"{label}: {value}"
+
+
+def private_tenant_board(doc, method=None) -> None:
+	"""validate of a Kanban Board: one over a tenant doctype is private to its creator. Its
+	columns keep the ids of the cards moved on it; a public board would show them to everyone."""
+	if doc.reference_doctype in TENANT_DOCTYPES:
+		doc.private = 1
 
 
 def _guard_file(doc) -> None:
@@ -512,3 +502,6 @@ def guard_share(doc, method=None) -> None:
 			),
 			frappe.PermissionError,
 		)
+
+
+guard_links()

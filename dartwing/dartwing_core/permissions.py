@@ -4,14 +4,30 @@ documents."""
 
 import frappe
 
-from dartwing.dartwing_core.background_jobs.backends.frappe_backend import (
-	allowed_organizations,
-	can_access_organization,
-	is_admin,
-)
 from dartwing.dartwing_core.background_jobs.transitions import JOB
 
 ORGANIZATION = "Organization"
+ADMIN_ROLES = ("System Manager", "Dartwing Admin")
+
+
+def is_admin(user: str | None = None) -> bool:
+	user = user or frappe.session.user
+	return user == "Administrator" or bool(set(ADMIN_ROLES) & set(frappe.get_roles(user)))
+
+
+def allowed_organizations(user: str | None = None) -> list[str] | None:
+	"""The organizations `user` may reach through User Permissions; None means all (admins)."""
+	user = user or frappe.session.user
+	if is_admin(user):
+		return None
+	from frappe.permissions import get_user_permissions
+
+	return sorted({p["doc"] for p in get_user_permissions(user).get("Organization", [])})
+
+
+def can_access_organization(organization: str, user: str | None = None) -> bool:
+	allowed = allowed_organizations(user)
+	return allowed is None or organization in allowed
 
 
 def organization_of(doctype: str, row) -> str | None:

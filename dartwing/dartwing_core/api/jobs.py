@@ -11,12 +11,7 @@ import frappe
 from frappe.utils import get_datetime
 
 from dartwing.dartwing_core.api.errors import throw
-from dartwing.dartwing_core.background_jobs.backends.frappe_backend import (
-	allowed_organizations,
-	can_access_organization,
-	get_engine,
-	is_admin,
-)
+from dartwing.dartwing_core.background_jobs.backends.frappe_backend import get_engine
 from dartwing.dartwing_core.background_jobs.errors import (
 	DartwingError,
 	InvalidState,
@@ -26,6 +21,7 @@ from dartwing.dartwing_core.background_jobs.errors import (
 )
 from dartwing.dartwing_core.background_jobs.states import TERMINAL
 from dartwing.dartwing_core.background_jobs.transitions import JOB
+from dartwing.dartwing_core.permissions import allowed_organizations, can_access_organization, is_admin
 
 
 def _engine_errors(method):

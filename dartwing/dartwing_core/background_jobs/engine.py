@@ -282,10 +282,9 @@ class Engine:
 		if not isinstance(depends_on, str):
 			raise ValidationError("depends_on", f"must be a job id, not {type(depends_on).__name__}")
 		parent = self.store.get(JOB, depends_on)
-		if parent is None:
-			raise ValidationError("depends_on", f"unknown job {depends_on!r}")
-		if parent["organization"] != organization:
-			# The same answer as for no such job: another organization's ids stay unconfirmed.
+		if parent is None or parent["organization"] != organization:
+			# One answer from one line (a traceback shows the line): another organization's ids
+			# stay unconfirmed.
 			raise ValidationError("depends_on", f"unknown job {depends_on!r}")
 		if parent["status"] in (states.CANCELED, states.DEAD_LETTER):
 			raise ValidationError(

@@ -7,11 +7,13 @@ import time
 import frappe
 from frappe.utils.background_jobs import get_redis_connection_without_auth
 
-from dartwing.dartwing_core.background_jobs.backends.frappe_backend import RUN_JOB, audience, scheduler_tick
+from dartwing.dartwing_core.background_jobs.backends.frappe_events import audience
+from dartwing.dartwing_core.background_jobs.backends.frappe_queue import RUN_JOB
 from dartwing.dartwing_core.background_jobs.transitions import JOB
+from dartwing.dartwing_core.tasks import scheduler_tick
 from dartwing.dartwing_core.tests.utils import DartwingTestCase, run_bench_worker, start_bench_worker
 
-TICK = "dartwing.dartwing_core.background_jobs.backends.frappe_backend.scheduler_tick"
+TICK = "dartwing.dartwing_core.tasks.scheduler_tick"
 
 
 class TestExecution(DartwingTestCase):

@@ -5,7 +5,8 @@ import frappe
 from frappe.tests.utils import FrappeTestCase
 
 from dartwing.dartwing_core.background_jobs import store_contract
-from dartwing.dartwing_core.background_jobs.backends.frappe_backend import get_engine, read_committed
+from dartwing.dartwing_core.background_jobs.backends.frappe_backend import get_engine
+from dartwing.dartwing_core.background_jobs.backends.frappe_store import read_committed
 from dartwing.dartwing_core.background_jobs.store_contract import CHECKS, cleanup
 
 

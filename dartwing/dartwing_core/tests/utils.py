@@ -172,7 +172,7 @@ def delete_user(name: str) -> None:
 def routed_queues() -> str:
 	"""The queues this site sends dartwing jobs to (the `dartwing_*` ones when the bench declares
 	them under `workers`), then Frappe's stock ones (the cron hook runs on `default`)."""
-	from dartwing.dartwing_core.background_jobs.backends.frappe_backend import FrappeQueue
+	from dartwing.dartwing_core.background_jobs.backends.frappe_queue import FrappeQueue
 	from dartwing.dartwing_core.background_jobs.states import PRIORITIES
 
 	queue = FrappeQueue()

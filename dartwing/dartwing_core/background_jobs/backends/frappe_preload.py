@@ -35,6 +35,7 @@ FRAPPE_MODULES = (
 )
 ENGINE_MODULES = (
 	"dartwing.dartwing_core.background_jobs.backends.frappe_backend",
+	"dartwing.dartwing_core.tasks",
 	"dartwing.dartwing_core.background_jobs.executor",
 	"dartwing.dartwing_core.background_jobs.scheduler",
 	"dartwing.dartwing_core.background_jobs.audit",

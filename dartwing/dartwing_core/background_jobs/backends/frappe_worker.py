@@ -38,7 +38,8 @@ from .. import states
 from ..executor import Failure, settle_failure
 from ..retry import TRANSIENT
 from ..transitions import JOB
-from .frappe_backend import RUN_JOB, get_engine
+from .frappe_backend import get_engine
+from .frappe_queue import RUN_JOB_PATHS
 
 logger = logging.getLogger("dartwing.jobs")
 RECYCLED = 3  # a child's exit code: it served its jobs or its memory; replace it
@@ -62,7 +63,7 @@ class WarmWorker(Worker):
 	def execute_job(self, job, queue):
 		self.jobs_run += 1
 		kwargs = job.kwargs
-		if kwargs.get("site") != self.site or kwargs.get("method") != RUN_JOB:
+		if kwargs.get("site") != self.site or kwargs.get("method") not in RUN_JOB_PATHS:
 			return super().execute_job(job, queue)  # forked, as bench worker runs it
 		self.set_state(WorkerStatus.BUSY)
 		self._fresh_site()

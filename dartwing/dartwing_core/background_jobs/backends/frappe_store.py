@@ -1,0 +1,389 @@
+"""The engine's Store over frappe.db.
+
+Transactions: the engine's transaction is a savepoint. It commits only work that is its own: in a
+web request, or when the caller already holds uncommitted writes, the caller's commit carries the
+job row, and the queue message and realtime events wait for that commit (enqueue_after_commit),
+so a job never runs for a transaction that rolled back."""
+
+import functools
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+
+import frappe
+from frappe.query_builder import Order
+from frappe.query_builder.functions import Count
+from frappe.utils import now_datetime
+
+from .. import schema
+from ..errors import UniqueViolation, ValidationError
+from ..ports import Filter, compare_and_set_in_steps, order_terms
+
+_SAVEPOINT = "dartwing_tx"
+_NO_LIMIT = 2**63 - 1
+
+
+# Rows that Frappe deletes with the document they refer to (frappe.model.delete_doc), and rows it
+# keeps but unlinks (an e-mail or an activity outlives the document it was about).
+DELETED_WITH_DOCUMENT = (
+	("Comment", "reference_doctype", "reference_name"),
+	("ToDo", "reference_type", "reference_name"),
+	("DocShare", "share_doctype", "share_name"),
+	("Document Follow", "ref_doctype", "ref_docname"),
+	("Tag Link", "document_type", "document_name"),
+	("Version", "ref_doctype", "docname"),
+	("View Log", "reference_doctype", "reference_name"),
+	("Notification Log", "document_type", "document_name"),
+	("Email Unsubscribe", "reference_doctype", "reference_name"),
+	("Communication Link", "link_doctype", "link_name"),
+)
+UNLINKED_FROM_DOCUMENT = (
+	("Communication", "reference_doctype", "reference_name"),
+	("Activity Log", "reference_doctype", "reference_name"),
+	("Activity Log", "timeline_doctype", "timeline_name"),
+)
+
+
+def in_open_transaction() -> bool:
+	"""True when the current commit is not ours to make: a web request (Frappe commits it at the
+	end), a handler running (its transaction is its own, whatever it wrote), or a caller's
+	uncommitted writes. Frappe counts only statements starting with insert/update/delete, so a
+	handler's `select ... for update` alone would not show."""
+	in_request = getattr(frappe.local, "request", None) is not None and not getattr(frappe.local, "job", None)
+	return (
+		in_request
+		or getattr(frappe.local, "dartwing_in_handler", False)
+		or bool(frappe.db.transaction_writes)
+	)
+
+
+def _commit() -> None:
+	"""frappe.db.commit() without the START TRANSACTION it sends after COMMIT: autocommit is off,
+	so the next statement opens a transaction anyway. One round trip less per transition; the
+	commit hooks (realtime events, enqueue_after_commit) run as in Frappe's."""
+	db = frappe.db
+	db.before_rollback.reset()
+	db.after_rollback.reset()
+	db.before_commit.run()
+	db.sql("commit")
+	db.after_commit.run()
+
+
+def _in_site(method):
+	"""Run a store method with a site connection (opened for threads that have none)."""
+
+	@functools.wraps(method)
+	def wrapper(self, *args, **kwargs):
+		with self._site():
+			return method(self, *args, **kwargs)
+
+	return wrapper
+
+
+def _written(method):
+	"""A write outside transaction() is a transaction of its own, as on the standalone store:
+	progress saved by a worker must be committed, or its events (which wait for the commit of
+	open writes) would all arrive at the end of the job."""
+
+	@functools.wraps(method)
+	def wrapper(self, *args, **kwargs):
+		with self.transaction():
+			return method(self, *args, **kwargs)
+
+	return wrapper
+
+
+def _is_unique_violation(exc: Exception) -> bool:
+	return any(
+		getattr(frappe.db, check)(exc)
+		for check in ("is_unique_key_violation", "is_primary_key_violation", "is_duplicate_entry")
+		if hasattr(frappe.db, check)
+	)
+
+
+class FrappeStore:
+	def __init__(self, site: str, sites_path: str = "."):
+		self.site = site
+		self.sites_path = sites_path
+		self._columns: dict[str, set[str]] = {}
+
+	@contextmanager
+	def _site(self) -> Iterator[None]:
+		"""frappe.db is per thread: a thread with none (the heartbeat) opens its own connection."""
+		if getattr(frappe.local, "db", None) is not None:
+			yield
+			return
+		frappe.init(site=self.site, sites_path=self.sites_path)
+		try:
+			frappe.connect()
+			yield
+			frappe.db.commit()
+		finally:
+			frappe.destroy()
+
+	@contextmanager
+	def transaction(self) -> Iterator[None]:
+		with self._site():
+			depth = getattr(frappe.local, "dartwing_tx_depth", 0)
+			if depth:
+				yield  # nested: the outer transaction decides
+				return
+			ours = not in_open_transaction()
+			writes_before = frappe.db.transaction_writes
+			if not ours:  # ours ends in COMMIT or a full ROLLBACK: no savepoint needed
+				frappe.db.savepoint(_SAVEPOINT)
+			frappe.local.dartwing_tx_depth = 1
+			try:
+				yield
+			except BaseException:
+				if ours:
+					frappe.db.rollback()  # also drops the row and gap locks taken since the savepoint
+				else:
+					frappe.db.rollback(save_point=_SAVEPOINT)
+					# Frappe zeroes its write count on any "rollback ..." statement, a savepoint's
+					# too: the caller's writes are still open, and the next transaction must not
+					# commit them.
+					frappe.db.transaction_writes = writes_before
+				raise
+			finally:
+				frappe.local.dartwing_tx_depth = 0
+			if ours:
+				_commit()
+			else:
+				frappe.db.release_savepoint(_SAVEPOINT)
+
+	def session(self) -> AbstractContextManager[None]:
+		"""frappe.db is already one connection per site and thread."""
+		return nullcontext()
+
+	def keep_connection(self) -> AbstractContextManager[None]:
+		return nullcontext()  # as session(): frappe.db already is
+
+	@_in_site
+	def get(self, doctype: str, name: str, *, for_update: bool = False) -> dict | None:
+		table = frappe.qb.DocType(doctype)
+		query = frappe.qb.from_(table).select("*").where(table.name == name)
+		if for_update:
+			query = query.for_update()
+		rows = query.run(as_dict=True)
+		return dict(rows[0]) if rows else None
+
+	@_in_site
+	def get_with_links(
+		self, doctype: str, name: str, links: Mapping[str, tuple[str, Sequence[str]]]
+	) -> tuple[dict | None, dict[str, dict | None]]:
+		"""One SELECT with a LEFT JOIN per link (a claim's job, organization and job type)."""
+		table = frappe.qb.DocType(doctype)
+		query = frappe.qb.from_(table).select(table.star).where(table.name == name)
+		for n, (field, (other, fields)) in enumerate(links.items()):
+			joined = frappe.qb.DocType(other).as_(f"link{n}")
+			query = query.left_join(joined).on(joined.name == self._field(table, doctype, field))
+			columns = ["name", *fields]
+			query = query.select(*(self._field(joined, other, f).as_(f"__link{n}.{f}") for f in columns))
+		rows = query.run(as_dict=True)
+		if not rows:
+			return None, {field: None for field in links}
+		row, linked = {}, {}
+		for key, value in rows[0].items():
+			if not key.startswith("__link"):
+				row[key] = value
+		for n, (field, (_doctype, fields)) in enumerate(links.items()):
+			found = {f: rows[0][f"__link{n}.{f}"] for f in ["name", *fields]}
+			linked[field] = found if found["name"] is not None else None
+		return row, linked
+
+	@_in_site
+	def get_all(
+		self,
+		doctype: str,
+		filters: Sequence[Filter] = (),
+		fields: Sequence[str] = ("*",),
+		order_by: str | None = None,
+		limit: int | None = None,
+		offset: int = 0,
+	) -> list[dict]:
+		table = frappe.qb.DocType(doctype)
+		columns = ["*"] if tuple(fields) == ("*",) else [self._field(table, doctype, f) for f in fields]
+		query = self._where(frappe.qb.from_(table).select(*columns), table, doctype, filters)
+		for field, descending in order_terms(order_by):
+			order = Order.desc if descending else Order.asc
+			query = query.orderby(self._field(table, doctype, field), order=order)
+		if limit is not None:
+			query = query.limit(limit)
+		if offset:
+			if limit is None:
+				query = query.limit(_NO_LIMIT)  # MariaDB has no OFFSET without a LIMIT
+			query = query.offset(offset)
+		return [dict(r) for r in query.run(as_dict=True)]
+
+	@_in_site
+	def count(self, doctype: str, filters: Sequence[Filter] = ()) -> int:
+		table = frappe.qb.DocType(doctype)
+		query = self._where(frappe.qb.from_(table).select(Count("*")), table, doctype, filters)
+		return int(query.run()[0][0])
+
+	@_in_site
+	def count_by(self, doctype: str, field: str, filters: Sequence[Filter] = ()) -> dict[str, int]:
+		table = frappe.qb.DocType(doctype)
+		column = self._field(table, doctype, field)
+		query = frappe.qb.from_(table).select(column, Count("*")).groupby(column)
+		return {key: int(n) for key, n in self._where(query, table, doctype, filters).run()}
+
+	@_written
+	def insert(self, doctype: str, row: dict) -> None:
+		values = schema.complete_row(doctype, row, now_datetime(), self._known(doctype))
+		columns = ", ".join(f"`{c}`" for c in values)
+		placeholders = ", ".join(["%s"] * len(values))
+		postgres = frappe.db.db_type == "postgres"  # a failed statement aborts its transaction
+		if postgres:
+			frappe.db.savepoint("dartwing_insert")
+		try:
+			frappe.db.sql(
+				f"insert into `tab{doctype}` ({columns}) values ({placeholders})", list(values.values())
+			)
+		except Exception as exc:
+			if postgres:
+				frappe.db.rollback(save_point="dartwing_insert")
+			if _is_unique_violation(exc):
+				raise UniqueViolation(str(exc)) from exc
+			raise
+
+	@_written
+	def update(self, doctype: str, name: str, values: dict, expect: Sequence[Filter] = ()) -> bool:
+		table = frappe.qb.DocType(doctype)
+		query = frappe.qb.update(table)
+		for field, value in values.items():
+			query = query.set(self._field(table, doctype, field), value)
+		query = self._where(query.where(table.name == name), table, doctype, expect)
+		try:
+			query.run()
+		except Exception as exc:
+			if _is_unique_violation(exc):
+				raise UniqueViolation(str(exc)) from exc
+			raise
+		if frappe.db._cursor.rowcount:
+			return True
+		# MariaDB counts changed rows, not matched ones: a write of equal values still matched.
+		# A locking read sees the row as committed now; a plain one could read an old snapshot
+		# (REPEATABLE READ) and report a lost compare-and-set as won.
+		check = frappe.qb.from_(table).select(table.name).where(table.name == name).for_update()
+		return bool(self._where(check, table, doctype, expect).run())
+
+	def compare_and_set(
+		self,
+		doctype: str,
+		name: str,
+		values: dict,
+		expect: Sequence[Filter],
+		*,
+		record: tuple[str, dict],
+		then_read: tuple[str, Sequence[Filter], Sequence[str]] | None = None,
+	) -> list[dict] | None:
+		return compare_and_set_in_steps(self, doctype, name, values, expect, record, then_read)
+
+	def update_apart(self, doctype: str, name: str, values: dict, expect: Sequence[Filter] = ()) -> bool:
+		"""Progress and heartbeats: committed at once even while a handler's own writes are open,
+		so they neither wait for the handler's commit nor lock the job row until it."""
+		if getattr(frappe.local, "db", None) is None or not in_open_transaction():
+			return self.update(doctype, name, values, expect)
+		outcome: dict = {}
+
+		def write() -> None:  # a new thread has no frappe.local: _site opens its own connection
+			try:
+				with self._site():
+					if frappe.db.db_type == "mariadb":
+						frappe.db.sql("set session innodb_lock_wait_timeout = 3")
+					outcome["changed"] = self.update(doctype, name, values, expect)
+			except BaseException as exc:
+				outcome["error"] = exc
+
+		thread = threading.Thread(target=write, name="dartwing-apart", daemon=True)
+		thread.start()
+		thread.join()
+		error = outcome.get("error")
+		if isinstance(error, frappe.QueryTimeoutError):
+			# This very transaction holds the row (a job run inline, inside an open transaction):
+			# the write can only go in it.
+			return self.update(doctype, name, values, expect)
+		if error is not None:
+			raise error
+		return outcome["changed"]
+
+	@_written
+	def delete(self, doctype: str, filters: Sequence[Filter]) -> int:
+		table = frappe.qb.DocType(doctype)
+		query = self._where(frappe.qb.from_(table).delete(), table, doctype, filters)
+		query.run()
+		return frappe.db._cursor.rowcount
+
+	@_written
+	def delete_references(self, doctype: str, names: Sequence[str]) -> None:
+		"""What `frappe.delete_doc` and its `delete_dynamic_links` remove or unlink for one
+		document, for a whole purge batch in a few statements. Files go one by one through
+		Frappe, which also removes them from disk."""
+		names = list(names)
+		if not names:
+			return
+		attached = {"attached_to_doctype": doctype, "attached_to_name": ("in", names)}
+		for file_name in frappe.get_all("File", filters=attached, pluck="name"):
+			frappe.delete_doc("File", file_name, ignore_permissions=True, delete_permanently=True)
+		for table, doctype_field, name_field in DELETED_WITH_DOCUMENT:
+			frappe.db.delete(table, {doctype_field: doctype, name_field: ("in", names)})
+		for table, doctype_field, name_field in UNLINKED_FROM_DOCUMENT:
+			frappe.db.set_value(
+				table,
+				{doctype_field: doctype, name_field: ("in", names)},
+				{doctype_field: None, name_field: None},
+				update_modified=False,
+			)
+
+	def _known(self, doctype: str) -> set[str]:
+		if doctype not in self._columns:
+			with self._site():
+				self._columns[doctype] = set(frappe.db.get_table_columns(doctype))
+		return self._columns[doctype]
+
+	def _field(self, table, doctype: str, field: str):
+		if field not in self._known(doctype):
+			raise ValidationError(field, f"is not a field of {doctype}")
+		return table[field]
+
+	def _where(self, query, table, doctype: str, filters: Sequence[Filter]):
+		"""The same meaning as the standalone store: NULL matches `= None` and `is not set` only."""
+		for field, op, value in filters:
+			column = self._field(table, doctype, field)
+			if op == "=":
+				query = query.where(column.isnull() if value is None else column == value)
+			elif op == "!=":
+				query = query.where(column.isnotnull() if value is None else column != value)
+			elif op == "<":
+				query = query.where(column < value)
+			elif op == "<=":
+				query = query.where(column <= value)
+			elif op == ">":
+				query = query.where(column > value)
+			elif op == ">=":
+				query = query.where(column >= value)
+			elif op in ("in", "not in"):
+				items = list(value)
+				if not items:  # SQL has no empty IN list: nothing is in it, everything is not
+					query = query.where(column.isnull() & column.isnotnull()) if op == "in" else query
+				else:
+					query = query.where(column.isin(items) if op == "in" else column.notin(items))
+			elif op == "is":
+				query = query.where(column.isnotnull() if value == "set" else column.isnull())
+			else:
+				raise ValidationError(field, f"unsupported filter operator {op!r}")
+		return query
+
+
+def read_committed() -> None:
+	"""Run this session at READ COMMITTED, as the standalone store does: a checkpoint must see a
+	cancel committed after the job started, which REPEATABLE READ (MariaDB's default) hides.
+	It takes effect from the next transaction: the claim's own commit starts it, before the
+	handler runs (the claim compares and sets, so an older snapshot cannot mislead it)."""
+	if getattr(frappe.db, "_dartwing_read_committed", False):
+		return  # this connection is set already (a dartwing-worker child keeps it across jobs)
+	if frappe.db.db_type == "mariadb" and not in_open_transaction():
+		frappe.db.sql("set session transaction isolation level read committed")
+		frappe.db._dartwing_read_committed = True
