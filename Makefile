@@ -47,6 +47,8 @@ bench-test:
 	# The desk XSS test needs Chromium and the app's bench dev dependencies (Playwright).
 	scripts/ensure-services.sh chromium
 	cd "$(BENCH)" && $(BENCH_CMD) setup requirements --dev dartwing
+	# The desk's shared script (public/js, app_include_js) is served from sites/assets.
+	cd "$(BENCH)" && $(BENCH_CMD) build --app dartwing
 	# CI=1: without it, Frappe v15's run-tests exits 0 even when tests fail.
 	cd "$(BENCH)" && CI=1 $(BENCH_CMD) --site "$(SITE)" run-tests --app dartwing $(BENCH_TEST_ARGS)
 

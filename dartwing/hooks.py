@@ -95,6 +95,9 @@ doc_events = {
 before_request = [f"{_GUARDS}.guard_links"]
 before_job = [f"{_GUARDS}.guard_links"]
 
+# The desk helpers the job list, form and Job Monitor share (dartwing.jobs).
+app_include_js = ["/assets/dartwing/js/dartwing_jobs.js"]
+
 # The engine's state rules for the desk's scripts (frappe.boot.dartwing_jobs).
 boot_session = "dartwing.dartwing_core.boot.boot_session"
 

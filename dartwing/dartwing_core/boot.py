@@ -4,7 +4,7 @@ from dartwing.dartwing_core.background_jobs import states
 
 
 def boot_session(bootinfo) -> None:
-	"""The engine's state rules for background_job_list.js, so the desk keeps no copy of them
+	"""The engine's state rules for public/js/dartwing_jobs.js, so the desk keeps no copy of them
 	(a copy had drifted: the form offered no Cancel for Failed or Timed Out jobs)."""
 	bootinfo.dartwing_jobs = {
 		"statuses": list(states.STATUSES),

@@ -1,8 +1,8 @@
 // Copyright (c) 2026, Dartwing and contributors
 // For license information, please see license.txt
 
-// Shared helpers (status colours, API calls, formatting) live in background_job_list.js, which
-// Frappe evaluates with the doctype meta before this script runs.
+// Shared helpers (status colours, API calls, formatting) live in public/js/dartwing_jobs.js,
+// which every desk page loads (hooks.py app_include_js).
 frappe.provide("dartwing.jobs");
 
 const JOB_EVENTS = ["dartwing_job_status", "dartwing_job_progress"];

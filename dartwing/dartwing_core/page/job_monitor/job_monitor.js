@@ -478,15 +478,11 @@ dartwing.jobs.JobMonitor = class JobMonitor {
 };
 
 frappe.pages["job-monitor"].on_page_load = function (wrapper) {
-	// The status colours and API helpers come with Background Job's list script.
-	frappe.model.with_doctype("Background Job", () => {
-		wrapper.job_monitor = new dartwing.jobs.JobMonitor(wrapper);
-		// The user may have left while the doctype loaded; on_page_show starts it on return.
-		if ($(wrapper).is(":visible")) wrapper.job_monitor.start();
-	});
+	// The status colours and API helpers load with every desk page (public/js/dartwing_jobs.js).
+	wrapper.job_monitor = new dartwing.jobs.JobMonitor(wrapper);
 };
 
 frappe.pages["job-monitor"].on_page_show = function (wrapper) {
-	// Absent on the first visit until the doctype has loaded; on_page_load starts it then.
-	if (wrapper.job_monitor) wrapper.job_monitor.start();
+	// Every visit, the first one included (Frappe shows the page after loading it).
+	wrapper.job_monitor.start();
 };
