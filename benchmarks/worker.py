@@ -15,8 +15,8 @@ import time
 from rq import Queue, Worker
 
 from dartwing.dartwing_core.background_jobs.backends.standalone import build_engine
+from dartwing.dartwing_core.background_jobs.forking_worker import ForkingWorker
 from dartwing.dartwing_core.background_jobs.registry import import_handler_modules
-from dartwing.dartwing_core.background_jobs.supervisor import SupervisingWorker
 from dartwing.dartwing_core.background_jobs.worker import run_worker
 
 
@@ -54,7 +54,7 @@ def reporting(work):
 if __name__ == "__main__":
 	mode, raw_queue = sys.argv[1], sys.argv[2]
 	if os.environ.get("BENCH_REPORT"):
-		worker_class = Worker if mode == "raw" else SupervisingWorker
+		worker_class = Worker if mode == "raw" else ForkingWorker
 		worker_class.work = reporting(worker_class.work)
 	import_handler_modules(["dartwing.dartwing_core.background_jobs.samples"])
 	engine = build_engine()

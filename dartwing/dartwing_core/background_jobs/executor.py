@@ -61,16 +61,10 @@ class Outcome:
 	failure: Failure | None = None
 
 
-# Set by a supervising worker (supervisor.py) just before it forks the work-horse for a job it
-# has claimed: the horse then only runs the handler.
-horse_handoff = None
-
-
 def run(job_id: str, queue_job_id: str) -> str:
-	"""The function queue messages point at; the worker process has configured the runtime."""
-	handoff = horse_handoff
-	if handoff is not None and handoff.is_for(job_id, queue_job_id):
-		return handoff.run_in_horse(runtime.current())
+	"""The function queue messages point at; the worker process has configured the runtime. (A
+	supervising worker's horse runs only the handler of the job its worker claimed instead:
+	forking_worker.HandoffJob.)"""
 	return execute(runtime.current(), job_id, queue_job_id)
 
 
@@ -208,14 +202,14 @@ def settle(engine, claimed: Claim, outcome: Outcome) -> str:
 def _persist(settle, attempts: int = 4):
 	"""Writing an outcome must survive a deadlock or a locked database: otherwise a job that
 	succeeded would wait for its lease to lapse and run again. Transient errors retry with backoff."""
-	for attempt in range(1, attempts + 1):
+	for try_no in range(1, attempts + 1):
 		try:
 			return settle()
 		except Exception as exc:
-			if attempt == attempts or classify(exc) != TRANSIENT:
+			if try_no == attempts or classify(exc) != TRANSIENT:
 				raise
 			logger.warning("Saving an outcome failed (%s); retrying", exc)
-			time.sleep(0.2 * 2**attempt)
+			time.sleep(0.2 * 2**try_no)
 
 
 def _result_values(value) -> dict:

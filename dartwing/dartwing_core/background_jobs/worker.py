@@ -11,12 +11,12 @@ from . import runtime
 
 def run_worker(engine, burst: bool = False) -> None:
 	"""One RQ worker, forking a work-horse per job as RQ and Frappe's bench workers do; it claims
-	and settles each job itself and leaves the horse only the handler (see supervisor.py)."""
-	from .supervisor import SupervisingWorker
+	and settles each job itself and leaves the horse only the handler (see forking_worker.py)."""
+	from .forking_worker import ForkingWorker
 
 	runtime.configure(engine)
 	_warm_up(engine)
-	worker = SupervisingWorker(engine.queue.in_priority_order(), connection=engine.queue.redis, engine=engine)
+	worker = ForkingWorker(engine.queue.in_priority_order(), connection=engine.queue.redis, engine=engine)
 	worker.work(
 		burst=burst, logging_level=logging.getLevelName(logging.getLogger().level), with_scheduler=False
 	)

@@ -15,17 +15,17 @@ from dartwing.dartwing_core.background_jobs.transitions import transition
 from tests.conftest import process_env, process_gone, statuses, wait_for_work_horse, wait_until
 
 # A burst worker that sends itself SIGTERM (a deploy, `systemctl stop`) the first time it enters
-# supervisor.<STEP>: in the middle of its own claim or save, where RQ's handler would otherwise
+# forking_worker.<STEP>: in the middle of its own claim or save, where RQ's handler would otherwise
 # raise StopRequested.
 SIGTERM_DURING = """
 import os, signal, sys
-from dartwing.dartwing_core.background_jobs import supervisor
+from dartwing.dartwing_core.background_jobs import forking_worker
 from dartwing.dartwing_core.background_jobs.backends.standalone import build_engine
 from dartwing.dartwing_core.background_jobs.registry import import_handler_modules
 from dartwing.dartwing_core.background_jobs.worker import run_worker
 
 step = sys.argv[1]
-real = getattr(supervisor, step)
+real = getattr(forking_worker, step)
 fired = []
 
 def interrupted(*args, **kwargs):
@@ -34,7 +34,7 @@ def interrupted(*args, **kwargs):
 		os.kill(os.getpid(), signal.SIGTERM)
 	return real(*args, **kwargs)
 
-setattr(supervisor, step, interrupted)
+setattr(forking_worker, step, interrupted)
 import_handler_modules(["tests.fixtures"])
 run_worker(build_engine(), burst=True)
 """
@@ -171,9 +171,9 @@ def test_a_worker_leaves_its_pubsub_channel_at_once(engine):
 	timeout; when the reply lands first the thread waits again, and redis-py 8's stop() joins it:
 	about one `worker --burst` exit in eight took 60 s. The worker clears the thread's flag first,
 	so the reply ends its wait. Timing-dependent without the fix, so it repeats the exit."""
-	from dartwing.dartwing_core.background_jobs.supervisor import SupervisingWorker
+	from dartwing.dartwing_core.background_jobs.forking_worker import ForkingWorker
 
-	worker = SupervisingWorker(engine.queue.in_priority_order(), connection=engine.queue.redis, engine=engine)
+	worker = ForkingWorker(engine.queue.in_priority_order(), connection=engine.queue.redis, engine=engine)
 	for _ in range(12):
 		worker.subscribe()
 		time.sleep(0.05)  # the thread is inside get_message

@@ -9,7 +9,8 @@ What keeps the design's rules:
 - The horse dies with its worker (Linux PR_SET_PDEATHSIG), and the worker extends the job's lease
   while the horse runs, so a live horse always has a live lease and a job never runs twice at once.
   Where the horse cannot be tied to its worker, the horse runs the whole job as before.
-- The horse reports how the attempt ended through a file the worker reads after the horse exits.
+- The claim reaches the horse on the in-memory queue message (HandoffJob), through the fork; the
+  horse reports how the attempt ended through a file the worker reads after the horse exits.
   A horse that exits without a report (killed, crashed) is a failed attempt, settled at once with
   the retry policy, like a lapsed lease; a canceled job's hard stop ends Canceled.
 """
@@ -27,9 +28,10 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 from rq import Worker
+from rq.job import Job
 from rq.worker import WorkerStatus
 
-from . import executor, states
+from . import runtime, states
 from .backends.rq_queue import EXECUTE, PriorityQueue
 from .executor import Claim, Failure, Outcome, attempt, claim, extend_lease, log_failure, settle
 from .retry import TRANSIENT
@@ -61,10 +63,6 @@ class Handoff:
 	worker_pid: int
 	claimed_at: float  # time.monotonic() in the worker, the same clock in the horse
 
-	def is_for(self, job_id: str, queue_job_id: str) -> bool:
-		"""True in the horse forked for this message (not in the worker, nor for another message)."""
-		return (job_id, queue_job_id) == (self.job_id, self.queue_job_id) and os.getpid() != self.worker_pid
-
 	def run_in_horse(self, engine) -> str:
 		"""In the work-horse: run the handler and report the outcome to the worker."""
 		if not isinstance(self.claimed, Claim):
@@ -78,10 +76,24 @@ class Handoff:
 		return outcome.status
 
 
-class SupervisingWorker(Worker):
+class HandoffJob(Job):
+	"""The queue message of a job the worker claimed carries the Handoff, in memory only (it is
+	not saved to Redis): in the horse forked for it, running the message runs just the handler."""
+
+	handoff: Handoff | None = None
+
+	def _execute(self):
+		handoff = self.handoff
+		if handoff is not None and os.getpid() != handoff.worker_pid:
+			return handoff.run_in_horse(runtime.current())
+		return super()._execute()
+
+
+class ForkingWorker(Worker):
 	"""rq.Worker, forking a work-horse per job, that claims before the fork and settles after it."""
 
 	queue_class = PriorityQueue
+	job_class = HandoffJob
 
 	def __init__(self, *args, engine, **kwargs):
 		# RQ calls maintain_heartbeats every job_monitoring_interval while a horse runs: that is
@@ -89,6 +101,7 @@ class SupervisingWorker(Worker):
 		kwargs.setdefault("job_monitoring_interval", max(1, int(engine.settings.lease_seconds / 3)))
 		super().__init__(*args, **kwargs)
 		self.engine = engine
+		self.handoff: Handoff | None = None  # the job this worker claimed, while its horse runs
 		self._reports = tempfile.TemporaryFile()
 
 	def work(self, *args, **kwargs):
@@ -132,18 +145,18 @@ class SupervisingWorker(Worker):
 		self._reports.seek(0)
 		self._reports.truncate()
 		started = time.monotonic()
-		executor.horse_handoff = Handoff(*target, claimed, self._reports.fileno(), os.getpid(), started)
+		job.handoff = self.handoff = Handoff(*target, claimed, self._reports.fileno(), os.getpid(), started)
 		try:
 			super().execute_job(job, queue)
 		finally:
-			executor.horse_handoff = None
+			job.handoff = self.handoff = None
 			if isinstance(claimed, Claim):
 				with _stop_signals_held():  # RQ would raise StopRequested in the middle of the save
 					self._settle(claimed, time.monotonic() - started)
 
 	def maintain_heartbeats(self, job, *args, **kwargs):
 		# The lease first: it must not wait on RQ's own Redis bookkeeping.
-		handoff = executor.horse_handoff
+		handoff = self.handoff
 		if handoff is not None and isinstance(handoff.claimed, Claim):
 			try:
 				if not extend_lease(self.engine, handoff.claimed.job):
