@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from redis import Redis
 
 from dartwing.dartwing_core.background_jobs import admin, registry
-from dartwing.dartwing_core.background_jobs.backends.sql_store import normalize_url
+from dartwing.dartwing_core.background_jobs.backends.sql_url import normalize_url
 from dartwing.dartwing_core.background_jobs.backends.standalone import build_engine
 from dartwing.dartwing_core.background_jobs.registry import import_handler_modules
 from dartwing.dartwing_core.background_jobs.settings import Settings
