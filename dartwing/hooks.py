@@ -52,6 +52,11 @@ permission_query_conditions = {
 	"Job Execution Log": f"{_PERMISSIONS}.job_execution_log_query",
 	"File": f"{_GUARDS}.file_query",
 	"Tag Link": f"{_GUARDS}.tag_link_query",
+	# Saved views over the tenant doctypes are their owner's (guards.py SAVED_VIEWS)
+	"Report": f"{_GUARDS}.report_query",
+	"List Filter": f"{_GUARDS}.list_filter_query",
+	"Dashboard Chart": f"{_GUARDS}.dashboard_chart_query",
+	"Number Card": f"{_GUARDS}.number_card_query",
 }
 
 has_permission = {
@@ -61,6 +66,10 @@ has_permission = {
 	# Files attached to, and tags of, tenant documents (guards.py)
 	"File": f"{_GUARDS}.reference_permission",
 	"Tag Link": f"{_GUARDS}.reference_permission",
+	**{
+		doctype: f"{_GUARDS}.saved_view_permission"
+		for doctype in ("Report", "List Filter", "Dashboard Chart", "Number Card")
+	},
 }
 
 # Frappe v15 endpoints that skip or ignore the hooks above, closed for the tenant doctypes

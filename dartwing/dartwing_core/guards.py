@@ -23,6 +23,7 @@ import functools
 import json
 import sys
 from typing import NoReturn
+from urllib.parse import unquote
 
 import frappe
 import frappe.client
@@ -43,6 +44,12 @@ from dartwing.dartwing_core.permissions import (
 )
 
 TENANT_DOCTYPES = frozenset({ORGANIZATION, JOB, LOG})
+
+
+def _is_tenant_doctype(doctype) -> bool:
+	"""Also in another case or with spaces around it, which a case-insensitive server may resolve
+	to the same table."""
+	return isinstance(doctype, str) and doctype.strip().lower() in {d.lower() for d in TENANT_DOCTYPES}
 
 
 def not_found(doctype: str, name) -> NoReturn:
@@ -245,10 +252,11 @@ def dashboard_chart(
 	source = frappe.parse_json(chart) if chart and not chart_name else {}
 	if chart_name:
 		source = frappe.db.get_value("Dashboard Chart", chart_name, ["document_type"], as_dict=True) or {}
-	if source.get("document_type") in TENANT_DOCTYPES and not is_admin():
-		frappe.throw(
-			_("Charts of {0} are for admins").format(_(source["document_type"])), frappe.PermissionError
-		)
+	document_type = source.get("document_type") if isinstance(source, dict) else None
+	if document_type is not None and not isinstance(document_type, str):
+		frappe.throw(_("chart.document_type must be a DocType name"), frappe.ValidationError)
+	if _is_tenant_doctype(document_type) and not is_admin():
+		frappe.throw(_("Charts of {0} are for admins").format(_(document_type)), frappe.PermissionError)
 	return charts.get(  # its cache_source wrapper reads keywords only
 		chart_name=chart_name,
 		chart=chart,
@@ -429,21 +437,35 @@ def private_tenant_board(doc, method=None) -> None:
 
 
 def _guard_file(doc) -> None:
-	"""A tenant document's files are private; a new File for the same private file (an upload by
-	URL, add_attachments) needs the same reach as the files it copies."""
+	"""A tenant document's files are private."""
 	if doc.attached_to_doctype in TENANT_DOCTYPES and not cint(doc.is_private):
 		# Frappe has written the content by now (File.before_insert): refuse rather than flip.
 		frappe.throw(
 			_("Files attached to {0} must be private").format(_(doc.attached_to_doctype)),
 			title=_("Private files only"),
 		)
-	if doc.is_new() and (doc.file_url or "").startswith("/private/"):
-		for other in frappe.get_all(
-			"File",
-			filters={"file_url": doc.file_url, "attached_to_doctype": ["in", sorted(TENANT_DOCTYPES)]},
-			fields=["attached_to_doctype", "attached_to_name"],
-		):
-			require_reach(other.attached_to_doctype, other.attached_to_name)
+
+
+def _copies_unreadable_private_file(doc, user: str | None) -> bool:
+	"""A new File naming a private file by URL (an upload by URL, add_attachments) would let its
+	owner download that file: only a user who may already read a File of it may make one. Asked
+	at the create permission, before Frappe reads the file, so a guessed URL gets one answer
+	whether or not such a file exists, and it names nothing."""
+	url = unquote(doc.get("file_url") or "").strip()
+	if not (doc.is_new() and url.lower().startswith("/private/")) or is_admin(user):
+		return False
+	# Frappe adds each refused check's log (naming the File) to the message of the refusal this
+	# hook is part of: keep them out of it.
+	logs = frappe.flags.get("has_permission_check_logs")
+	kept = list(logs) if logs is not None else None
+	try:
+		for name in frappe.get_all("File", filters={"file_url": url}, pluck="name"):
+			if frappe.has_permission("File", "read", doc=frappe.get_doc("File", name), user=user):
+				return False
+		return True
+	finally:
+		if logs is not None:
+			logs[:] = kept
 
 
 def file_query(user: str | None = None) -> str:
@@ -459,8 +481,10 @@ def tag_link_query(user: str | None = None) -> str:
 
 def reference_permission(doc, ptype=None, user=None, debug=False) -> bool | None:
 	"""has_permission of File and Tag Link: no for one pointing (as stored: an unsaved change
-	does not count) at a tenant document the user may not reach; otherwise Frappe's own rule
-	decides (None)."""
+	does not count) at a tenant document the user may not reach, or for a new File copying a
+	private file the user may not read; otherwise Frappe's own rule decides (None)."""
+	if doc.doctype == "File" and ptype == "create" and _copies_unreadable_private_file(doc, user):
+		return False
 	type_field, name_field = REFERENCES[doc.doctype]
 	doctype, name = doc.get(type_field), doc.get(name_field)
 	if not doc.is_new():
@@ -485,6 +509,52 @@ def _unreachable_excluded(type_column: str, name_column: str, user: str | None) 
 		f" or ({type_column} = '{LOG}' and {name_column} in"
 		f" (select `name` from `tabJob Execution Log` where `background_job` in ({jobs}))))"
 	)
+
+
+# Saved views whose filters name a doctype's values (a job id, an organization, parameter text):
+# Frappe lets every desk user read everyone's. Over a tenant doctype, only their owner (and the
+# admins) may. {doctype: the field naming the doctype the view is over}
+SAVED_VIEWS = {
+	"Report": "ref_doctype",
+	"List Filter": "reference_doctype",
+	"Dashboard Chart": "document_type",
+	"Number Card": "document_type",
+}
+
+
+def _own_saved_views(doctype: str, user: str | None) -> str:
+	user = user or frappe.session.user
+	if is_admin(user):
+		return ""
+	table, field = f"`tab{doctype}`", SAVED_VIEWS[doctype]
+	tenant = ", ".join(frappe.db.escape(d) for d in sorted(TENANT_DOCTYPES))
+	return f"(ifnull({table}.`{field}`, '') not in ({tenant}) or {table}.`owner` = {frappe.db.escape(user)})"
+
+
+def report_query(user: str | None = None) -> str:
+	return _own_saved_views("Report", user)
+
+
+def list_filter_query(user: str | None = None) -> str:
+	return _own_saved_views("List Filter", user)
+
+
+def dashboard_chart_query(user: str | None = None) -> str:
+	return _own_saved_views("Dashboard Chart", user)
+
+
+def number_card_query(user: str | None = None) -> str:
+	return _own_saved_views("Number Card", user)
+
+
+def saved_view_permission(doc, ptype=None, user=None, debug=False) -> bool | None:
+	"""has_permission of Report, List Filter, Dashboard Chart, Number Card: over a tenant doctype,
+	someone else's is not there for a non-admin; otherwise Frappe's own rule decides (None)."""
+	user = user or frappe.session.user
+	over = doc.get(SAVED_VIEWS[doc.doctype])
+	if _is_tenant_doctype(over) and not doc.is_new() and doc.owner != user and not is_admin(user):
+		return False
+	return None
 
 
 def guard_share(doc, method=None) -> None:

@@ -25,16 +25,35 @@ from dartwing.dartwing_core.permissions import allowed_organizations, can_access
 
 
 def _engine_errors(method):
-	"""Engine errors become Frappe's, with the status the API promises."""
+	"""Engine errors become Frappe's, with the status the API promises; text no database can
+	hold, in any parameter, is bad input naming it (not a server error at the first query)."""
 
 	@functools.wraps(method)
 	def wrapper(*args, **kwargs):
 		try:
+			for field, value in kwargs.items():
+				_require_encodable(field, value)
 			return method(*args, **kwargs)
 		except DartwingError as exc:
 			throw(exc)
 
 	return wrapper
+
+
+def _require_encodable(field: str, value) -> None:
+	"""A JSON body may carry a lone surrogate ("\\ud800"), which no UTF-8 column can store."""
+	if isinstance(value, str):
+		try:
+			value.encode()
+		except UnicodeEncodeError:
+			raise ValidationError(field, "is not valid Unicode text") from None
+	elif isinstance(value, dict):
+		for key, item in value.items():
+			_require_encodable(field, key)
+			_require_encodable(field, item)
+	elif isinstance(value, list | tuple):
+		for item in value:
+			_require_encodable(field, item)
 
 
 def _require_read() -> None:

@@ -3,6 +3,7 @@ two organizations and three kinds of user (admin, member, outsider)."""
 
 import contextlib
 import io
+import threading
 
 import frappe
 from frappe.tests.test_api import make_request
@@ -80,6 +81,58 @@ class TestJobsAPI(DartwingTestCase):
 		self.assertEqual(again.status_code, 409, again.json)
 		self.assertEqual(again.json["existing_job"], first["job_id"])
 		self.assertEqual(again.json["existing_status"], "Queued")
+
+	def test_a_submit_that_loses_a_race_names_the_winner(self):
+		"""Two identical submits at once: the unique index refuses the second after the first
+		commits, but a web request reads at REPEATABLE READ, from a snapshot taken before, and
+		inside its own open transaction. Its answer is still DuplicateJob naming the first (409),
+		not a server error."""
+		from dartwing.dartwing_core.background_jobs.errors import DuplicateJob
+
+		site, sites_path = frappe.local.site, frappe.local.sites_path
+		winner: dict = {}
+
+		def submit_elsewhere():
+			frappe.init(site=site, sites_path=sites_path)
+			frappe.connect()
+			try:
+				winner.update(self.engine.submit("sample_job", self.org_a, {"label": "race"}))
+				frappe.db.commit()
+			finally:
+				frappe.destroy()
+
+		frappe.db.commit()
+		frappe.db.sql("set session transaction isolation level repeatable read")
+		frappe.db._dartwing_read_committed = False  # run_job / read_committed set it again later
+		try:
+			frappe.db.sql(f"select count(*) from `tab{JOB}`")  # the snapshot, taken before the winner
+			# An open write, as a request's: the engine's transaction is then a savepoint in it.
+			frappe.db.sql("update `tabUser` set modified = modified where name = 'Guest'")
+			thread = threading.Thread(target=submit_elsewhere)
+			thread.start()
+			thread.join(timeout=30)
+			self.assertIn("job_id", winner)
+			with self.assertRaises(DuplicateJob) as lost:
+				self.engine.submit("sample_job", self.org_a, {"label": "race"})
+			self.assertEqual(lost.exception.existing_job, winner["job_id"])
+		finally:
+			frappe.db.rollback()
+			frappe.db.sql("set session transaction isolation level read committed")
+
+	def test_text_no_database_can_hold_is_bad_input_in_every_method(self):
+		lone = "\ud800"  # a JSON body may carry one; no UTF-8 column can store it
+		for method, field in (
+			("get_job_status", "job_id"),
+			("cancel_job", "job_id"),
+			("get_job_history", "job_id"),
+			("get_job_type_parameters", "job_type"),
+			("list_jobs", "job_type"),
+			("submit_job", "organization"),
+		):
+			response = self.call(method, self.member_a, "POST", **{"job_type": "sample_job", field: lone})
+			with self.subTest(method):
+				self.assertEqual(response.status_code, 400, response.get_data(as_text=True)[:300])
+				self.assertIn(field, response.get_data(as_text=True))
 
 	def test_full_queue_is_429(self):
 		unfinished = frappe.db.count(JOB, {"organization": self.org_b, "status": ["in", list(UNFINISHED)]})

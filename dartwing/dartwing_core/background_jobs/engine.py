@@ -162,7 +162,7 @@ class Engine:
 			except BaseException as exc:
 				throttle.refund(self, counted)  # a refused submit spends nothing of the limits
 				if isinstance(exc, UniqueViolation):
-					self._raise_if_active(job.get("job_hash"))
+					self._raise_if_racer(job.get("job_hash"))
 				raise
 		self.publish_status(job)
 		if job["status"] == states.QUEUED:
@@ -242,11 +242,20 @@ class Engine:
 			raise ValidationError("organization", f"organization {organization!r} is {org['status']}")
 		return org
 
-	def _raise_if_active(self, job_hash: str) -> None:
+	def _raise_if_active(self, job_hash: str, for_update: bool = False) -> None:
 		"""DuplicateJob naming the unfinished job that holds `job_hash`, if there is one."""
-		found = self.store.get_all(JOB, [("active_hash", "=", job_hash)], ["name", "status"], limit=1)
+		found = self.store.get_all(
+			JOB, [("active_hash", "=", job_hash)], ["name", "status"], limit=1, for_update=for_update
+		)
 		if found:
 			raise DuplicateJob(found[0]["name"], found[0]["status"])
+
+	def _raise_if_racer(self, job_hash: str) -> None:
+		"""After the unique index refused `job_hash`: the job that took it has committed, but a
+		session at REPEATABLE READ (a Frappe web request) may read a snapshot from before it.
+		A locking read sees it, so the caller gets DuplicateJob naming it, not a server error."""
+		with self.store.transaction():
+			self._raise_if_active(job_hash, for_update=True)
 
 	def _refuse_duplicate(self, job_hash: str, job_type_row: dict, now: datetime) -> None:
 		self._raise_if_active(job_hash)
@@ -405,7 +414,7 @@ class Engine:
 		try:
 			done = self.requeue(job, actor=user, message=f"Retried by {user}", reset_retries=True)
 		except UniqueViolation:
-			self._raise_if_active(job.get("job_hash"))
+			self._raise_if_racer(job.get("job_hash"))
 			raise InvalidState(
 				f"job {job_id} conflicted with another job that has since ended; try again"
 			) from None

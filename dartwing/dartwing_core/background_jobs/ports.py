@@ -51,7 +51,11 @@ class Store(Protocol):
 		order_by: str | None = None,
 		limit: int | None = None,
 		offset: int = 0,
-	) -> list[dict]: ...
+		*,
+		for_update: bool = False,
+	) -> list[dict]:
+		"""`for_update`: a locking read, which sees the latest committed rows even where the
+		session's snapshot is older (Frappe's web requests run at REPEATABLE READ)."""
 
 	def count(self, doctype: str, filters: Sequence[Filter] = ()) -> int: ...
 

@@ -384,6 +384,17 @@ def check_reads_see_what_other_connections_committed(store: Store) -> None:
 	assert (row["progress"], row["cancel_requested_at"]) == (55, T0)
 
 
+def check_a_locking_read_sees_rows_committed_after_the_snapshot(store: Store) -> None:
+	# Where a session keeps a snapshot for its transaction (a Frappe web request, REPEATABLE
+	# READ), this read pins one; what the engine reads after a unique-index refusal must not.
+	assert store.get_all(JOB, OUR_JOBS, ["name"]) == []
+
+	_elsewhere(lambda: store.insert(JOB, job_row("ct-r2", active_hash="ct-h2")))
+
+	found = store.get_all(JOB, [*OUR_JOBS, ("active_hash", "=", "ct-h2")], ["name"], for_update=True)
+	assert [row["name"] for row in found] == ["ct-r2"]
+
+
 def check_update_apart_commits_at_once(store: Store) -> None:
 	store.insert(JOB, job_row("ct-r1", progress=0))
 

@@ -18,14 +18,14 @@ from dartwing.dartwing_core.tests.utils import (
 )
 
 
-def dartwing_worker(*args: str) -> subprocess.Popen:
+def dartwing_worker(*args: str, imports: str = TEST_HANDLERS) -> subprocess.Popen:
 	return subprocess.Popen(
 		bench_command("dartwing-worker", "--queue", routed_queues(), *args),
 		cwd=os.path.join(get_bench_path(), SITES_PATH),
 		stdout=subprocess.PIPE,
 		stderr=subprocess.PIPE,
 		text=True,
-		env={**os.environ, "PYTHONUNBUFFERED": "1", "DARTWING_IMPORTS": TEST_HANDLERS},
+		env={**os.environ, "PYTHONUNBUFFERED": "1", "DARTWING_IMPORTS": imports},
 	)
 
 
@@ -73,3 +73,15 @@ class TestDartwingWorker(DartwingTestCase):
 		self.assertLess(time.monotonic() - stopped, 15, "SIGTERM stops the supervisor and its children")
 		self.engine.cancel(job, user="Administrator")
 		frappe.db.commit()
+
+	def test_children_that_cannot_start_stop_the_worker_with_an_error(self):
+		"""A handler module that does not import fails every child at start: the supervisor stops
+		after a few, with an error, instead of respawning them for ever."""
+		worker = dartwing_worker("--burst", "--workers", "1", imports="dw_no_such_handler_module")
+		try:
+			_stdout, stderr = worker.communicate(timeout=60)
+		finally:
+			worker.kill()
+		self.assertEqual(worker.returncode, 1, stderr[-2000:])
+		self.assertIn("died before running a job", stderr)
+		self.assertIn("dw_no_such_handler_module", stderr)

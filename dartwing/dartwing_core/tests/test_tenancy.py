@@ -671,6 +671,65 @@ class TestTenancyOnFrappeSideDoors(AttackSetUp):
 		self.assertFalse(frappe.db.exists("Communication Link", {"link_name": self.job_b}))
 		self.assertFalse(frappe.db.exists("Event Participants", {"reference_docname": self.job_b}))
 
+	def test_saved_views_over_jobs_are_their_owners(self):
+		"""A report, a sidebar filter, a dashboard chart or a number card over a tenant doctype keeps
+		filter values (a job id, an organization, parameter text): others may not read it."""
+		unique = frappe.generate_hash(length=6)
+		views = {
+			"Report": {
+				"report_name": f"dw-report-{unique}",
+				"ref_doctype": JOB,
+				"report_type": "Report Builder",
+				"is_standard": "No",
+			},
+			"List Filter": {"reference_doctype": JOB, "filter_name": f"dw-filter-{unique}"},
+			"Dashboard Chart": {
+				"chart_name": f"dw-chart-{unique}",
+				"document_type": JOB,
+				"chart_type": "Count",
+				"type": "Line",
+				"based_on": "creation",
+			},
+			"Number Card": {"document_type": JOB, "function": "Count", "label": f"dw-card-{unique}"},
+		}
+		made = []
+		try:
+			for doctype, values in views.items():
+				frappe.set_user(self.member_b["name"])
+				doc = frappe.get_doc(
+					{
+						"doctype": doctype,
+						"filters_json": json.dumps([[JOB, "organization", "=", self.org_b]]),
+						"json": json.dumps({"filters": [[JOB, "input_parameters", "like", f"%{SECRET}%"]]}),
+						**values,
+					}
+				).insert(ignore_permissions=True)
+				made.append((doctype, doc.name))
+				frappe.set_user("Administrator")
+				frappe.db.commit()
+				with self.subTest(doctype):
+					listed = self.http(
+						self.member_a,
+						"GET",
+						self.M + "frappe.client.get_list",
+						doctype=doctype,
+						fields=["*"],
+						limit_page_length=500,
+					)
+					self.assertNotIn(doc.name, listed.get_data(as_text=True))
+					self.assertNotIn(SECRET, listed.get_data(as_text=True))
+					read = self.http(self.member_a, "GET", f"/api/resource/{doctype}/{doc.name}")
+					self.assertNotIn(SECRET, read.get_data(as_text=True))
+					self.assertIn(read.status_code, (403, 404))
+					mine = self.http(self.member_b, "GET", f"/api/resource/{doctype}/{doc.name}")
+					self.assertEqual(mine.status_code, 200, mine.get_data(as_text=True)[:300])
+		finally:
+			frappe.set_user("Administrator")
+			frappe.db.rollback()
+			for doctype, name in made:
+				frappe.delete_doc(doctype, name, force=True, ignore_permissions=True)
+			frappe.db.commit()
+
 	def test_a_kanban_board_over_jobs_is_private(self):
 		"""Its columns keep the ids of cards moved on it: a public one showed them to everyone."""
 		board = self.http(
@@ -738,7 +797,22 @@ class TestTenancyOnFrappeSideDoors(AttackSetUp):
 			self.M + "frappe.client.insert",
 			doc={"doctype": "File", "file_url": self.file_b.file_url, "is_private": 1},
 		)
-		self.assertEqual(copy.status_code, 404, copy.get_data(as_text=True)[:300])
+		self.assertEqual(copy.status_code, 403, copy.get_data(as_text=True)[:300])
+		# A guessed URL: the same answer whether a file is there or not, and no job named.
+		for user in (self.member_a, self.plain):
+			there, absent = (
+				self.http(
+					user,
+					"POST",
+					self.M + "frappe.client.insert",
+					doc={"doctype": "File", "file_url": url, "is_private": 1},
+				)
+				for url in (self.file_b.file_url, "/private/files/dw-no-such-file.txt")
+			)
+			self.assertSameAnswer(
+				there, absent, status=403, names=(self.file_b.file_url, "/private/files/dw-no-such-file.txt")
+			)
+			self.assertNotIn(self.job_b, there.get_data(as_text=True))
 		tags = self.http(
 			self.member_a,
 			"GET",
@@ -780,6 +854,16 @@ class TestTenancyOnFrappeSideDoors(AttackSetUp):
 				no_cache=1,
 			)
 			self.assertEqual(heat.status_code, 403, heat.get_data(as_text=True)[:300])
+		# Another spelling of the doctype is the same doctype; a list is bad input, not a 500.
+		for document_type, status in (("background job ", 403), ([JOB], 417)):
+			odd = self.http(
+				self.member_a,
+				"POST",
+				self.M + "frappe.desk.doctype.dashboard_chart.dashboard_chart.get",
+				chart={**chart, "document_type": document_type},
+				no_cache=1,
+			)
+			self.assertEqual(odd.status_code, status, odd.get_data(as_text=True)[:300])
 		for target in (self.job_b, ABSENT_JOB):
 			groups = self.http(
 				self.member_a,

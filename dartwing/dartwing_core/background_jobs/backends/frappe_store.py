@@ -201,6 +201,8 @@ class FrappeStore:
 		order_by: str | None = None,
 		limit: int | None = None,
 		offset: int = 0,
+		*,
+		for_update: bool = False,
 	) -> list[dict]:
 		table = frappe.qb.DocType(doctype)
 		columns = ["*"] if tuple(fields) == ("*",) else [self._field(table, doctype, f) for f in fields]
@@ -214,6 +216,8 @@ class FrappeStore:
 			if limit is None:
 				query = query.limit(_NO_LIMIT)  # MariaDB has no OFFSET without a LIMIT
 			query = query.offset(offset)
+		if for_update:
+			query = query.for_update()
 		return [dict(r) for r in query.run(as_dict=True)]
 
 	@_in_site

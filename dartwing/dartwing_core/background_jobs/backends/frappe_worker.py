@@ -43,6 +43,10 @@ from .frappe_queue import RUN_JOB_PATHS
 
 logger = logging.getLogger("dartwing.jobs")
 RECYCLED = 3  # a child's exit code: it served its jobs or its memory; replace it
+# A child that cannot even start (an import error, a site it cannot reach) is not respawned for
+# ever: after this many in a row, each dead within this many seconds, the supervisor stops.
+FAILED_STARTS = 5
+FAILED_START_SECONDS = 5
 STOPPED = 4  # a child's exit code: the job it ran was stopped by force
 _SLOT_BYTES = 256
 
@@ -158,7 +162,7 @@ def _resident_mb() -> float:
 
 
 def _child(supervisor: int, site: str, sites_path: str, queues: list[str], burst, max_jobs, max_memory, slot):
-	from ..supervisor import _die_with_worker
+	from ..forking_worker import _die_with_worker
 
 	signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the supervisor's handler; RQ sets its own
 	signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -222,7 +226,7 @@ def run(
 			process.start()
 		finally:
 			signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
-		return process, slot
+		return process, slot, time.monotonic()
 
 	signaled: set[int] = set()
 	stop_signal = signal.SIGTERM
@@ -237,28 +241,38 @@ def run(
 	children = [spawn() for _ in range(workers)]
 	signal.signal(signal.SIGTERM, stop)
 	signal.signal(signal.SIGINT, stop)
+	failed_starts = 0  # children in a row that died within seconds, running no job
 	while children:
 		if stopping:
-			for process, _ in children:
+			for process, _, _ in children:
 				if process.pid not in signaled:
 					signaled.add(process.pid)
 					with contextlib.suppress(ProcessLookupError):
 						os.kill(process.pid, stop_signal)
 		time.sleep(0.2)
 		kept = []
-		for process, slot in children:
+		for process, slot, started in children:
 			running = _announced(slot)
 			if process.is_alive():
 				if running and running[2] and time.time() > running[2]:
 					logger.warning("Job %s passed its deadline; killing its child", running[0])
 					process.kill()
-				kept.append((process, slot))
+				kept.append((process, slot, started))
 				continue
 			process.join()
 			if running:
 				_settle_lost(site, sites_path, *running, process.exitcode)
 			if process.exitcode not in (0, RECYCLED, STOPPED):
 				failed += 1
+				quick = not running and time.monotonic() - started < FAILED_START_SECONDS
+				failed_starts = failed_starts + 1 if quick else 0
+				if failed_starts >= FAILED_STARTS and not stopping:
+					logger.error(
+						"%d children in a row died before running a job (exit code %s); stopping",
+						failed_starts,
+						process.exitcode,
+					)
+					stop(signal.SIGTERM, None)
 			if not stopping and (process.exitcode != 0 or not burst):
 				if process.exitcode not in (0, RECYCLED, STOPPED):
 					time.sleep(0.5)  # a child that cannot start is not respawned in a tight loop

@@ -284,9 +284,11 @@ class SqlStore:
 		order_by: str | None = None,
 		limit: int | None = None,
 		offset: int = 0,
+		*,
+		for_update: bool = False,
 	) -> list[dict]:
-		statement, params = self._select(doctype, filters, fields, order_by, limit, offset)
-		with self._connection(write=False) as conn:
+		statement, params = self._select(doctype, filters, fields, order_by, limit, offset, for_update)
+		with self._connection(write=for_update) as conn:
 			return statement.rows(conn, params)
 
 	def _select(
@@ -297,11 +299,13 @@ class SqlStore:
 		order_by: str | None = None,
 		limit: int | None = None,
 		offset: int = 0,
+		for_update: bool = False,
 	) -> tuple["Prepared", dict]:
 		"""get_all's statement and the values to run it with."""
 		shape, params = _filter_shape(filters)
 		fields = tuple(fields)
-		key = ("get_all", doctype, fields, shape, order_by, limit is not None, bool(offset))
+		locking = for_update and self.dialect != "sqlite"  # SQLite's writer lock covers the file
+		key = ("get_all", doctype, fields, shape, order_by, limit is not None, bool(offset), locking)
 
 		def build() -> sa.Select:
 			table = self.tables[doctype]
@@ -314,7 +318,7 @@ class SqlStore:
 				query = query.limit(sa.bindparam("p__limit"))
 			if offset:
 				query = query.offset(sa.bindparam("p__offset"))
-			return query
+			return query.with_for_update() if locking else query
 
 		if limit is not None:
 			params["p__limit"] = limit
