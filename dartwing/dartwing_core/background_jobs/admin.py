@@ -1,13 +1,18 @@
 """Set-up actions for the standalone backend: job types from declared handlers, organizations.
 (On a Frappe site these rows are documents edited in the desk.)"""
 
+from typing import TYPE_CHECKING
+
 from .errors import AlreadyExists, NotFound, UniqueViolation, ValidationError
+
+if TYPE_CHECKING:
+	from .engine import Engine
 
 ORG = "Organization"
 JOB_TYPE = "Job Type"
 
 
-def sync_job_types(engine) -> list[str]:
+def sync_job_types(engine: "Engine") -> list[str]:
 	"""Create a Job Type row for each declared handler that has none; existing rows are left
 	alone so an administrator's later edits win. Returns the names created."""
 	created = []
@@ -21,7 +26,9 @@ def sync_job_types(engine) -> list[str]:
 	return created
 
 
-def add_organization(engine, name: str, max_queued_jobs: int = 1000, max_in_flight_jobs: int = 0) -> dict:
+def add_organization(
+	engine: "Engine", name: str, max_queued_jobs: int = 1000, max_in_flight_jobs: int = 0
+) -> dict:
 	if not isinstance(name, str) or not name.strip():
 		raise ValidationError("name", "is required")
 	for field, value in (("max_queued_jobs", max_queued_jobs), ("max_in_flight_jobs", max_in_flight_jobs)):
@@ -41,7 +48,7 @@ def add_organization(engine, name: str, max_queued_jobs: int = 1000, max_in_flig
 	return engine.store.get(ORG, name)
 
 
-def set_organization_status(engine, name: str, status: str) -> dict:
+def set_organization_status(engine: "Engine", name: str, status: str) -> dict:
 	if status not in ("Active", "Suspended"):
 		raise ValidationError("status", "must be Active or Suspended")
 	if not engine.store.update(ORG, name, {"status": status, "modified": engine.now()}):

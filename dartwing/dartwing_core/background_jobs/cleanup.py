@@ -2,15 +2,19 @@
 
 import logging
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from . import states
 from .locks import distributed_lock
 from .transitions import JOB, LOG
 
+if TYPE_CHECKING:
+	from .engine import Engine
+
 logger = logging.getLogger("dartwing.jobs")
 
 
-def purge(engine, older_than_days: float | None = None, batch_size: int | None = None) -> int:
+def purge(engine: "Engine", older_than_days: float | None = None, batch_size: int | None = None) -> int:
 	"""Delete Completed, Canceled and Dead Letter jobs last changed before the cutoff, with their
 	log rows, one batch per transaction so a large purge never holds long locks. Returns jobs deleted."""
 	days = engine.settings.purge_after_days if older_than_days is None else older_than_days
@@ -49,6 +53,6 @@ def purge(engine, older_than_days: float | None = None, batch_size: int | None =
 
 
 @distributed_lock("purge_daily", ttl=24 * 3600, release=False)
-def purge_daily(engine) -> int:
+def purge_daily(engine: "Engine") -> int:
 	"""Runs at most once a day across all schedulers: the lock outlives the run on purpose."""
 	return purge(engine)

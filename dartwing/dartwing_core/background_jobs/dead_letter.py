@@ -1,9 +1,13 @@
 """The one place where jobs are handed to the dead-letter queue, and where admins read it."""
 
 import logging
+from typing import TYPE_CHECKING
 
 from . import states
 from .transitions import JOB, transition
+
+if TYPE_CHECKING:
+	from .engine import Engine
 
 logger = logging.getLogger("dartwing.jobs")
 
@@ -34,7 +38,7 @@ def send(
 	return done
 
 
-def list_dead_letters(engine, organization: str | None = None, limit: int = 100) -> list[dict]:
+def list_dead_letters(engine: "Engine", organization: str | None = None, limit: int = 100) -> list[dict]:
 	filters = [("status", "=", states.DEAD_LETTER)]
 	if organization:
 		filters.append(("organization", "=", organization))

@@ -9,6 +9,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
@@ -16,6 +17,9 @@ from rich.table import Table
 from . import admin, states
 from .audit import verify_chain
 from .transitions import JOB, LOG
+
+if TYPE_CHECKING:
+	from .engine import Engine
 
 console = Console()
 
@@ -118,7 +122,7 @@ def run_demo(ctx, worker_count: int = 2) -> int:
 		console.print(f"\nworker and scheduler output: {workdir / 'processes.log'}")
 
 
-def _cancel_when_running(engine, job_id: str, deadline: float = 60) -> None:
+def _cancel_when_running(engine: "Engine", job_id: str, deadline: float = 60) -> None:
 	"""Cancel the long job once it is visibly under way, as a user watching it would."""
 	stop_at = time.monotonic() + deadline
 	while time.monotonic() < stop_at:
@@ -131,7 +135,7 @@ def _cancel_when_running(engine, job_id: str, deadline: float = 60) -> None:
 		time.sleep(0.2)
 
 
-def _submit_plan(engine) -> dict[str, str]:
+def _submit_plan(engine: "Engine") -> dict[str, str]:
 	jobs = {}
 	for label, job_type, params, priority, _expected, _what in PLAN:
 		depends_on = jobs["parent"] if label == "child" else None
@@ -142,7 +146,7 @@ def _submit_plan(engine) -> dict[str, str]:
 	return jobs
 
 
-def _summary(engine, jobs: dict[str, str]) -> int:
+def _summary(engine: "Engine", jobs: dict[str, str]) -> int:
 	table = Table("job", "what it shows", "final status", "tries", "result or error", "audit")
 	ok = True
 	for label, job_type, _params, _priority, expected, what in PLAN:

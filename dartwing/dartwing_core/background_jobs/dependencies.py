@@ -4,11 +4,16 @@ is canceled, with the reason logged, when the parent ends any other way. An orga
 running waits as Pending, and is queued (at the back) as they end, so one organization's backlog
 cannot hold every worker while another's jobs wait."""
 
+from typing import TYPE_CHECKING
+
 from . import states
 from .transitions import JOB, transition
 
+if TYPE_CHECKING:
+	from .engine import Engine
 
-def settle_children(engine, parent: dict, children: list[str], actor: str = "scheduler") -> int:
+
+def settle_children(engine: "Engine", parent: dict, children: list[str], actor: str = "scheduler") -> int:
 	"""Release or cancel the Pending jobs named `children` of a parent that just ended, logged as
 	done by `actor` (whoever ended the parent). Returns how many moved."""
 	moved = 0
@@ -58,7 +63,7 @@ def settle_pending(
 	return engine.requeue(job, actor=actor, message=message)
 
 
-def at_flight_limit(engine, org: dict) -> bool:
+def at_flight_limit(engine: "Engine", org: dict) -> bool:
 	"""True when `org` has as many jobs queued or running as its max_in_flight_jobs (0: never).
 	A soft limit: two releases racing may both pass it."""
 	limit = int(org.get("max_in_flight_jobs") or 0)
@@ -74,7 +79,7 @@ class Room:
 	"""Which organizations are at their in-flight limit, each asked once a pass: a scheduler
 	task going through many jobs skips the rest of a full organization's without asking again."""
 
-	def __init__(self, engine):
+	def __init__(self, engine: "Engine"):
 		self.engine = engine
 		self.full: set[str] = set()
 
@@ -90,7 +95,7 @@ class Room:
 		return True
 
 
-def release_one_waiting(engine, organization: str, actor: str) -> dict | None:
+def release_one_waiting(engine: "Engine", organization: str, actor: str) -> dict | None:
 	"""After a job of a limited organization ended: queue its oldest job waiting for room."""
 	waiting = engine.store.get_all(
 		JOB,

@@ -13,13 +13,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from . import dead_letter, runtime, states
 from .dependencies import release_one_waiting
 from .errors import JobCanceled, JobTimedOut, PermanentError, PermissionDenied
 from .progress import JobContext
 from .retry import PERMANENT, TRANSIENT, RetryPolicy, classify, next_retry_delay
-from .transitions import JOB, transition
+from .transitions import JOB, JobRow, transition
+
+if TYPE_CHECKING:
+	from .engine import Engine
 
 logger = logging.getLogger("dartwing.jobs")
 
@@ -28,7 +32,7 @@ logger = logging.getLogger("dartwing.jobs")
 class Claim:
 	"""A job this run owns: claimed Queued -> Running, with what running it needs."""
 
-	job: dict
+	job: JobRow
 	job_type: dict
 	handler: Callable
 	attempt: int
@@ -68,9 +72,9 @@ def run(job_id: str, queue_job_id: str) -> str:
 	return execute(runtime.current(), job_id, queue_job_id)
 
 
-def execute(engine, job_id: str, queue_job_id: str) -> str:
+def execute(engine: "Engine", job_id: str, queue_job_id: str) -> str:
 	"""Claim, run and settle in this process. Returns the status the job ended this run in, or
-	"skipped" when the message was stale."""
+	states.SKIPPED when the message was stale."""
 	with engine.store.session():
 		claimed = claim(engine, job_id, queue_job_id)
 	if not isinstance(claimed, Claim):
@@ -89,13 +93,13 @@ _CLAIM_LINKS = {
 }
 
 
-def claim(engine, job_id: str, queue_job_id: str) -> Claim | str:
+def claim(engine: "Engine", job_id: str, queue_job_id: str) -> Claim | str:
 	"""Queued -> Running for this message; or, when the job cannot run, the status it ended in
-	instead ("skipped" for a stale message, Pending for a suspended organization, Dead Letter)."""
+	instead (SKIPPED for a stale message, Pending for a suspended organization, Dead Letter)."""
 	job, linked = engine.store.get_with_links(JOB, job_id, {**_CLAIM_LINKS, **engine.access.claim_links})
 	if job is None or job["status"] != states.QUEUED or job["queue_job_id"] != queue_job_id:
 		logger.info("Job skipped job_id=%s message=%s (no longer queued for it)", job_id, queue_job_id)
-		return "skipped"
+		return states.SKIPPED
 	org = linked["organization"]
 	if org is None:
 		return _give_up(engine, job, "Organization not found")
@@ -128,11 +132,11 @@ def claim(engine, job_id: str, queue_job_id: str) -> Claim | str:
 		},
 	)
 	if job is None:
-		return "skipped"
+		return states.SKIPPED
 	return Claim(job, job_type, handler, attempt_no, int(org.get("max_in_flight_jobs") or 0))
 
 
-def attempt(engine, claimed: Claim) -> Outcome:
+def attempt(engine: "Engine", claimed: Claim) -> Outcome:
 	"""Run the handler once, as the job's owner and under its deadline; never raises."""
 	job, attempt_no = claimed.job, claimed.attempt
 	ctx = JobContext(engine, job, attempt_no, logger)
@@ -180,7 +184,7 @@ def log_failure(claimed: Claim, duration: float, failure: Failure) -> None:
 	)
 
 
-def settle(engine, claimed: Claim, outcome: Outcome) -> str:
+def settle(engine: "Engine", claimed: Claim, outcome: Outcome) -> str:
 	"""Save how the attempt ended: Completed, Canceled, or the retry policy's answer to a failure;
 	then, for an organization with an in-flight limit, queue its next job waiting for room."""
 	job = claimed.job
@@ -234,7 +238,7 @@ def _result_values(value) -> dict:
 	)
 
 
-def _finish(engine, job: dict, status: str, message: str, values: dict) -> str:
+def _finish(engine: "Engine", job: dict, status: str, message: str, values: dict) -> str:
 	"""Settle this run's own job; retry the compare-and-set when only a note (a cancel request)
 	moved the row on, and give up when another run owns the job now."""
 	values = {**values, "lease_expires_at": None}
@@ -247,17 +251,19 @@ def _finish(engine, job: dict, status: str, message: str, values: dict) -> str:
 		if row is None:
 			row = engine.store.get(JOB, job["name"])
 			if row is None or row["status"] != states.RUNNING or row["queue_job_id"] != job["queue_job_id"]:
-				return "skipped"
+				return states.SKIPPED
 		if status == states.CANCELED:
 			values["canceled_by"] = row.get("canceled_by")
 		done = transition(engine, row, status, actor="worker", message=message, values=values)
 		if done:
 			return status
 		row = None
-	return "skipped"
+	return states.SKIPPED
 
 
-def settle_failure(engine, job: dict, failure: Failure, job_type: dict, actor: str = "worker") -> str:
+def settle_failure(
+	engine: "Engine", job: dict, failure: Failure, job_type: dict, actor: str = "worker"
+) -> str:
 	"""Retry later with backoff, or dead-letter: the one rule for every failed attempt."""
 	error_type, error_message, tb = failure.error_type, failure.error_message, failure.traceback
 	policy = RetryPolicy.from_job_type(job_type or {"max_retries": 0}, job["max_retries"])
@@ -265,7 +271,7 @@ def settle_failure(engine, job: dict, failure: Failure, job_type: dict, actor: s
 	for _ in range(5):
 		row = engine.store.get(JOB, job["name"])
 		if row is None or row["status"] != states.RUNNING or row["queue_job_id"] != job["queue_job_id"]:
-			return "skipped"
+			return states.SKIPPED
 		if row.get("cancel_requested_at"):
 			# The user asked to stop this job: a failed attempt ends it instead of being retried.
 			done = transition(
@@ -315,20 +321,20 @@ def settle_failure(engine, job: dict, failure: Failure, job_type: dict, actor: s
 		)
 		if done:
 			return status
-	return "skipped"
+	return states.SKIPPED
 
 
-def _give_up(engine, job: dict, reason: str) -> str:
+def _give_up(engine: "Engine", job: dict, reason: str) -> str:
 	done = dead_letter.send(engine, job, error_type=PERMANENT, error_message=reason, actor="worker")
-	return states.DEAD_LETTER if done else "skipped"
+	return states.DEAD_LETTER if done else states.SKIPPED
 
 
-def _lease(engine, now) -> dict:
+def _lease(engine: "Engine", now) -> dict:
 	"""A heartbeat at `now` and the lease it buys: what a claim and every heartbeat write."""
 	return {"heartbeat_at": now, "lease_expires_at": now + timedelta(seconds=engine.settings.lease_seconds)}
 
 
-def extend_lease(engine, job: dict) -> bool:
+def extend_lease(engine: "Engine", job: dict) -> bool:
 	"""Tell the scheduler this run is alive, so it can tell a slow job from a dead one."""
 	return engine.store.update_apart(
 		JOB,
@@ -339,7 +345,7 @@ def extend_lease(engine, job: dict) -> bool:
 
 
 @contextmanager
-def _heartbeat(engine, job: dict) -> Iterator[None]:
+def _heartbeat(engine: "Engine", job: dict) -> Iterator[None]:
 	"""Extend the job's lease from a thread while the handler runs in this process."""
 	stop = threading.Event()
 

@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from rq import Worker
 from rq.job import Job
@@ -35,6 +36,9 @@ from . import runtime, states
 from .backends.rq_queue import EXECUTE, PriorityQueue
 from .executor import Claim, Failure, Outcome, attempt, claim, extend_lease, log_failure, settle
 from .retry import TRANSIENT
+
+if TYPE_CHECKING:
+	from .engine import Engine
 
 logger = logging.getLogger("dartwing.jobs")
 _PR_SET_PDEATHSIG = 1
@@ -63,7 +67,7 @@ class Handoff:
 	worker_pid: int
 	claimed_at: float  # time.monotonic() in the worker, the same clock in the horse
 
-	def run_in_horse(self, engine) -> str:
+	def run_in_horse(self, engine: "Engine") -> str:
 		"""In the work-horse: run the handler and report the outcome to the worker."""
 		if not isinstance(self.claimed, Claim):
 			return self.claimed
@@ -95,7 +99,7 @@ class ForkingWorker(Worker):
 	queue_class = PriorityQueue
 	job_class = HandoffJob
 
-	def __init__(self, *args, engine, **kwargs):
+	def __init__(self, *args, engine: "Engine", **kwargs):
 		# RQ calls maintain_heartbeats every job_monitoring_interval while a horse runs: that is
 		# when this worker extends the lease of the job its horse is running.
 		kwargs.setdefault("job_monitoring_interval", max(1, int(engine.settings.lease_seconds / 3)))

@@ -1,15 +1,20 @@
 """The engine of this process. A worker or scheduler configures it once; code that runs inside
 them (queue messages, periodic tasks) asks for it here instead of building its own."""
 
-_engine = None
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+	from .engine import Engine
+
+_engine: "Engine | None" = None
 
 
-def configure(engine) -> None:
+def configure(engine: "Engine") -> None:
 	global _engine
 	_engine = engine
 
 
-def current():
+def current() -> "Engine":
 	"""The configured engine, or a standalone one built from DARTWING_* environment variables."""
 	global _engine
 	if _engine is None:

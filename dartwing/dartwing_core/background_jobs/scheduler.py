@@ -4,6 +4,7 @@ distributed lock, works in batches, and relies on compare-and-set so a lost race
 import logging
 import time
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from . import states
 from .dependencies import Room, settle_pending
@@ -11,11 +12,14 @@ from .executor import Failure, settle_failure
 from .locks import distributed_lock
 from .transitions import JOB, transition
 
+if TYPE_CHECKING:
+	from .engine import Engine
+
 logger = logging.getLogger("dartwing.jobs")
 
 
 @distributed_lock("requeue_due_retries", ttl=120)
-def requeue_due_retries(engine) -> int:
+def requeue_due_retries(engine: "Engine") -> int:
 	"""Failed / Timed Out jobs whose next_retry_at has come go back to the queue; a job of an
 	organization at its in-flight limit waits (still due) until the organization has room."""
 	due = engine.store.get_all(
@@ -37,7 +41,7 @@ def requeue_due_retries(engine) -> int:
 
 
 @distributed_lock("release_pending", ttl=120)
-def release_pending(engine) -> int:
+def release_pending(engine: "Engine") -> int:
 	"""Pending jobs whose parent completed (or whose organization is active again, or has room
 	in flight) are queued; those whose parent ended otherwise are canceled."""
 	moved, offset, batch = 0, 0, engine.settings.batch_size
@@ -58,7 +62,7 @@ def release_pending(engine) -> int:
 
 
 @distributed_lock("rescue_orphans", ttl=120)
-def rescue_orphans(engine) -> int:
+def rescue_orphans(engine: "Engine") -> int:
 	"""Running jobs whose heartbeat lapsed lost their worker: count the attempt as failed."""
 	lapsed = engine.store.get_all(
 		JOB,
@@ -74,7 +78,7 @@ def rescue_orphans(engine) -> int:
 
 
 @distributed_lock("redispatch_lost", ttl=120)
-def redispatch_lost(engine) -> int:
+def redispatch_lost(engine: "Engine") -> int:
 	"""Queued jobs whose message is gone from Redis (flushed, evicted, never sent) are sent again.
 	Pages through every stale row: a backlog of jobs legitimately waiting must not hide a lost one."""
 	cutoff = engine.now() - timedelta(seconds=engine.settings.requeue_grace_seconds)
@@ -109,7 +113,7 @@ def redispatch_lost(engine) -> int:
 
 
 @distributed_lock("stop_canceled", ttl=120)
-def stop_canceled(engine) -> int:
+def stop_canceled(engine: "Engine") -> int:
 	"""Running jobs that ignored a cancel request past the grace period are killed."""
 	cutoff = engine.now() - timedelta(seconds=engine.settings.cancel_grace_seconds)
 	overdue = engine.store.get_all(
@@ -141,7 +145,7 @@ def stop_canceled(engine) -> int:
 TASKS = (rescue_orphans, stop_canceled, requeue_due_retries, release_pending, redispatch_lost)
 
 
-def tick(engine) -> dict:
+def tick(engine: "Engine") -> dict:
 	"""One pass of every task; what each did (None: another scheduler held its lock)."""
 	report = {}
 	for task in TASKS:
@@ -153,7 +157,7 @@ def tick(engine) -> dict:
 	return report
 
 
-def run_forever(engine, interval: float | None = None, should_stop=lambda: False) -> None:
+def run_forever(engine: "Engine", interval: float | None = None, should_stop=lambda: False) -> None:
 	from .cleanup import purge_daily
 
 	interval = interval or engine.settings.scheduler_interval

@@ -1,13 +1,32 @@
 """Job statuses, priorities and the transitions the engine allows between them."""
 
-PENDING = "Pending"
-QUEUED = "Queued"
-RUNNING = "Running"
-COMPLETED = "Completed"
-FAILED = "Failed"
-TIMED_OUT = "Timed Out"
-CANCELED = "Canceled"
-DEAD_LETTER = "Dead Letter"
+from enum import StrEnum
+
+
+class Status(StrEnum):
+	"""A job's status (its `status` column), and SKIPPED: what a run reports when its queue
+	message was stale, which no job is ever in. Members are strings, equal to the stored text."""
+
+	PENDING = "Pending"
+	QUEUED = "Queued"
+	RUNNING = "Running"
+	COMPLETED = "Completed"
+	FAILED = "Failed"
+	TIMED_OUT = "Timed Out"
+	CANCELED = "Canceled"
+	DEAD_LETTER = "Dead Letter"
+	SKIPPED = "skipped"
+
+
+PENDING = Status.PENDING
+QUEUED = Status.QUEUED
+RUNNING = Status.RUNNING
+COMPLETED = Status.COMPLETED
+FAILED = Status.FAILED
+TIMED_OUT = Status.TIMED_OUT
+CANCELED = Status.CANCELED
+DEAD_LETTER = Status.DEAD_LETTER
+SKIPPED = Status.SKIPPED
 
 STATUSES = (PENDING, QUEUED, RUNNING, COMPLETED, FAILED, TIMED_OUT, CANCELED, DEAD_LETTER)
 # Failed and Timed Out wait for their next attempt; only these three never change on their own.

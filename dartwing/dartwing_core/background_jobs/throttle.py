@@ -6,15 +6,19 @@ caller spend up to twice the limit across a window's edge; that is the price of 
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from .errors import RateLimited
+
+if TYPE_CHECKING:
+	from .engine import Engine
 
 logger = logging.getLogger("dartwing.jobs")
 
 WINDOW_SECONDS = 60
 
 
-def admit(engine, user: str, organization: str) -> list[str] | None:
+def admit(engine: "Engine", user: str, organization: str) -> list[str] | None:
 	"""Count one submit for `user` and `organization`; RateLimited if either is over its limit.
 	Returns the counters it raised, for `refund` when the submit is refused later."""
 	limits = [
@@ -45,7 +49,7 @@ def admit(engine, user: str, organization: str) -> list[str] | None:
 	return list(keys.values())
 
 
-def refund(engine, keys: list[str] | None) -> None:
+def refund(engine: "Engine", keys: list[str] | None) -> None:
 	"""Give back what `admit` counted, for a submit refused after it (bad input, duplicate, quota)."""
 	if not keys:
 		return

@@ -3,9 +3,13 @@ Job Execution Log row. A transition that loses a race changes nothing and return
 
 import secrets
 from datetime import datetime
+from typing import TYPE_CHECKING, TypedDict
 
 from . import audit, states
 from .errors import InvalidState
+
+if TYPE_CHECKING:
+	from .engine import Engine
 
 JOB = "Background Job"
 LOG = "Job Execution Log"
@@ -17,7 +21,51 @@ def new_name() -> str:
 	return secrets.token_hex(8)
 
 
-def log_row(job: dict, to_status: str, now: datetime, actor: str, message: str, retry_count: int) -> dict:
+class JobRow(TypedDict, total=False):
+	"""A Background Job row as the stores return it (Frappe's standard columns too): the one
+	shape the engine passes around. Datetimes are naive, in the site's (or UTC) wall clock."""
+
+	name: str
+	creation: datetime
+	modified: datetime
+	owner: str
+	modified_by: str
+	job_type: str
+	organization: str
+	owner_user: str
+	triggered_by: str
+	status: str
+	priority: str
+	input_parameters: str
+	job_hash: str
+	active_hash: str | None
+	depends_on: str | None
+	queue_job_id: str | None
+	transition_count: int
+	chain_head: str | None
+	retry_count: int
+	max_retries: int
+	timeout_seconds: int
+	progress: float
+	progress_message: str | None
+	result: str | None
+	output_reference: str | None
+	error_type: str | None
+	error_message: str | None
+	error_traceback: str | None
+	worker_name: str | None
+	queued_at: datetime | None
+	started_at: datetime | None
+	completed_at: datetime | None
+	heartbeat_at: datetime | None
+	lease_expires_at: datetime | None
+	next_retry_at: datetime | None
+	cancel_requested_at: datetime | None
+	canceled_at: datetime | None
+	canceled_by: str | None
+
+
+def log_row(job: JobRow, to_status: str, now: datetime, actor: str, message: str, retry_count: int) -> dict:
 	row = {
 		"name": new_name(),
 		"background_job": job["name"],
@@ -38,8 +86,14 @@ def log_row(job: dict, to_status: str, now: datetime, actor: str, message: str, 
 
 
 def transition(
-	engine, job: dict, to_status: str, *, actor: str, message: str = "", values=None
-) -> dict | None:
+	engine: "Engine",
+	job: JobRow,
+	to_status: str,
+	*,
+	actor: str,
+	message: str = "",
+	values: dict | None = None,
+) -> JobRow | None:
 	"""Move `job` (as last read) to `to_status`; to_status == status records a note without a change."""
 	if to_status != job["status"] and not states.can_transition(job["status"], to_status):
 		raise InvalidState(f"job {job['name']} is {job['status']}; it cannot become {to_status}")

@@ -5,11 +5,15 @@ import logging
 import multiprocessing
 import os
 import signal
+from typing import TYPE_CHECKING
 
 from . import runtime
 
+if TYPE_CHECKING:
+	from .engine import Engine
 
-def run_worker(engine, burst: bool = False) -> None:
+
+def run_worker(engine: "Engine", burst: bool = False) -> None:
 	"""One RQ worker, forking a work-horse per job as RQ and Frappe's bench workers do; it claims
 	and settles each job itself and leaves the horse only the handler (see forking_worker.py)."""
 	from .forking_worker import ForkingWorker
@@ -22,7 +26,7 @@ def run_worker(engine, burst: bool = False) -> None:
 	)
 
 
-def _warm_up(engine) -> None:
+def _warm_up(engine: "Engine") -> None:
 	"""Rehearse one job here, in a transaction that is rolled back, so the store compiles the
 	statements of a claim and a settle (its `_Prepared` cache) before the first job rather than
 	during it; then freeze the heap, those statements included, so garbage collections (the
@@ -45,7 +49,7 @@ def _warm_up(engine) -> None:
 	gc.freeze()
 
 
-def _rehearsal_job(engine) -> dict:
+def _rehearsal_job(engine: "Engine") -> dict:
 	"""A no-op job with its own organization and job type, written only inside the rehearsal."""
 	name = "__warm_up__"
 	engine.store.insert("Organization", {"name": name, "organization_name": name, "status": "Active"})
@@ -69,7 +73,7 @@ def _rehearsal_job(engine) -> dict:
 	return job
 
 
-def run_workers(engine, count: int, burst: bool = False) -> int:
+def run_workers(engine: "Engine", count: int, burst: bool = False) -> int:
 	"""`count` workers as child processes; SIGTERM/SIGINT stop them all. Returns failed children."""
 	if count == 1:
 		run_worker(engine, burst)
