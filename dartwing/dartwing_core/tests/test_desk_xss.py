@@ -169,14 +169,7 @@ class TestDeskEscapesEverything(DartwingTestCase):
 				page.wait_for_timeout(1000)
 				self.assertTrue(page.locator(".dartwing-job-progress").count(), "the form follows the job")
 
-				page.goto(f"{self.base_url}/app/background-job/{other}", wait_until="networkidle")
-				page.wait_for_timeout(1000)
-				self._click_action(page, "Cancel")
-				page.locator(".modal.show button.btn-primary").first.click()
-				deadline = time.monotonic() + 10
-				while self.row(other)["status"] != "Canceled" and time.monotonic() < deadline:
-					time.sleep(0.3)
-				self.assertEqual(self.row(other)["status"], "Canceled")
+				self._cancel_from_its_form(page, other)
 
 				# A job waiting for its retry is unfinished too: the form offers Cancel for it.
 				waiting = get_engine().submit(
@@ -184,14 +177,7 @@ class TestDeskEscapesEverything(DartwingTestCase):
 				)["job_id"]
 				frappe.db.set_value(JOB, waiting, "status", "Failed")  # as a failed attempt leaves it
 				frappe.db.commit()
-				page.goto(f"{self.base_url}/app/background-job/{waiting}", wait_until="networkidle")
-				page.wait_for_timeout(1000)
-				self._click_action(page, "Cancel")
-				page.locator(".modal.show button.btn-primary").first.click()
-				deadline = time.monotonic() + 10
-				while self.row(waiting)["status"] != "Canceled" and time.monotonic() < deadline:
-					time.sleep(0.3)
-				self.assertEqual(self.row(waiting)["status"], "Canceled")
+				self._cancel_from_its_form(page, waiting)
 				context.close()
 			finally:
 				browser.close()
@@ -260,6 +246,17 @@ class TestDeskEscapesEverything(DartwingTestCase):
 		if self._click_action(page, "Cancel", required=False):
 			page.wait_for_timeout(500)
 			page.keyboard.press("Escape")
+
+	def _cancel_from_its_form(self, page, job_id: str) -> None:
+		"""Actions -> Cancel on the job's form, confirmed; the job ends Canceled."""
+		page.goto(f"{self.base_url}/app/background-job/{job_id}", wait_until="networkidle")
+		page.wait_for_timeout(1000)
+		self._click_action(page, "Cancel")
+		page.locator(".modal.show button.btn-primary").first.click()
+		deadline = time.monotonic() + 10
+		while self.row(job_id)["status"] != "Canceled" and time.monotonic() < deadline:
+			time.sleep(0.3)
+		self.assertEqual(self.row(job_id)["status"], "Canceled")
 
 	def _click_action(self, page, label: str, required: bool = True) -> bool:
 		"""A button of the form's Actions menu."""
