@@ -88,6 +88,8 @@ override_whitelisted_methods = {
 	"frappe.desk.doctype.tag.tag.get_tagged_docs": f"{_GUARDS}.get_tagged_docs",
 	"frappe.email.relink": f"{_GUARDS}.relink",
 	"frappe.desk.reportview.delete_items": f"{_GUARDS}.delete_items",
+	"frappe.utils.file_manager.add_attachments": f"{_GUARDS}.add_attachments",
+	"frappe.core.doctype.communication.email.make": f"{_GUARDS}.email_make",
 }
 
 doc_events = {

@@ -29,6 +29,7 @@ import frappe
 import frappe.client
 import frappe.desk.search
 from frappe import _
+from frappe.core.doctype.communication import email
 from frappe.model.base_document import BaseDocument
 from frappe.model.document import Document
 from frappe.utils import cint, get_safe_filters
@@ -89,7 +90,13 @@ def guard_links() -> None:
 	@functools.wraps(frappe_check)
 	def get_invalid_links(self, is_submittable=False):
 		invalid, cancelled = frappe_check(self, is_submittable)
-		return invalid + unreachable_links(self, invalid), cancelled
+		unreachable = unreachable_links(self, invalid)
+		if unreachable:
+			# In Frappe's own field order, or the message's order would tell the two kinds apart.
+			fields = self.meta.get_link_fields() + self.meta.get("fields", {"fieldtype": "Dynamic Link"})
+			order = {df.fieldname: n for n, df in enumerate(fields)}
+			invalid = sorted(invalid + unreachable, key=lambda link: order.get(link[0], len(order)))
+		return invalid, cancelled
 
 	get_invalid_links.dartwing_guard = True
 	BaseDocument.get_invalid_links = get_invalid_links
@@ -446,18 +453,57 @@ def _guard_file(doc) -> None:
 		)
 
 
+def _require_readable_files(attachments) -> None:
+	"""Frappe copies the Files it is given by name with ignore_permissions (add_attachments, an
+	e-mail's attachments), past the create permission that checks copies: only Files the user
+	may read, with one answer for a name that is not there."""
+	if isinstance(attachments, str):
+		try:
+			attachments = json.loads(attachments)
+		except ValueError:
+			return  # Frappe's own code refuses it
+	for item in attachments if isinstance(attachments, list) else []:
+		if not isinstance(item, str):
+			continue  # new content (an e-mail's printed attachment), not a copy
+		readable = frappe.db.exists("File", item) and frappe.has_permission(
+			"File", "read", doc=frappe.get_doc("File", item)
+		)
+		if not readable:
+			frappe.throw(_("No permission to attach this file"), frappe.PermissionError)
+
+
+@frappe.whitelist()
+def add_attachments(doctype, name, attachments):
+	from frappe.utils.file_manager import add_attachments as attach
+
+	_require_readable_files(attachments)
+	return attach(doctype, name, attachments)
+
+
+@frappe.whitelist()
+@functools.wraps(email.make)
+def email_make(*args, **kwargs):
+	"""frappe.core.doctype.communication.email.make, with its attachments checked first."""
+	_require_readable_files(kwargs.get("attachments"))
+	return email.make(*args, **kwargs)
+
+
 def _copies_unreadable_private_file(doc, user: str | None) -> bool:
 	"""A new File naming a private file by URL (an upload by URL, add_attachments) would let its
 	owner download that file: only a user who may already read a File of it may make one. Asked
 	at the create permission, before Frappe reads the file, so a guessed URL gets one answer
 	whether or not such a file exists, and it names nothing."""
 	url = unquote(doc.get("file_url") or "").strip()
-	if not (doc.is_new() and url.lower().startswith("/private/")) or is_admin(user):
+	uploaded = bool(getattr(doc, "content", None))  # new content, not a copy: its own new file
+	if uploaded or not (doc.is_new() and url.lower().startswith("/private/")) or is_admin(user):
 		return False
 	# Frappe adds each refused check's log (naming the File) to the message of the refusal this
-	# hook is part of: keep them out of it.
+	# hook is part of, and the documents those checks load may add messages of their own: keep
+	# both out of the answer.
+	# (Nested checks also replace and drop Frappe's log list: put the caller's own back.)
 	logs = frappe.flags.get("has_permission_check_logs")
 	kept = list(logs) if logs is not None else None
+	messages = len(frappe.local.message_log)
 	try:
 		for name in frappe.get_all("File", filters={"file_url": url}, pluck="name"):
 			if frappe.has_permission("File", "read", doc=frappe.get_doc("File", name), user=user):
@@ -466,6 +512,8 @@ def _copies_unreadable_private_file(doc, user: str | None) -> bool:
 	finally:
 		if logs is not None:
 			logs[:] = kept
+			frappe.flags["has_permission_check_logs"] = logs
+		del frappe.local.message_log[messages:]
 
 
 def file_query(user: str | None = None) -> str:
@@ -527,8 +575,9 @@ def _own_saved_views(doctype: str, user: str | None) -> str:
 	if is_admin(user):
 		return ""
 	table, field = f"`tab{doctype}`", SAVED_VIEWS[doctype]
-	tenant = ", ".join(frappe.db.escape(d) for d in sorted(TENANT_DOCTYPES))
-	return f"(ifnull({table}.`{field}`, '') not in ({tenant}) or {table}.`owner` = {frappe.db.escape(user)})"
+	tenant = ", ".join(frappe.db.escape(d, percent=False) for d in sorted(TENANT_DOCTYPES))
+	owner = frappe.db.escape(user, percent=False)
+	return f"(ifnull({table}.`{field}`, '') not in ({tenant}) or {table}.`owner` = {owner})"
 
 
 def report_query(user: str | None = None) -> str:

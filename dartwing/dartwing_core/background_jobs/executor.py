@@ -153,7 +153,7 @@ def attempt(engine: "Engine", claimed: Claim) -> Outcome:
 		progress = {"progress": ctx.job["progress"], "progress_message": ctx.job.get("progress_message")}
 		return Outcome(states.CANCELED, f"Canceled at checkpoint: {exc}", progress)
 	except (Exception, JobTimedOut) as exc:
-		rules = engine.handlers.error_rules(claimed.job_type.get("handler", ""))
+		rules = engine.handlers.error_rules(job["job_type"], claimed.job_type.get("handler", ""))
 		failure = Failure.of(exc, traceback.format_exc(), rules)
 		log_failure(claimed, time.monotonic() - started, failure)
 		return Outcome(states.FAILED, failure=failure)

@@ -67,12 +67,13 @@ class Registry:
 	def get(self, handler: str) -> Callable | None:
 		return self.handlers.get(handler)
 
-	def error_rules(self, handler: str) -> tuple[tuple, tuple]:
-		"""(retry_on, give_up_on) declared with the handler; empty for one registered without them."""
-		for spec in self.specs.values():
-			if spec.handler == handler:
-				return spec.retry_on, spec.give_up_on
-		return (), ()
+	def error_rules(self, job_type: str, handler: str) -> tuple[tuple, tuple]:
+		"""(retry_on, give_up_on) declared with the job type; for a Job Type row that no decorator
+		declared (an admin's, naming a registered handler), those of a spec with that handler."""
+		spec = self.specs.get(job_type)
+		if spec is None or spec.handler != handler:
+			spec = next((s for s in self.specs.values() if s.handler == handler), None)
+		return (spec.retry_on, spec.give_up_on) if spec is not None else ((), ())
 
 
 registry = Registry()

@@ -1,9 +1,9 @@
 """Job statuses, priorities and the transitions the engine allows between them."""
 
-from enum import StrEnum
+from enum import Enum
 
 
-class Status(StrEnum):
+class Status(str, Enum):
 	"""A job's status (its `status` column), and SKIPPED: what a run reports when its queue
 	message was stale, which no job is ever in. Members are strings, equal to the stored text."""
 
@@ -16,6 +16,10 @@ class Status(StrEnum):
 	CANCELED = "Canceled"
 	DEAD_LETTER = "Dead Letter"
 	SKIPPED = "skipped"
+
+	# The text, in messages and f-strings, on every Python the project supports (3.10 has no StrEnum).
+	__str__ = str.__str__
+	__format__ = str.__format__
 
 
 PENDING = Status.PENDING

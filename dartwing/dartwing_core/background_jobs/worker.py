@@ -28,7 +28,7 @@ def run_worker(engine: "Engine", burst: bool = False) -> None:
 
 def _warm_up(engine: "Engine") -> None:
 	"""Rehearse one job here, in a transaction that is rolled back, so the store compiles the
-	statements of a claim and a settle (its `_Prepared` cache) before the first job rather than
+	statements of a claim and a settle (its `Prepared` cache) before the first job rather than
 	during it; then freeze the heap, those statements included, so garbage collections (the
 	worker's after each fork, a horse's) write to fewer shared pages."""
 	from .executor import execute

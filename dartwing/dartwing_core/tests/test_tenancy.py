@@ -13,7 +13,7 @@ import frappe
 from frappe.tests.test_api import make_request
 from frappe.utils.background_jobs import get_redis_connection_without_auth
 
-from dartwing.dartwing_core.background_jobs.backends.frappe_events import audience
+from dartwing.dartwing_core.background_jobs.backends.frappe_events import _audience_memo, audience
 from dartwing.dartwing_core.background_jobs.transitions import JOB, LOG
 from dartwing.dartwing_core.guards import TENANT_DOCTYPES
 from dartwing.dartwing_core.tests.utils import DartwingTestCase, delete_user, make_user
@@ -460,6 +460,7 @@ class TestTenancyOnFrappeEndpoints(AttackSetUp):
 
 	def test_list_updates_reach_only_users_who_may_see_the_job(self):
 		frappe.cache.delete_keys("dartwing:audience:")
+		_audience_memo.clear()
 		self.assertIn(self.member_b["name"], audience(self.org_b))
 		self.assertIn(self.admin["name"], audience(self.org_b))
 		self.assertNotIn(self.member_a["name"], audience(self.org_b))
@@ -653,6 +654,21 @@ class TestTenancyOnFrappeSideDoors(AttackSetUp):
 						for job in (self.job_b, ABSENT_JOB)
 					)
 					self.assertSameAnswer(elsewhere, absent, status=417, names=(self.job_b, ABSENT_JOB))
+		# Two links, one absent: the message lists them in field order whichever the other is.
+		for user in (self.member_a, self.plain):
+			with contextlib.redirect_stdout(io.StringIO()):  # v15 prints a failed REST call's traceback
+				elsewhere, absent = [
+					self.http(
+						user,
+						"POST",
+						"/api/resource/Background Job",
+						job_type="sample_job",
+						organization=org,
+						depends_on=ABSENT_JOB,
+					)
+					for org in (self.org_b, "dw-no-such-org")
+				]
+			self.assertSameAnswer(elsewhere, absent, status=417, names=(self.org_b, "dw-no-such-org"))
 		# An organization's name, through the Reminder's Dynamic Link
 		for user in (self.member_a, self.plain):
 			elsewhere, absent = (
@@ -745,6 +761,12 @@ class TestTenancyOnFrappeSideDoors(AttackSetUp):
 		name = board.json["message"]["name"]
 		try:
 			self.assertEqual(frappe.db.get_value("Kanban Board", name, "private"), 1)
+			# One made public before the guard: the patch makes it its creator's.
+			from dartwing.patches.make_tenant_kanban_boards_private import execute
+
+			frappe.db.set_value("Kanban Board", name, "private", 0)
+			execute()
+			self.assertEqual(frappe.db.get_value("Kanban Board", name, "private"), 1)
 		finally:
 			frappe.delete_doc("Kanban Board", name, force=True, ignore_permissions=True)
 			frappe.db.commit()
@@ -813,6 +835,38 @@ class TestTenancyOnFrappeSideDoors(AttackSetUp):
 				there, absent, status=403, names=(self.file_b.file_url, "/private/files/dw-no-such-file.txt")
 			)
 			self.assertNotIn(self.job_b, there.get_data(as_text=True))
+		# add_attachments inserts its copies with ignore_permissions: the rule still holds.
+		own = frappe.get_doc(
+			{"doctype": "ToDo", "description": "mine", "allocated_to": self.member_a["name"]}
+		).insert(ignore_permissions=True)
+		frappe.db.commit()
+		copied = self.http(
+			self.member_a,
+			"POST",
+			self.M + "frappe.utils.file_manager.add_attachments",
+			doctype="ToDo",
+			name=own.name,
+			attachments=json.dumps([self.file_b.name]),
+		)
+		self.assertEqual(copied.status_code, 403, copied.get_data(as_text=True)[:300])
+		mailed = self.http(
+			self.member_a,
+			"POST",
+			self.M + "frappe.core.doctype.communication.email.make",
+			doctype="ToDo",
+			name=own.name,
+			content="see attached",
+			subject="dw-copy",
+			recipients=self.member_a["name"],
+			send_email=0,
+			attachments=json.dumps([self.file_b.name]),
+		)
+		self.assertEqual(mailed.status_code, 403, mailed.get_data(as_text=True)[:300])
+		frappe.db.rollback()
+		self.assertFalse(frappe.db.exists("File", {"attached_to_name": own.name}))
+		self.assertFalse(frappe.db.exists("Communication", {"subject": "dw-copy"}))
+		frappe.delete_doc("ToDo", own.name, force=True, ignore_permissions=True)
+		frappe.db.commit()
 		tags = self.http(
 			self.member_a,
 			"GET",

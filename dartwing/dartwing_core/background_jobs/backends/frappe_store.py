@@ -1,6 +1,7 @@
 """The engine's Store over frappe.db.
 
-Transactions: the engine's transaction is a savepoint. It commits only work that is its own: in a
+Transactions: the engine's transaction is a savepoint inside a caller's open transaction, and a
+transaction of its own (COMMIT or ROLLBACK, no savepoint) otherwise. It commits only work that is its own: in a
 web request, or when the caller already holds uncommitted writes, the caller's commit carries the
 job row, and the queue message and realtime events wait for that commit (enqueue_after_commit),
 so a job never runs for a transaction that rolled back."""
@@ -137,7 +138,7 @@ class FrappeStore:
 				yield
 			except BaseException:
 				if ours:
-					frappe.db.rollback()  # also drops the row and gap locks taken since the savepoint
+					frappe.db.rollback()  # also drops the row and gap locks it took
 				else:
 					frappe.db.rollback(save_point=_SAVEPOINT)
 					# Frappe zeroes its write count on any "rollback ..." statement, a savepoint's

@@ -241,7 +241,8 @@ def run(
 	children = [spawn() for _ in range(workers)]
 	signal.signal(signal.SIGTERM, stop)
 	signal.signal(signal.SIGINT, stop)
-	failed_starts = 0  # children in a row that died within seconds, running no job
+	failed_starts = 0  # children in a row that died within seconds, having run no job
+	served: set[int] = set()  # children seen running a job
 	while children:
 		if stopping:
 			for process, _, _ in children:
@@ -253,6 +254,8 @@ def run(
 		kept = []
 		for process, slot, started in children:
 			running = _announced(slot)
+			if running:
+				served.add(process.pid)
 			if process.is_alive():
 				if running and running[2] and time.time() > running[2]:
 					logger.warning("Job %s passed its deadline; killing its child", running[0])
@@ -262,10 +265,13 @@ def run(
 			process.join()
 			if running:
 				_settle_lost(site, sites_path, *running, process.exitcode)
+			quick = process.pid not in served and time.monotonic() - started < FAILED_START_SECONDS
+			served.discard(process.pid)
+			if process.exitcode in (0, RECYCLED, STOPPED) or not quick:
+				failed_starts = 0  # "in a row": any other end breaks the run
 			if process.exitcode not in (0, RECYCLED, STOPPED):
 				failed += 1
-				quick = not running and time.monotonic() - started < FAILED_START_SECONDS
-				failed_starts = failed_starts + 1 if quick else 0
+				failed_starts += 1 if quick else 0
 				if failed_starts >= FAILED_STARTS and not stopping:
 					logger.error(
 						"%d children in a row died before running a job (exit code %s); stopping",
