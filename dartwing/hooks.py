@@ -12,6 +12,7 @@ export_python_type_annotations = True
 
 _TASKS = "dartwing.dartwing_core.tasks"
 _PERMISSIONS = "dartwing.dartwing_core.permissions"
+_SAVED_VIEWS = ("Report", "List Filter", "Dashboard Chart", "Number Card")  # guards.SAVED_VIEWS
 _GUARDS = "dartwing.dartwing_core.guards"
 
 # Modules whose @job_handler decorators register handlers. Any app adds its own the same way:
@@ -50,13 +51,10 @@ permission_query_conditions = {
 	"Organization": f"{_PERMISSIONS}.organization_query",
 	"Background Job": f"{_PERMISSIONS}.background_job_query",
 	"Job Execution Log": f"{_PERMISSIONS}.job_execution_log_query",
-	"File": f"{_GUARDS}.file_query",
-	"Tag Link": f"{_GUARDS}.tag_link_query",
-	# Saved views over the tenant doctypes are their owner's (guards.py SAVED_VIEWS)
-	"Report": f"{_GUARDS}.report_query",
-	"List Filter": f"{_GUARDS}.list_filter_query",
-	"Dashboard Chart": f"{_GUARDS}.dashboard_chart_query",
-	"Number Card": f"{_GUARDS}.number_card_query",
+	# Files attached to, and tags of, tenant documents; saved views over the tenant doctypes are
+	# their owner's (guards.py REFERENCES, SAVED_VIEWS)
+	**{doctype: f"{_GUARDS}.reference_query" for doctype in ("File", "Tag Link")},
+	**{doctype: f"{_GUARDS}.saved_view_query" for doctype in _SAVED_VIEWS},
 }
 
 has_permission = {
@@ -66,10 +64,7 @@ has_permission = {
 	# Files attached to, and tags of, tenant documents (guards.py)
 	"File": f"{_GUARDS}.reference_permission",
 	"Tag Link": f"{_GUARDS}.reference_permission",
-	**{
-		doctype: f"{_GUARDS}.saved_view_permission"
-		for doctype in ("Report", "List Filter", "Dashboard Chart", "Number Card")
-	},
+	**{doctype: f"{_GUARDS}.saved_view_permission" for doctype in _SAVED_VIEWS},
 }
 
 # Frappe v15 endpoints that skip or ignore the hooks above, closed for the tenant doctypes

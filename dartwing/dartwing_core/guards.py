@@ -58,18 +58,26 @@ def not_found(doctype: str, name) -> NoReturn:
 	frappe.throw(_("{0} {1} not found").format(_(doctype), name), frappe.DoesNotExistError)
 
 
+def _link_fields(meta) -> list:
+	"""The fields Frappe's link check reads, in its order (both lists are cached on the meta)."""
+	return meta.get_link_fields() + meta.get_dynamic_link_fields()
+
+
 def unreachable_links(doc, invalid: list) -> list[tuple]:
 	"""Links of `doc` (a document or one child row) to tenant documents the session user may not
-	reach, which Frappe's own check let through because they exist: in Frappe's words."""
-	if is_admin():
-		return []
+	reach, which Frappe's own check let through because they exist: in Frappe's words. Runs in
+	every document's validation: it costs nothing until a link names a tenant document."""
 	known = {(fieldname, value) for fieldname, value, _ in invalid}  # absent ones, reported already
 	found = []
-	for df in doc.meta.get_link_fields() + doc.meta.get("fields", {"fieldtype": "Dynamic Link"}):
+	for df in _link_fields(doc.meta):
+		if df.fieldtype == "Link" and df.options not in TENANT_DOCTYPES:
+			continue
 		value = doc.get(df.fieldname)
 		target = df.options if df.fieldtype == "Link" else doc.get(df.options)
 		if target not in TENANT_DOCTYPES or not value or (df.fieldname, value) in known:
 			continue
+		if is_admin():
+			return []
 		if not (isinstance(value, str) and _exists_and_reachable(target, value)):
 			found.append((df.fieldname, value, link_message(doc, df, value)))
 	return found
@@ -93,8 +101,7 @@ def guard_links() -> None:
 		unreachable = unreachable_links(self, invalid)
 		if unreachable:
 			# In Frappe's own field order, or the message's order would tell the two kinds apart.
-			fields = self.meta.get_link_fields() + self.meta.get("fields", {"fieldtype": "Dynamic Link"})
-			order = {df.fieldname: n for n, df in enumerate(fields)}
+			order = {df.fieldname: n for n, df in enumerate(_link_fields(self.meta))}
 			invalid = sorted(invalid + unreachable, key=lambda link: order.get(link[0], len(order)))
 		return invalid, cancelled
 
@@ -280,11 +287,11 @@ def dashboard_chart(
 
 @frappe.whitelist()
 def get_group_by_count(doctype: str, current_filters: str, field: str) -> list[dict]:
-	"""v15 counts the sidebar's groups with no permission check on the rows: tenant doctypes
-	count only the rows the user may list."""
+	"""v15 counts the sidebar's "assigned to" groups with no permission check on the rows (the
+	other fields go through get_list): for tenant doctypes, only over the rows the user may list."""
 	from frappe.desk import listview
 
-	if doctype in TENANT_DOCTYPES and not is_admin():
+	if field == "assigned_to" and doctype in TENANT_DOCTYPES and not is_admin():
 		visible = frappe.get_list(
 			doctype, filters=frappe.parse_json(current_filters), pluck="name", limit_page_length=0
 		)
@@ -516,15 +523,14 @@ def _copies_unreadable_private_file(doc, user: str | None) -> bool:
 		del frappe.local.message_log[messages:]
 
 
-def file_query(user: str | None = None) -> str:
-	"""Query condition for File: Frappe's own lists any file attached to a readable doctype.
-	Frappe ANDs it onto its own `public OR own-unattached OR attached-to-readable`, which binds
-	to the last term: exactly the attached files."""
-	return _unreachable_excluded("`tabFile`.`attached_to_doctype`", "`tabFile`.`attached_to_name`", user)
-
-
-def tag_link_query(user: str | None = None) -> str:
-	return _unreachable_excluded("`tabTag Link`.`document_type`", "`tabTag Link`.`document_name`", user)
+def reference_query(user: str | None = None, doctype: str = "File") -> str:
+	"""Query condition for File and Tag Link (Frappe passes the doctype): rows pointing at a
+	tenant document only where it is reachable. For File, Frappe ANDs it onto its own `public
+	OR own-unattached OR attached-to-readable`, which binds to the last term: exactly the
+	attached files."""
+	type_field, name_field = REFERENCES[doctype]
+	table = f"`tab{doctype}`"
+	return _unreachable_excluded(f"{table}.`{type_field}`", f"{table}.`{name_field}`", user)
 
 
 def reference_permission(doc, ptype=None, user=None, debug=False) -> bool | None:
@@ -580,20 +586,9 @@ def _own_saved_views(doctype: str, user: str | None) -> str:
 	return f"(ifnull({table}.`{field}`, '') not in ({tenant}) or {table}.`owner` = {owner})"
 
 
-def report_query(user: str | None = None) -> str:
-	return _own_saved_views("Report", user)
-
-
-def list_filter_query(user: str | None = None) -> str:
-	return _own_saved_views("List Filter", user)
-
-
-def dashboard_chart_query(user: str | None = None) -> str:
-	return _own_saved_views("Dashboard Chart", user)
-
-
-def number_card_query(user: str | None = None) -> str:
-	return _own_saved_views("Number Card", user)
+def saved_view_query(user: str | None = None, doctype: str = "Report") -> str:
+	"""Query condition for the SAVED_VIEWS doctypes (Frappe passes the doctype)."""
+	return _own_saved_views(doctype, user)
 
 
 def saved_view_permission(doc, ptype=None, user=None, debug=False) -> bool | None:

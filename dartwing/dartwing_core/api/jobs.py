@@ -12,6 +12,7 @@ from frappe.utils import get_datetime
 
 from dartwing.dartwing_core.api.errors import throw
 from dartwing.dartwing_core.background_jobs.backends.frappe_backend import get_engine
+from dartwing.dartwing_core.background_jobs.engine import check_name
 from dartwing.dartwing_core.background_jobs.errors import (
 	DartwingError,
 	InvalidState,
@@ -21,39 +22,25 @@ from dartwing.dartwing_core.background_jobs.errors import (
 )
 from dartwing.dartwing_core.background_jobs.states import TERMINAL
 from dartwing.dartwing_core.background_jobs.transitions import JOB
-from dartwing.dartwing_core.permissions import allowed_organizations, can_access_organization, is_admin
+from dartwing.dartwing_core.permissions import (
+	allowed_organizations,
+	can_access_organization,
+	is_admin,
+	may_reach,
+)
 
 
 def _engine_errors(method):
-	"""Engine errors become Frappe's, with the status the API promises; text no database can
-	hold, in any parameter, is bad input naming it (not a server error at the first query)."""
+	"""Engine errors become Frappe's, with the status the API promises."""
 
 	@functools.wraps(method)
 	def wrapper(*args, **kwargs):
 		try:
-			for field, value in kwargs.items():
-				_require_encodable(field, value)
 			return method(*args, **kwargs)
 		except DartwingError as exc:
 			throw(exc)
 
 	return wrapper
-
-
-def _require_encodable(field: str, value) -> None:
-	"""A JSON body may carry a lone surrogate ("\\ud800"), which no UTF-8 column can store."""
-	if isinstance(value, str):
-		try:
-			value.encode()
-		except UnicodeEncodeError:
-			raise ValidationError(field, "is not valid Unicode text") from None
-	elif isinstance(value, dict):
-		for key, item in value.items():
-			_require_encodable(field, key)
-			_require_encodable(field, item)
-	elif isinstance(value, list | tuple):
-		for item in value:
-			_require_encodable(field, item)
 
 
 def _require_read() -> None:
@@ -72,9 +59,10 @@ def _readable_job(job_id: str | None) -> dict:
 	may not access, in the same words, so another organization's ids stay unconfirmed."""
 	if not isinstance(job_id, str) or not job_id:
 		raise ValidationError("job_id", "is required")
+	check_name("job_id", job_id)  # the engine's rule for names (a JSON body may carry a lone surrogate)
 	_require_read()
 	job = get_engine().store.get(JOB, job_id)
-	if job is None or not can_access_organization(job["organization"]):
+	if job is None or not may_reach(JOB, job):
 		raise NotFound(f"job {job_id!r} not found")
 	return job
 
@@ -118,6 +106,7 @@ def submit_for_session_user(
 	organizations, their roles for the engine's rules (job type role, Critical, rate limits)."""
 	if not frappe.has_permission(JOB, "create"):
 		raise PermissionDenied("you may not submit background jobs")
+	check_name("organization", organization or None, required=False)  # bad input before access
 	if isinstance(organization, str) and organization and not can_access_organization(organization):
 		raise PermissionDenied(f"no access to organization {organization!r}")
 	return get_engine().submit(
@@ -139,6 +128,7 @@ def get_job_type_parameters(job_type: str | None = None) -> dict:
 	job type's default priority. Only enabled job types whose handler is registered here."""
 	import inspect
 
+	check_name("job_type", job_type or None, required=False)
 	_require_read()
 	engine = get_engine()
 	row = engine.store.get("Job Type", job_type) if isinstance(job_type, str) and job_type else None

@@ -34,7 +34,7 @@ def utcnow() -> datetime:
 	return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-def _check_name(field: str, value, *, required: bool = True) -> None:
+def check_name(field: str, value, *, required: bool = True) -> None:
 	"""Names the engine stores (varchar(140)), hashes and writes into the audit log: UTF-8 text
 	without NUL, as every database keeps it."""
 	if value is None and not required:
@@ -113,10 +113,10 @@ class Engine:
 			job_type = job_type_row["name"]
 			params = self._parameters(parameters, job_type_row)
 			priority = self._priority(priority, job_type_row, roles)
-			_check_name("user", user)
-			_check_name("triggered_by", triggered_by)
-			_check_name("organization", organization or None, required=False)
-			_check_name("depends_on", depends_on or None, required=False)
+			check_name("user", user)
+			check_name("triggered_by", triggered_by)
+			check_name("organization", organization or None, required=False)
+			check_name("depends_on", depends_on or None, required=False)
 			canonical = json.dumps(params, sort_keys=True, separators=(",", ":"))
 			now = self.now()
 			job = {
@@ -172,7 +172,7 @@ class Engine:
 	def _job_type_for_submit(self, job_type, roles) -> dict:
 		if not isinstance(job_type, str) or not job_type:
 			raise ValidationError("job_type", "is required")
-		_check_name("job_type", job_type)
+		check_name("job_type", job_type)
 		row = self.store.get("Job Type", job_type)
 		if row is None:
 			raise ValidationError("job_type", f"unknown job type {job_type!r}")
@@ -328,6 +328,8 @@ class Engine:
 			raise ValidationError("limit", "must be an integer from 1 to 100")
 		if not isinstance(offset, int) or not 0 <= offset <= MAX_OFFSET:
 			raise ValidationError("offset", f"must be an integer from 0 to {MAX_OFFSET}")
+		check_name("organization", organization, required=False)
+		check_name("job_type", job_type, required=False)
 		if status is not None and status not in states.STATUSES:
 			raise ValidationError("status", f"must be one of {', '.join(states.STATUSES)}")
 		filters = []
@@ -373,7 +375,7 @@ class Engine:
 
 	def cancel(self, job_id: str, user: str = "Administrator") -> dict:
 		"""Pending, Queued and waiting jobs stop at once; a Running one at its next checkpoint."""
-		_check_name("user", user)
+		check_name("user", user)
 		for _ in range(5):
 			job = self.get_job(job_id)
 			if job["status"] in states.TERMINAL:
@@ -405,7 +407,7 @@ class Engine:
 
 	def retry(self, job_id: str, user: str = "Administrator") -> dict:
 		"""Admin retry of a Failed, Timed Out or Dead Letter job: queued now, with a fresh budget."""
-		_check_name("user", user)
+		check_name("user", user)
 		job = self.get_job(job_id)
 		if job["status"] not in states.ADMIN_RETRYABLE:
 			raise InvalidState(

@@ -54,6 +54,15 @@ class Failure:
 		verdict = classify(exc, *rules)
 		return cls(verdict, f"{type(exc).__name__}: {exc}", tb, isinstance(exc, JobTimedOut))
 
+	@classmethod
+	def of_lost_run(cls, job: dict, timed_out: bool, how: str) -> "Failure":
+		"""An attempt whose process ended without reporting (a horse, a dartwing-worker child):
+		past its deadline, a timeout; otherwise a death, `how` saying whose."""
+		if timed_out:
+			timeout = int(job["timeout_seconds"] or 0)
+			return cls(TRANSIENT, f"JobTimedOut: exceeded its timeout of {timeout}s", timed_out=True)
+		return cls(TRANSIENT, f"WorkHorseDied: {how}")
+
 
 @dataclass
 class Outcome:
@@ -87,7 +96,7 @@ def execute(engine: "Engine", job_id: str, queue_job_id: str) -> str:
 
 # What a claim reads of the job's organization and type (few columns: the MySQL protocol describes
 # every column of every result, which PyMySQL parses in Python).
-_CLAIM_LINKS = {
+CLAIM_LINKS = {
 	"organization": ("Organization", ["status", "max_in_flight_jobs"]),
 	"job_type": ("Job Type", ["handler", *RetryPolicy.JOB_TYPE_FIELDS]),
 }
@@ -96,7 +105,7 @@ _CLAIM_LINKS = {
 def claim(engine: "Engine", job_id: str, queue_job_id: str) -> Claim | str:
 	"""Queued -> Running for this message; or, when the job cannot run, the status it ended in
 	instead (SKIPPED for a stale message, Pending for a suspended organization, Dead Letter)."""
-	job, linked = engine.store.get_with_links(JOB, job_id, {**_CLAIM_LINKS, **engine.access.claim_links})
+	job, linked = engine.store.get_with_links(JOB, job_id, {**CLAIM_LINKS, **engine.access.claim_links})
 	if job is None or job["status"] != states.QUEUED or job["queue_job_id"] != queue_job_id:
 		logger.info("Job skipped job_id=%s message=%s (no longer queued for it)", job_id, queue_job_id)
 		return states.SKIPPED

@@ -35,7 +35,6 @@ from rq.worker import WorkerStatus
 from . import runtime, states
 from .backends.rq_queue import EXECUTE, PriorityQueue
 from .executor import Claim, Failure, Outcome, attempt, claim, extend_lease, log_failure, settle
-from .retry import TRANSIENT
 
 if TYPE_CHECKING:
 	from .engine import Engine
@@ -186,15 +185,12 @@ class ForkingWorker(Worker):
 	def _horse_death(self, claimed: Claim, seconds: float) -> Failure:
 		"""Why an attempt ended without a report: past its timeout, RQ's backstop killed a horse
 		that ignored the deadline; otherwise the horse died (killed, out of memory, crashed)."""
-		job = claimed.job
-		timeout = int(job["timeout_seconds"] or 0)
-		if timeout and seconds >= timeout:
-			failure = Failure(TRANSIENT, f"JobTimedOut: exceeded its timeout of {timeout}s", timed_out=True)
-		else:
-			failure = Failure(
-				TRANSIENT,
-				f"WorkHorseDied: the work-horse of worker {self.name} ended without reporting an outcome",
-			)
+		timeout = int(claimed.job["timeout_seconds"] or 0)
+		failure = Failure.of_lost_run(
+			claimed.job,
+			timed_out=bool(timeout) and seconds >= timeout,
+			how=f"the work-horse of worker {self.name} ended without reporting an outcome",
+		)
 		log_failure(claimed, seconds, failure)
 		return failure
 
@@ -256,8 +252,9 @@ def _our_message(job) -> tuple[str, str] | None:
 
 def _die_with_worker(worker_pid: int) -> None:
 	"""The horse must not outlive its worker: nothing would extend its lease, and the scheduler
-	would give the job to another worker while this horse still ran it."""
-	if _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+	would give the job to another worker while this horse still ran it. Where the tie cannot be
+	made (no prctl), it must not run at all."""
+	if _prctl is None or _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
 		os._exit(70)  # untied, the horse must not run the job; the worker settles it as failed
 	if os.getppid() != worker_pid:
 		os._exit(70)  # the worker died before the tie was made

@@ -35,8 +35,7 @@ from rq import Worker
 from rq.worker import WorkerStatus
 
 from .. import states
-from ..executor import Failure, settle_failure
-from ..retry import TRANSIENT
+from ..executor import CLAIM_LINKS, Claim, Failure, Outcome, log_failure, settle
 from ..transitions import JOB
 from .frappe_backend import get_engine
 from .frappe_queue import RUN_JOB_PATHS
@@ -289,23 +288,30 @@ def run(
 
 def _settle_lost(site: str, sites_path: str, job_id: str, message_id: str, deadline: float, exitcode):
 	"""The job a dead child was running: a failed attempt now (timed out when past its
-	deadline), unless it was settled already (canceled by force, rescued)."""
+	deadline), unless it was settled already (canceled by force, rescued). Settled as the
+	executor settles any attempt, so a limited organization's next job gets its room at once."""
 	frappe.init(site=site, sites_path=sites_path)
 	try:
 		frappe.connect()
 		engine = get_engine()
-		job = engine.store.get(JOB, job_id)
+		job, linked = engine.store.get_with_links(JOB, job_id, CLAIM_LINKS)
 		if job is None or job["status"] != states.RUNNING or job["queue_job_id"] != message_id:
 			return
-		if deadline and time.time() > deadline:
-			timeout = int(job["timeout_seconds"] or 0)
-			failure = Failure(TRANSIENT, f"JobTimedOut: exceeded its timeout of {timeout}s", timed_out=True)
-		else:
-			failure = Failure(
-				TRANSIENT, f"WorkHorseDied: the dartwing-worker child running it exited ({exitcode})"
-			)
-		job_type = engine.store.get("Job Type", job["job_type"]) or {}
-		settle_failure(engine, job, failure, job_type, actor="worker")
+		failure = Failure.of_lost_run(
+			job,
+			timed_out=bool(deadline) and time.time() > deadline,
+			how=f"the dartwing-worker child running it exited ({exitcode})",
+		)
+		org = linked["organization"] or {}
+		claimed = Claim(
+			job,
+			linked["job_type"] or {},
+			None,
+			job["retry_count"] + 1,
+			int(org.get("max_in_flight_jobs") or 0),
+		)
+		log_failure(claimed, 0.0, failure)
+		settle(engine, claimed, Outcome(states.FAILED, failure=failure))
 		frappe.db.commit()
 	except Exception:
 		logger.exception("Settling job %s of a dead child failed; its lease will lapse", job_id)
