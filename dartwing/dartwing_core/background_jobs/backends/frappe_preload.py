@@ -36,6 +36,9 @@ FRAPPE_MODULES = (
 ENGINE_MODULES = (
 	"dartwing.dartwing_core.background_jobs.backends.frappe_backend",
 	"dartwing.dartwing_core.tasks",
+	# before_job runs guards.guard_links for every job of the site, a plain Frappe one too: its
+	# imports (frappe.client, desk search, the e-mail module) would otherwise cost each horse.
+	"dartwing.dartwing_core.guards",
 	"dartwing.dartwing_core.background_jobs.executor",
 	"dartwing.dartwing_core.background_jobs.scheduler",
 	"dartwing.dartwing_core.background_jobs.audit",
