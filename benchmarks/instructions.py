@@ -1,15 +1,19 @@
-"""Instructions per job, raw RQ against the engine, counted by valgrind's callgrind.
+"""Instructions per job, raw RQ's workers against the engine's, counted by valgrind's callgrind.
 
 Unlike time, an instruction count hardly moves with the load of a shared machine, so it shows
-what a change to the hot path costs. A work-horse's count repeats to within 0.05 M; the worker's
+what a change to the hot path costs. For each mode, N no-op jobs are queued and one burst worker
+(benchmarks/worker.py, the same workers throughput.py runs) drains them under
+`valgrind --tool=callgrind`, which writes each process's counters apart and dumps a process's
+counters before every fork, so a worker's own instructions and each work-horse's are apart.
+Per job: the processes that live through the drain (a worker; the engine's child, and apart its
+supervisor) count their run minus a run on an empty queue (start-up), divided by N; a mode that
+forks per job adds its median work-horse. A work-horse's count repeats to within 0.05 M; a worker's
 share moves by up to about 2 M per job, because RQ's worker also does housekeeping on a clock,
-and under valgrind the clock ticks more often per job. For each mode, N no-op jobs are queued and
-one burst worker (benchmarks/worker.py, the same worker throughput.py runs) drains them under
-`valgrind --tool=callgrind`, which dumps the worker's counters before every fork so the worker's
-own instructions and each work-horse's are counted apart. Per job: the median horse, plus the
-worker's run minus a run on an empty queue (start-up), divided by N.
+which ticks more often per job under valgrind.
 
-Not counted: the kernel's work (fork, page faults, I/O), which throughput.py's CPU figures include.
+Modes: raw RQ `Worker` (fork per job) and `SimpleWorker` (no fork); the engine's default worker
+(one long-lived child) and `--fork-per-job`. Not counted: the kernel's work (fork, page faults,
+I/O), which throughput.py's CPU figures include.
 
 	.venv/bin/python benchmarks/instructions.py --jobs 10 --db sqlite
 """
@@ -38,15 +42,20 @@ def callgrind_total(path: Path) -> int:
 	raise SystemExit(f"{path}: no totals line")
 
 
+FORKING_MODES = {"raw", "engine-fork"}
+MODES = ("raw", "raw-simple", "engine", "engine-fork")
+
+
 def counted_drain(mode: str, raw_queue: str, env: dict, out: Path) -> tuple[int, list[int]]:
-	"""(the worker's instructions, each work-horse's) for one burst worker under callgrind."""
+	"""(the started process's instructions, each process it forked: work-horses, or the engine's
+	child) for one burst worker under callgrind."""
 	out.mkdir()
 	worker = subprocess.Popen(
 		[
 			"valgrind",
 			"--tool=callgrind",
 			f"--callgrind-out-file={out}/cg.%p",
-			"--dump-before=_Fork",  # glibc >= 2.34: the worker's counts before each fork, apart
+			"--dump-before=_Fork",  # glibc >= 2.34: a process's counts before each fork, apart
 			sys.executable,
 			str(HERE / "worker.py"),
 			mode,
@@ -57,11 +66,12 @@ def counted_drain(mode: str, raw_queue: str, env: dict, out: Path) -> tuple[int,
 	)
 	if worker.wait() != 0:
 		raise SystemExit(f"the {mode} worker under valgrind exited with {worker.returncode}")
-	mine = [
-		p for p in out.iterdir() if p.name == f"cg.{worker.pid}" or p.name.startswith(f"cg.{worker.pid}.")
-	]
-	horses = [callgrind_total(p) for p in out.iterdir() if p not in mine]
-	return sum(callgrind_total(p) for p in mine), horses
+	by_pid: dict[str, int] = {}
+	for path in out.iterdir():
+		pid = path.name.split(".")[1]
+		by_pid[pid] = by_pid.get(pid, 0) + callgrind_total(path)
+	own = by_pid.pop(str(worker.pid))
+	return own, list(by_pid.values())
 
 
 def measure(kind: str, jobs: int) -> dict | None:
@@ -73,17 +83,23 @@ def measure(kind: str, jobs: int) -> dict | None:
 		env = {**env, "DARTWING_LOG_LEVEL": "WARNING"}
 		raw = Queue(f"{prefix}-raw", connection=engine.queue.redis)
 		results = {}
-		for mode in ("raw", "engine"):
+		for mode in MODES:
 			for n in range(jobs):
-				if mode == "raw":
+				if mode.startswith("raw"):
 					raw.enqueue_call(func="os.getpid", result_ttl=0)
 				else:
-					engine.submit("noop", "Bench", {"n": n}, triggered_by="benchmark")
-			loaded, horses = counted_drain(mode, raw.name, env, Path(tmp) / f"{mode}-loaded")
-			empty, _ = counted_drain(mode, raw.name, env, Path(tmp) / f"{mode}-empty")
-			if len(horses) != jobs:
-				raise SystemExit(f"{mode}: {len(horses)} work-horses for {jobs} jobs")
-			results[mode] = (statistics.median(horses), (loaded - empty) / jobs)
+					engine.submit("noop", "Bench", {"n": f"{mode}-{n}"}, triggered_by="benchmark")
+			loaded, forked = counted_drain(mode, raw.name, env, Path(tmp) / f"{mode}-loaded")
+			empty, forked_empty = counted_drain(mode, raw.name, env, Path(tmp) / f"{mode}-empty")
+			if mode in FORKING_MODES:
+				if len(forked) != jobs:
+					raise SystemExit(f"{mode}: {len(forked)} work-horses for {jobs} jobs")
+				results[mode] = (statistics.median(forked), (loaded - empty) / jobs, 0.0)
+			elif mode == "engine":  # the supervisor's own polling, then its child's runs
+				child = (sum(forked) - sum(forked_empty)) / jobs
+				results[mode] = (0.0, child, (loaded - empty) / jobs)
+			else:
+				results[mode] = (0.0, (loaded - empty) / jobs, 0.0)
 	return results
 
 
@@ -99,17 +115,21 @@ def main() -> None:
 	if shutil.which("valgrind") is None:
 		raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind); nothing measured")
 	import_handler_modules(["dartwing.dartwing_core.background_jobs.samples"])
-	print(f"{args.jobs} no-op jobs per mode, one rq.Worker under callgrind; millions of instructions per job")
-	print(f"{'database':<11}{'mode':<8}{'work-horse':>11}{'worker':>9}{'total':>9}{'raw / engine':>14}")
+	print(f"{args.jobs} no-op jobs per mode, one worker under callgrind; millions of instructions per job")
+	print(
+		f"{'database':<11}{'mode':<13}{'work-horse':>11}{'worker':>9}{'supervisor':>11}{'total':>9}"
+		f"{'SimpleWorker / mode':>21}{'Worker / mode':>15}"
+	)
 	for kind in args.db.split(","):
 		results = measure(kind.strip(), args.jobs)
 		if not results:
 			continue
-		totals = {mode: horse + worker for mode, (horse, worker) in results.items()}
-		for mode, (horse, worker) in results.items():
-			ratio = f"{totals['raw'] / totals['engine']:.2f}" if mode == "engine" else ""
+		totals = {mode: sum(parts) for mode, parts in results.items()}
+		for mode, (horse, worker, supervisor) in results.items():
 			print(
-				f"{kind:<11}{mode:<8}{horse / 1e6:>11.2f}{worker / 1e6:>9.2f}{totals[mode] / 1e6:>9.2f}{ratio:>14}"
+				f"{kind:<11}{mode:<13}{horse / 1e6:>11.2f}{worker / 1e6:>9.2f}{supervisor / 1e6:>11.2f}"
+				f"{totals[mode] / 1e6:>9.2f}{totals['raw-simple'] / totals[mode]:>21.2f}"
+				f"{totals['raw'] / totals[mode]:>15.2f}"
 			)
 
 

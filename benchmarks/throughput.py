@@ -1,10 +1,12 @@
-"""Throughput of the engine against raw RQ, measured in one run with the same workers.
+"""Throughput of the engine's workers against raw RQ's, measured in one run with the same workers.
 
-For each database: N no-op jobs through raw RQ (enqueue, then W burst workers drain them), then
-N no-op jobs through the engine (submit, then W burst workers of the same kind run them), for
-several rounds. Prints jobs/s of both, their ratio (the median of the rounds' ratios, and their
-range), and submit latency p50/p99. Medians over rounds.
-Each drain is timed from the first worker's work loop starting to the last one's ending, as the
+For each database and round, N no-op jobs are drained by W burst workers of each kind in turn:
+raw RQ's forking `Worker` and its `SimpleWorker` (no fork), over an RQ queue filled by `enqueue`;
+then the engine's default worker (long-lived children) and its `--fork-per-job` worker, each
+over N jobs submitted through the engine (with full bookkeeping: claim, lease, log, settle), with
+one engine scheduler running. Prints jobs/s of each, the engine's ratios to both raw workers
+(the median of the rounds' ratios, and their range), CPU and page faults per job, and submit
+latency. Each drain is timed from the first work loop starting to the last one's ending, as the
 workers report it (benchmarks/worker.py): start-up, imports and warm-up are not throughput.
 
 	.venv/bin/python benchmarks/throughput.py --jobs 500 --workers 2 --rounds 3 --db sqlite,mariadb
@@ -50,20 +52,14 @@ class Usage(NamedTuple):
 	"""What one drain's work loops cost: wall seconds; CPU seconds and minor page faults of the
 	workers and their work-horses (far less sensitive to a noisy machine than wall time); CPU
 	seconds of the local database server's processes during the whole drain (0 for SQLite, which
-	runs inside the workers); commands the Redis server executed during the whole drain, from
-	every client (the engine's scheduler included) and inside scripts (barely noisy)."""
+	runs inside the workers); commands the Redis server executed during the loops, from every
+	client (the engine's scheduler included) and inside scripts (barely noisy)."""
 
 	wall: float
 	cpu: float
 	faults: int
 	server_cpu: float
 	redis_commands: int
-
-
-def _redis_commands(redis) -> int:
-	"""Commands the Redis server has run so far (INFO commandstats), INFO itself excluded."""
-	stats = redis.info("commandstats")
-	return sum(stat["calls"] for name, stat in stats.items() if name != "cmdstat_info")
 
 
 _SERVER_PROCESSES = {"mariadb": ("mariadbd", "mysqld"), "postgresql": ("postgres",)}
@@ -83,23 +79,25 @@ def _server_cpu(kind: str) -> float:
 	return total / os.sysconf("SC_CLK_TCK")
 
 
-def drain(kind: str, mode: str, raw_queue: str, workers: int, env: dict, tmp: Path, redis) -> Usage:
+def drain(kind: str, mode: str, raw_queue: str, workers: int, env: dict, tmp: Path) -> Usage:
 	"""Start `workers` burst workers, wait until all have exited, and return what their work
 	loops cost (worker.py reports each loop): from the first loop's start to the last one's end,
 	so Python's start-up, imports and the engine's warm-up are not counted as throughput."""
 	report = tmp / f"drain-{uuid.uuid4().hex[:8]}.jsonl"
-	server_before, redis_before = _server_cpu(kind), _redis_commands(redis)
+	server_before = _server_cpu(kind)
+	# The engine's default worker is one process with `workers` children, as deployed; the
+	# others are `workers` processes, as `rq worker` is started.
+	commands = [[mode, raw_queue, str(workers)]] if mode == "engine" else [[mode, raw_queue]] * workers
 	procs = [
 		subprocess.Popen(
-			[sys.executable, str(HERE / "worker.py"), mode, raw_queue],
-			env={**env, "BENCH_REPORT": str(report)},
+			[sys.executable, str(HERE / "worker.py"), *command], env={**env, "BENCH_REPORT": str(report)}
 		)
-		for _ in range(workers)
+		for command in commands
 	]
 	for proc in procs:
 		if proc.wait() != 0:
 			raise SystemExit(f"benchmark worker exited with {proc.returncode}")
-	server_cpu, redis_commands = _server_cpu(kind) - server_before, _redis_commands(redis) - redis_before
+	server_cpu = _server_cpu(kind) - server_before
 	loops = [json.loads(line) for line in report.read_text().splitlines()]
 	if len(loops) != workers:
 		raise SystemExit(f"{len(loops)} of {workers} benchmark workers reported")
@@ -108,7 +106,7 @@ def drain(kind: str, mode: str, raw_queue: str, workers: int, env: dict, tmp: Pa
 		sum(loop["cpu"] for loop in loops),
 		sum(loop["faults"] for loop in loops),
 		server_cpu,
-		redis_commands,
+		max(loop["redis_end"] for loop in loops) - min(loop["redis_start"] for loop in loops),
 	)
 
 
@@ -128,16 +126,30 @@ def database_url(kind: str, tmp: Path) -> tuple[str, callable]:
 	return base.set(database=name).render_as_string(hide_password=False), drop
 
 
+RAW_MODES = ("raw", "raw-simple")
+ENGINE_MODES = ("engine", "engine-fork")
+MODES = RAW_MODES + ENGINE_MODES
+LABELS = {
+	"raw": "raw RQ Worker (fork per job)",
+	"raw-simple": "raw RQ SimpleWorker",
+	"engine": "engine, default (children)",
+	"engine-fork": "engine, --fork-per-job",
+}
+
+
 def run_round(kind: str, engine, env: dict, jobs: int, workers: int, round_no: int, tmp: Path) -> dict:
+	"""One drain of `jobs` no-op jobs per mode; figures keyed "<mode>:<figure>"."""
 	raw_name = f"{engine.settings.queue_prefix}-raw"
 	raw_queue = Queue(raw_name, connection=engine.queue.redis)
+	figures, usage = {}, {}
 	enqueue_latency = []
-	for _ in range(jobs):
-		t0 = time.perf_counter()
-		raw_queue.enqueue_call(func="os.getpid", result_ttl=0)
-		enqueue_latency.append(time.perf_counter() - t0)
-	raw = drain(kind, "raw", raw_name, workers, env, tmp, engine.queue.redis)
-	assert raw_queue.count == 0
+	for mode in RAW_MODES:
+		for _ in range(jobs):
+			t0 = time.perf_counter()
+			raw_queue.enqueue_call(func="os.getpid", result_ttl=0)
+			enqueue_latency.append(time.perf_counter() - t0)
+		usage[mode] = drain(kind, mode, raw_name, workers, env, tmp)
+		assert raw_queue.count == 0
 
 	# The engine runs as deployed: with its scheduler (which also checkpoints SQLite's WAL).
 	scheduler = subprocess.Popen(
@@ -145,31 +157,36 @@ def run_round(kind: str, engine, env: dict, jobs: int, workers: int, round_no: i
 	)
 	time.sleep(3)  # let it start (imports take ~1 s of CPU) before anything is timed
 	submit_latency = []
-	for i in range(jobs):
-		t0 = time.perf_counter()
-		engine.submit("noop", "Bench", {"n": round_no * jobs + i}, triggered_by="benchmark")
-		submit_latency.append(time.perf_counter() - t0)
-	ours = drain(kind, "engine", raw_name, workers, env, tmp, engine.queue.redis)
-	scheduler.terminate()
-	scheduler.wait()
-	completed = engine.store.count(JOB, [("status", "=", states.COMPLETED)])
-	if completed != (round_no + 1) * jobs:
-		raise SystemExit(f"only {completed} of {(round_no + 1) * jobs} engine jobs completed")
-	return {
-		"raw_jobs_per_s": jobs / raw.wall,
-		"engine_jobs_per_s": jobs / ours.wall,
-		"raw_cpu_ms_per_job": raw.cpu / jobs * 1000,
-		"engine_cpu_ms_per_job": ours.cpu / jobs * 1000,
-		"raw_faults_per_job": raw.faults / jobs,
-		"engine_faults_per_job": ours.faults / jobs,
-		"engine_server_cpu_ms_per_job": ours.server_cpu / jobs * 1000,
-		"raw_redis_commands_per_job": raw.redis_commands / jobs,
-		"engine_redis_commands_per_job": ours.redis_commands / jobs,
-		"enqueue_p50_ms": percentile(enqueue_latency, 0.5) * 1000,
-		"enqueue_p99_ms": percentile(enqueue_latency, 0.99) * 1000,
-		"submit_p50_ms": percentile(submit_latency, 0.5) * 1000,
-		"submit_p99_ms": percentile(submit_latency, 0.99) * 1000,
-	}
+	try:
+		for number, mode in enumerate(ENGINE_MODES):
+			first = (round_no * len(ENGINE_MODES) + number) * jobs
+			for i in range(jobs):
+				t0 = time.perf_counter()
+				engine.submit("noop", "Bench", {"n": first + i}, triggered_by="benchmark")
+				submit_latency.append(time.perf_counter() - t0)
+			usage[mode] = drain(kind, mode, raw_name, workers, env, tmp)
+			completed = engine.store.count(JOB, [("status", "=", states.COMPLETED)])
+			if completed != first + jobs:
+				raise SystemExit(f"only {completed} of {first + jobs} engine jobs completed")
+	finally:
+		scheduler.terminate()
+		scheduler.wait()
+	for mode, used in usage.items():
+		figures[f"{mode}:jobs_per_s"] = jobs / used.wall
+		figures[f"{mode}:cpu_ms_per_job"] = used.cpu / jobs * 1000
+		figures[f"{mode}:faults_per_job"] = used.faults / jobs
+		figures[f"{mode}:server_cpu_ms_per_job"] = used.server_cpu / jobs * 1000
+		figures[f"{mode}:redis_commands_per_job"] = used.redis_commands / jobs
+	for mode in ENGINE_MODES:
+		for baseline in RAW_MODES:
+			figures[f"{mode}:ratio_to_{baseline}"] = (
+				figures[f"{mode}:jobs_per_s"] / figures[f"{baseline}:jobs_per_s"]
+			)
+	figures["enqueue_p50_ms"] = percentile(enqueue_latency, 0.5) * 1000
+	figures["enqueue_p99_ms"] = percentile(enqueue_latency, 0.99) * 1000
+	figures["submit_p50_ms"] = percentile(submit_latency, 0.5) * 1000
+	figures["submit_p99_ms"] = percentile(submit_latency, 0.99) * 1000
+	return figures
 
 
 @contextmanager
@@ -203,6 +220,7 @@ def bench_engine(kind: str, tmp: Path, prefix: str) -> Iterator[tuple[object, di
 
 
 def bench_database(kind: str, jobs: int, workers: int, rounds: int) -> dict | None:
+	"""Medians over rounds of every figure, with each ratio's lowest and highest round."""
 	with (
 		tempfile.TemporaryDirectory() as tmp,
 		bench_engine(kind, Path(tmp), f"dwbench-{uuid.uuid4().hex[:6]}") as ready,
@@ -212,12 +230,8 @@ def bench_database(kind: str, jobs: int, workers: int, rounds: int) -> dict | No
 		engine, env = ready
 		results = [run_round(kind, engine, env, jobs, workers, r, Path(tmp)) for r in range(rounds)]
 	summary = {key: statistics.median(r[key] for r in results) for key in results[0]}
-	ratios = [r["engine_jobs_per_s"] / r["raw_jobs_per_s"] for r in results]
-	summary["ratio"], summary["ratio_min"], summary["ratio_max"] = (
-		statistics.median(ratios),
-		min(ratios),
-		max(ratios),
-	)
+	for key in [k for k in results[0] if ":ratio_to_" in k]:
+		summary[f"{key}:range"] = (min(r[key] for r in results), max(r[key] for r in results))
 	return summary
 
 
@@ -232,32 +246,36 @@ def main() -> None:
 	args = parser.parse_args()
 	import_handler_modules(["dartwing.dartwing_core.background_jobs.samples"])
 	print(
-		f"{args.jobs} no-op jobs, {args.workers} RQ workers (rq.Worker, a forked work-horse per job), "
-		f"engine with one scheduler running; median of {args.rounds} rounds; {os.cpu_count()} cores; "
+		f"{args.jobs} no-op jobs per worker kind, {args.workers} workers of each kind, engine with one "
+		f"scheduler running; median of {args.rounds} rounds; {os.cpu_count()} cores; "
 		f"MariaDB through {sa.engine.make_url(MARIADB_URL).drivername}"
 	)
 	print(
-		f"{'database':<11}{'raw RQ jobs/s':>14}{'engine jobs/s':>14}{'ratio':>7}{'ratio range':>12}"
-		f"{'worker CPU ms/job raw / engine':>32}{'faults/job raw / engine':>25}{'db server CPU ms/job':>22}"
-		f"{'redis cmds/job raw / engine':>29}{'submit p50 / p99 ms':>21}{'rq enqueue p50 / p99 ms':>25}"
+		f"{'database':<11}{'workers':<31}{'jobs/s':>8}{'x raw Worker':>19}{'x SimpleWorker':>19}"
+		f"{'worker CPU ms/job':>19}{'faults/job':>12}{'db CPU ms/job':>15}{'redis cmds/job':>16}"
 	)
 	for kind in args.db.split(","):
 		s = bench_database(kind.strip(), args.jobs, args.workers, args.rounds)
-		if s:
-			spread = f"{s['ratio_min']:.2f}-{s['ratio_max']:.2f}"
-			cpu = f"{s['raw_cpu_ms_per_job']:.1f} / {s['engine_cpu_ms_per_job']:.1f}"
-			faults = f"{s['raw_faults_per_job']:.0f} / {s['engine_faults_per_job']:.0f}"
-			server = (
-				f"{s['engine_server_cpu_ms_per_job']:.2f}" if kind.strip() != "sqlite" else "(in-process)"
-			)
-			commands = f"{s['raw_redis_commands_per_job']:.1f} / {s['engine_redis_commands_per_job']:.1f}"
-			submit = f"{s['submit_p50_ms']:.2f} / {s['submit_p99_ms']:.2f}"
-			enqueue = f"{s['enqueue_p50_ms']:.2f} / {s['enqueue_p99_ms']:.2f}"
+		if not s:
+			continue
+		for mode in MODES:
+			ratios = ""
+			for baseline in RAW_MODES:
+				if mode in ENGINE_MODES:
+					low, high = s[f"{mode}:ratio_to_{baseline}:range"]
+					ratios += f"{s[f'{mode}:ratio_to_{baseline}']:>6.2f} ({low:.2f}-{high:.2f})"
+				else:
+					ratios += f"{'':>19}"
+			server = f"{s[f'{mode}:server_cpu_ms_per_job']:.2f}" if kind.strip() != "sqlite" else "in-process"
 			print(
-				f"{kind:<11}{s['raw_jobs_per_s']:>14.1f}{s['engine_jobs_per_s']:>14.1f}{s['ratio']:>7.2f}"
-				f"{spread:>12}"
-				f"{cpu:>32}{faults:>25}{server:>22}{commands:>29}{submit:>21}{enqueue:>25}"
+				f"{kind:<11}{LABELS[mode]:<31}{s[f'{mode}:jobs_per_s']:>8.1f}{ratios}"
+				f"{s[f'{mode}:cpu_ms_per_job']:>19.1f}{s[f'{mode}:faults_per_job']:>12.0f}{server:>15}"
+				f"{s[f'{mode}:redis_commands_per_job']:>16.1f}"
 			)
+		print(
+			f"{kind:<11}submit p50 / p99 {s['submit_p50_ms']:.2f} / {s['submit_p99_ms']:.2f} ms; "
+			f"rq enqueue p50 / p99 {s['enqueue_p50_ms']:.2f} / {s['enqueue_p99_ms']:.2f} ms"
+		)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
-"""One burst worker for the benchmark: the same process, imports and RQ Worker class whether it
-drains the raw RQ queue (baseline) or the engine's priority queues.
+"""Burst workers for the benchmark, with the same imports whatever they drain. Modes:
+`raw` (stock rq.Worker, a forked work-horse per job) and `raw-simple` (rq.SimpleWorker, no fork)
+drain the raw RQ queue; `engine` runs exactly what `dartwing-jobs worker --burst -n COUNT` runs
+(long-lived children) and `engine-fork` what `--fork-per-job` runs, over the engine's queues.
 
 With BENCH_REPORT set, the worker appends one JSON line to that file describing its work loop
 alone (`Worker.work`, after imports and the engine's warm-up): when it started and ended
 (CLOCK_MONOTONIC, comparable between processes) and the CPU seconds and minor page faults of the
-worker and its work-horses during it."""
+worker and its work-horses during it (for `engine`, each child reports its own loop)."""
 
 import json
 import os
@@ -12,29 +14,50 @@ import resource
 import sys
 import time
 
-from rq import Queue, Worker
+from rq import Queue, SimpleWorker, Worker
 
 from dartwing.dartwing_core.background_jobs.backends.standalone import build_engine
 from dartwing.dartwing_core.background_jobs.forking_worker import ForkingWorker
 from dartwing.dartwing_core.background_jobs.registry import import_handler_modules
-from dartwing.dartwing_core.background_jobs.worker import run_worker
+from dartwing.dartwing_core.background_jobs.worker import WarmWorker, run_worker, run_workers
+
+WORKER_CLASSES = {
+	"raw": Worker,
+	"raw-simple": SimpleWorker,
+	"engine": WarmWorker,
+	"engine-fork": ForkingWorker,
+}
 
 
-def _usage() -> tuple[float, float, int]:
+def _usage(redis) -> tuple[float, float, int, int]:
 	own, horses = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
 	cpu = own.ru_utime + own.ru_stime + horses.ru_utime + horses.ru_stime
-	return time.monotonic(), cpu, own.ru_minflt + horses.ru_minflt
+	return time.monotonic(), cpu, own.ru_minflt + horses.ru_minflt, redis_commands(redis)
 
 
-def reporting(work):
-	"""Wrap a Worker.work so the loop's span and cost go to BENCH_REPORT."""
+def redis_commands(redis) -> int:
+	"""Commands the Redis server has run so far, from every client (INFO commandstats), INFO
+	itself excluded."""
+	stats = redis.info("commandstats")
+	return sum(stat["calls"] for name, stat in stats.items() if name != "cmdstat_info")
+
+
+def reporting(worker_class) -> None:
+	"""Wrap the class's work loop so its span and cost go to BENCH_REPORT. The loop ends where its
+	teardown begins: RQ 3's own teardown can wait up to 60 s on its pub/sub thread (the engine's
+	workers do not, see prefork.QuickExitWorker), which says nothing about throughput."""
+	work, teardown = worker_class.work, worker_class.teardown
+
+	def timed_teardown(self):
+		self.loop_ended = _usage(self.connection)
+		return teardown(self)
 
 	def timed_work(self, *args, **kwargs):
-		started = _usage()
+		started = _usage(self.connection)
 		try:
 			return work(self, *args, **kwargs)
 		finally:
-			ended = _usage()
+			ended = getattr(self, "loop_ended", None) or _usage(self.connection)
 			with open(os.environ["BENCH_REPORT"], "a") as report:
 				report.write(
 					json.dumps(
@@ -43,25 +66,29 @@ def reporting(work):
 							"end": ended[0],
 							"cpu": ended[1] - started[1],
 							"faults": ended[2] - started[2],
+							"redis_start": started[3],
+							"redis_end": ended[3],
 						}
 					)
 					+ "\n"
 				)
 
-	return timed_work
+	worker_class.work, worker_class.teardown = timed_work, timed_teardown
 
 
 if __name__ == "__main__":
-	mode, raw_queue = sys.argv[1], sys.argv[2]
+	mode, raw_queue, count = sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 1
+	worker_class = WORKER_CLASSES[mode]
 	if os.environ.get("BENCH_REPORT"):
-		worker_class = Worker if mode == "raw" else ForkingWorker
-		worker_class.work = reporting(worker_class.work)
+		reporting(worker_class)
 	import_handler_modules(["dartwing.dartwing_core.background_jobs.samples"])
 	engine = build_engine()
-	if mode == "raw":  # a stock RQ worker, as `rq worker --burst` runs it
+	if mode.startswith("raw"):  # a stock RQ worker, as `rq worker --burst [-w rq.SimpleWorker]` runs it
 		queue = Queue(raw_queue, connection=engine.queue.redis)
-		Worker([queue], connection=engine.queue.redis).work(
+		worker_class([queue], connection=engine.queue.redis).work(
 			burst=True, logging_level="WARNING", with_scheduler=False
 		)
-	else:  # exactly what `dartwing-jobs worker --burst` runs
+	elif mode == "engine":  # exactly what `dartwing-jobs worker --burst -n COUNT` runs
+		sys.exit(1 if run_workers(engine, count, burst=True) else 0)
+	else:  # exactly what `dartwing-jobs worker --burst --fork-per-job` runs
 		run_worker(engine, burst=True)

@@ -165,6 +165,18 @@ def process_env(engine) -> dict:
 CLI = [sys.executable, "-m", "dartwing.dartwing_core.background_jobs"]
 
 
+@pytest.fixture(params=["children", "fork-per-job"])
+def worker_model(request, monkeypatch) -> str:
+	"""Worker processes this test starts run jobs in long-lived children (the default) or fork a
+	work-horse per job (`--fork-per-job`, through its environment variable): every guarantee the
+	test checks must hold for both."""
+	if request.param == "fork-per-job":
+		monkeypatch.setenv("DARTWING_FORK_PER_JOB", "1")
+	else:
+		monkeypatch.delenv("DARTWING_FORK_PER_JOB", raising=False)
+	return request.param
+
+
 def run_worker_burst(
 	engine, *args: str, timeout: float = 60, env: dict | None = None
 ) -> subprocess.CompletedProcess:

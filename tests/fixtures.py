@@ -132,3 +132,16 @@ def t_blocks_alarm(ctx, marker: str, seconds: float = 30):
 	signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
 	Path(marker).write_text(str(os.getpid()))
 	time.sleep(seconds)
+
+
+_HELD: list[bytearray] = []  # what t_pid keeps, so its process stays large
+
+
+@job_handler("t_pid", timeout=30, max_retries=0, deduplication_window=0)
+def t_pid(ctx, n: int = 0, hold_mb: int = 0):
+	"""Says which process ran it; with `hold_mb`, leaves that process that much larger."""
+	if hold_mb:
+		block = bytearray(hold_mb * 1024 * 1024)
+		block[::4096] = b"x" * len(block[::4096])  # touch every page: resident, not just mapped
+		_HELD.append(block)
+	return {"pid": os.getpid()}

@@ -24,6 +24,9 @@ from tests.conftest import (
 	wait_until,
 )
 
+# Every test here runs against both worker models (conftest.worker_model).
+pytestmark = pytest.mark.usefixtures("worker_model")
+
 
 def tick_until(engine, task: str, total: int, timeout: float) -> int:
 	"""Run the scheduler until `task` has acted on `total` jobs in all; returns how many it did."""

@@ -15,6 +15,9 @@ from tests.conftest import (
 	wait_until,
 )
 
+# Every test here runs against both worker models (conftest.worker_model).
+pytestmark = pytest.mark.usefixtures("worker_model")
+
 
 def test_cancel_queued_job_stops_it_at_once_and_the_worker_skips_it(engine):
 	job_id = engine.submit("t_echo", "Acme", {"value": "never.txt"})["job_id"]

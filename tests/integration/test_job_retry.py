@@ -6,6 +6,9 @@ import pytest
 from dartwing.dartwing_core.background_jobs import InvalidState, scheduler
 from tests.conftest import run_worker_burst, statuses
 
+# Every test here runs against both worker models (conftest.worker_model).
+pytestmark = pytest.mark.usefixtures("worker_model")
+
 
 def test_transient_failure_is_retried_until_it_succeeds(engine):
 	# Given a job that fails twice with a transient error (t_flaky: base_delay 0, max_retries 3)

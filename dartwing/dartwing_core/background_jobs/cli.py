@@ -245,11 +245,36 @@ def metrics_(ctx, organization, prometheus, window_hours):
 @command(cli)
 @click.option("--burst", is_flag=True, help="Exit once the queues are empty.")
 @click.option("-n", "--workers", "count", type=click.IntRange(1, 64), default=1, show_default=True)
-def worker(ctx, burst, count):
-	"""Run workers draining the Critical, High, Normal and Low queues in that order."""
+@click.option(
+	"--fork-per-job",
+	is_flag=True,
+	envvar="DARTWING_FORK_PER_JOB",
+	help="Fork a work-horse per job (a clean process each), instead of long-lived children.",
+)
+@click.option(
+	"--max-jobs-per-child",
+	type=click.IntRange(0),
+	default=0,
+	help="Replace a child after this many jobs (0: never).",
+)
+@click.option(
+	"--max-memory-per-child",
+	type=click.IntRange(0),
+	default=0,
+	help="Replace a child once a job leaves it above this many MB resident (0: never).",
+)
+def worker(ctx, burst, count, fork_per_job, max_jobs_per_child, max_memory_per_child):
+	"""Run workers draining the Critical, High, Normal and Low queues in that order.
+
+	Each worker is a long-lived child process that runs many jobs, replaced when it dies, passes
+	a job's deadline or is due (--max-jobs-per-child, --max-memory-per-child)."""
 	from .worker import run_workers
 
-	failed = run_workers(ctx.engine, count, burst)
+	if fork_per_job and (max_jobs_per_child or max_memory_per_child):
+		raise click.UsageError(
+			"--max-jobs-per-child and --max-memory-per-child need long-lived children, not --fork-per-job"
+		)
+	failed = run_workers(ctx.engine, count, burst, fork_per_job, max_jobs_per_child, max_memory_per_child)
 	if ctx.as_json:
 		click.echo(json.dumps({"workers": count, "failed": failed}))
 	sys.exit(1 if failed else 0)

@@ -212,6 +212,25 @@ def settle(engine: "Engine", claimed: Claim, outcome: Outcome) -> str:
 	return status
 
 
+def settle_lost_run(engine: "Engine", job_id: str, message_id: str, how: str) -> str:
+	"""The attempt of a process that died running it (a supervised child): a failed attempt now,
+	timed out when it ran past the job's timeout, unless the job was settled already (canceled by
+	force, rescued). Settled as any attempt, so a limited organization's next job gets its room
+	at once."""
+	job, linked = engine.store.get_with_links(JOB, job_id, CLAIM_LINKS)
+	if job is None or job["status"] != states.RUNNING or job["queue_job_id"] != message_id:
+		return states.SKIPPED
+	timeout, started = int(job["timeout_seconds"] or 0), job["started_at"]
+	ran = (engine.now() - started).total_seconds() if started else 0.0
+	failure = Failure.of_lost_run(job, timed_out=bool(timeout) and ran >= timeout, how=how)
+	org = linked["organization"] or {}
+	claimed = Claim(
+		job, linked["job_type"] or {}, None, job["retry_count"] + 1, int(org.get("max_in_flight_jobs") or 0)
+	)
+	log_failure(claimed, ran, failure)
+	return settle(engine, claimed, Outcome(states.FAILED, failure=failure))
+
+
 def _persist(settle, attempts: int = 4):
 	"""Writing an outcome must survive a deadlock or a locked database: otherwise a job that
 	succeeded would wait for its lease to lapse and run again. Transient errors retry with backoff."""
@@ -361,9 +380,13 @@ def _heartbeat(engine: "Engine", job: dict) -> Iterator[None]:
 	def beat():
 		while not stop.wait(engine.settings.lease_seconds / 3):
 			try:
-				extend_lease(engine, job)
+				extended = extend_lease(engine, job)
 			except Exception:
 				logger.warning("Heartbeat failed job_id=%s", job["name"], exc_info=True)
+				continue
+			if not extended and runtime.lost_lease_exit_code is not None:
+				logger.warning("Job %s is no longer this run's; its process ends", job["name"])
+				os._exit(runtime.lost_lease_exit_code)
 
 	thread = threading.Thread(target=beat, name=f"heartbeat-{job['name']}", daemon=True)
 	thread.start()

@@ -28,13 +28,13 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
-from rq import Worker
 from rq.job import Job
 from rq.worker import WorkerStatus
 
 from . import runtime, states
 from .backends.rq_queue import EXECUTE, PriorityQueue
 from .executor import Claim, Failure, Outcome, attempt, claim, extend_lease, log_failure, settle
+from .prefork import QuickExitWorker
 
 if TYPE_CHECKING:
 	from .engine import Engine
@@ -92,7 +92,7 @@ class HandoffJob(Job):
 		return super()._execute()
 
 
-class ForkingWorker(Worker):
+class ForkingWorker(QuickExitWorker):
 	"""rq.Worker, forking a work-horse per job, that claims before the fork and settles after it."""
 
 	queue_class = PriorityQueue
@@ -110,22 +110,6 @@ class ForkingWorker(Worker):
 	def work(self, *args, **kwargs):
 		with self.engine.store.keep_connection():  # one connection for every claim and settle
 			return super().work(*args, **kwargs)
-
-	def unsubscribe(self) -> None:
-		"""Stop the pub/sub thread before sending UNSUBSCRIBE, not after. RQ sends UNSUBSCRIBE,
-		then stops the thread, which waits in get_message(timeout=60) (RQ's sleep_time). When
-		the reply lands before the stop, the thread goes back to waiting; redis-py 8's stop()
-		then joins it, and the worker's exit hangs for up to 60 s (about one exit in eight
-		here). With the flag cleared first, the reply ends the thread's last wait."""
-		if not self.pubsub_thread:
-			return
-		try:
-			self.pubsub_thread.stop(timeout=0)  # redis-py >= 8: clears the flag, waits for nothing
-		except TypeError:
-			self.pubsub_thread.stop()  # older redis-py: stop() only clears the flag
-		self.pubsub.unsubscribe()
-		self.pubsub_thread.join(timeout=1)
-		self.pubsub.close()
 
 	def execute_job(self, job, queue):
 		target = _our_message(job)

@@ -7,6 +7,10 @@ if TYPE_CHECKING:
 	from .engine import Engine
 
 _engine: "Engine | None" = None
+# Set in a supervised child that runs jobs in its own process (prefork.py): a run whose lease is no
+# longer its own (canceled by force, rescued after a lapse) ends the process with this exit code,
+# as a forking worker kills such a run's work-horse.
+lost_lease_exit_code: int | None = None
 
 
 def configure(engine: "Engine") -> None:

@@ -1,4 +1,8 @@
-"""Worker processes for the standalone backend: RQ workers that drain the priority queues in order."""
+"""Worker processes for the standalone backend: RQ workers that drain the priority queues in order.
+
+The default runs jobs in long-lived children that serve many jobs each (prefork.py); with
+`fork_per_job`, each worker forks a work-horse per job, as RQ and Frappe's bench workers do
+(forking_worker.py), for handlers that need a clean process per job."""
 
 import gc
 import logging
@@ -8,9 +12,71 @@ import signal
 from typing import TYPE_CHECKING
 
 from . import runtime
+from .backends.rq_queue import PriorityQueue
+from .executor import settle_lost_run
+from .forking_worker import _our_message, _prctl
+from .prefork import InProcessWorker, Running, Slot, supervise
 
 if TYPE_CHECKING:
 	from .engine import Engine
+
+logger = logging.getLogger("dartwing.jobs")
+
+
+class WarmWorker(InProcessWorker):
+	"""A supervised child's RQ worker: the engine's messages run in this process, with the
+	handlers, compiled statements and database connection warm from one job to the next."""
+
+	queue_class = PriorityQueue
+
+	def job_of(self, message) -> tuple[str, str] | None:
+		return _our_message(message)
+
+
+def run_workers(
+	engine: "Engine",
+	count: int,
+	burst: bool = False,
+	fork_per_job: bool = False,
+	max_jobs_per_child: int = 0,
+	max_memory_per_child: int = 0,
+) -> int:
+	"""`count` workers; SIGTERM/SIGINT stop them all (warm: the running jobs finish). Returns
+	how many failed. Where a child cannot be tied to its supervisor (no prctl: not Linux), a job
+	could outlive the process holding its lease, so the workers fork a work-horse per job."""
+	if not fork_per_job and _prctl is None:
+		logger.warning("Children cannot be tied to their supervisor here; forking a work-horse per job")
+		fork_per_job = True
+	if fork_per_job:
+		return _run_forking_workers(engine, count, burst)
+	runtime.configure(engine)
+	_warm_up(engine)  # once, in the supervisor: every child starts warm
+	level = logging.getLevelName(logging.getLogger().level)
+
+	def run_child(slot: Slot) -> int:
+		worker = WarmWorker(
+			engine.queue.in_priority_order(),
+			connection=engine.queue.redis,
+			slot=slot,
+			grace_seconds=engine.settings.cancel_grace_seconds,
+			max_memory_mb=max_memory_per_child,
+		)
+		with engine.store.keep_connection():  # one connection for every claim and settle
+			return worker.serve(burst, max_jobs_per_child, level)
+
+	def settle_lost(running: Running, exitcode: int | None) -> None:
+		try:
+			with engine.store.session():
+				settle_lost_run(
+					engine,
+					running.job_id,
+					running.message_id,
+					how=f"the worker child running it exited ({exitcode})",
+				)
+		except Exception:
+			logger.exception("Settling job %s of a dead child failed; its lease will lapse", running.job_id)
+
+	return supervise(run_child, settle_lost, count, burst)
 
 
 def run_worker(engine: "Engine", burst: bool = False) -> None:
@@ -73,8 +139,9 @@ def _rehearsal_job(engine: "Engine") -> dict:
 	return job
 
 
-def run_workers(engine: "Engine", count: int, burst: bool = False) -> int:
-	"""`count` workers as child processes; SIGTERM/SIGINT stop them all. Returns failed children."""
+def _run_forking_workers(engine: "Engine", count: int, burst: bool = False) -> int:
+	"""`count` forking workers as child processes; SIGTERM/SIGINT stop them all. Returns failed
+	children."""
 	if count == 1:
 		run_worker(engine, burst)
 		return 0

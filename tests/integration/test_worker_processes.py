@@ -1,6 +1,8 @@
-"""The standalone worker claims and settles jobs itself and forks a work-horse only to run the
-handler: the horse dies with its worker, the worker keeps the lease of a long job, and a horse
-that dies alone is settled by its worker at once. Real worker processes, real kills."""
+"""What the worker processes guarantee, in both models: a job runs in a long-lived child of the
+worker (the default) or in a work-horse forked for it (`--fork-per-job`), which dies with its
+worker; the worker keeps the lease of a long job; a child or horse that dies alone is settled at
+once; one past its deadline, or whose job is no longer its own, is killed. Real worker processes,
+real kills. ("Horse" below is whichever process runs the handler.)"""
 
 import os
 import signal
@@ -12,7 +14,15 @@ import pytest
 
 from dartwing.dartwing_core.background_jobs import scheduler
 from dartwing.dartwing_core.background_jobs.transitions import transition
-from tests.conftest import process_env, process_gone, statuses, wait_for_work_horse, wait_until
+from tests.conftest import (
+	CLI,
+	process_env,
+	process_gone,
+	run_worker_burst,
+	statuses,
+	wait_for_work_horse,
+	wait_until,
+)
 
 # A burst worker that sends itself SIGTERM (a deploy, `systemctl stop`) the first time it enters
 # forking_worker.<STEP>: in the middle of its own claim or save, where RQ's handler would otherwise
@@ -40,6 +50,7 @@ run_worker(build_engine(), burst=True)
 """
 
 
+@pytest.mark.usefixtures("worker_model")
 def test_work_horse_dies_with_its_worker(engine, live_worker, tmp_path):
 	# Given a worker whose work-horse runs a long job (t_marker_once writes the horse's pid, hangs)
 	marker = tmp_path / "work-horse.pid"
@@ -57,6 +68,7 @@ def test_work_horse_dies_with_its_worker(engine, live_worker, tmp_path):
 	assert engine.status(job_id)["status"] == "Running"
 
 
+@pytest.mark.usefixtures("worker_model")
 def test_work_horse_killed_alone_is_settled_by_its_worker_at_once(engine, live_worker, tmp_path):
 	# Given a worker whose work-horse runs a job (t_marker_once: retries with no delay)
 	marker = tmp_path / "work-horse.pid"
@@ -88,6 +100,7 @@ def test_work_horse_killed_alone_is_settled_by_its_worker_at_once(engine, live_w
 	assert engine.history(job_id)["chain_valid"]
 
 
+@pytest.mark.usefixtures("worker_model")
 def test_worker_keeps_the_lease_of_a_job_that_runs_longer_than_the_lease(engine, live_worker):
 	# Given a 3 s lease and a job that runs 7 s without a checkpoint or progress report
 	assert engine.settings.lease_seconds == 3
@@ -108,6 +121,7 @@ def test_worker_keeps_the_lease_of_a_job_that_runs_longer_than_the_lease(engine,
 	assert statuses(engine, job_id) == ["Queued", "Running", "Completed"]
 
 
+@pytest.mark.usefixtures("worker_model")
 def test_work_horse_killed_after_its_timeout_counts_as_timed_out(engine, live_worker, tmp_path):
 	# Given a job that blocks SIGALRM, so its 1 s deadline cannot stop it
 	marker = tmp_path / "work-horse.pid"
@@ -129,6 +143,7 @@ def test_work_horse_killed_after_its_timeout_counts_as_timed_out(engine, live_wo
 
 @pytest.mark.parametrize("step", ["claim", "settle"])
 def test_a_stop_signal_during_the_workers_own_database_work_is_a_warm_shutdown(engine, step):
+	"""--fork-per-job: the worker claims and saves in its own process, around the horse."""
 	# Given two queued jobs
 	first = engine.submit("t_echo", "Acme", {"value": "first"})["job_id"]
 	second = engine.submit("t_echo", "Acme", {"value": "second"})["job_id"]
@@ -149,6 +164,7 @@ def test_a_stop_signal_during_the_workers_own_database_work_is_a_warm_shutdown(e
 	assert engine.status(second)["status"] == "Queued"
 
 
+@pytest.mark.usefixtures("worker_model")
 def test_worker_kills_a_horse_whose_job_is_no_longer_its_own(engine, live_worker, tmp_path):
 	# Given a job running in a worker's horse (t_ignores_cancel never checks for a cancel)
 	marker = tmp_path / "work-horse.pid"
@@ -166,18 +182,43 @@ def test_worker_kills_a_horse_whose_job_is_no_longer_its_own(engine, live_worker
 	assert statuses(engine, job_id) == ["Queued", "Running", "Canceled"]
 
 
-def test_a_worker_leaves_its_pubsub_channel_at_once(engine):
-	"""RQ sends UNSUBSCRIBE, then stops its pub/sub thread, which waits in get_message with a 60 s
-	timeout; when the reply lands first the thread waits again, and redis-py 8's stop() joins it:
-	about one `worker --burst` exit in eight took 60 s. The worker clears the thread's flag first,
-	so the reply ends its wait. Timing-dependent without the fix, so it repeats the exit."""
-	from dartwing.dartwing_core.background_jobs.forking_worker import ForkingWorker
+def _pids_of_burst(engine, jobs: int, *worker_args: str, hold_mb: int = 0) -> list[int]:
+	ids = [engine.submit("t_pid", "Acme", {"n": n, "hold_mb": hold_mb})["job_id"] for n in range(jobs)]
+	run_worker_burst(engine, *worker_args)
+	return [engine.status(job_id)["result"]["pid"] for job_id in ids]
 
-	worker = ForkingWorker(engine.queue.in_priority_order(), connection=engine.queue.redis, engine=engine)
-	for _ in range(12):
-		worker.subscribe()
-		time.sleep(0.05)  # the thread is inside get_message
-		started = time.monotonic()
-		worker.unsubscribe()
-		assert time.monotonic() - started < 5
-		assert not worker.pubsub_thread.is_alive()
+
+def test_the_default_worker_runs_many_jobs_in_one_long_lived_child(engine):
+	pids = _pids_of_burst(engine, 6)
+	assert len(set(pids)) == 1
+
+
+def test_fork_per_job_runs_each_job_in_a_process_of_its_own(engine):
+	pids = _pids_of_burst(engine, 4, "--fork-per-job")
+	assert len(set(pids)) == 4
+
+
+def test_a_child_is_replaced_after_max_jobs_per_child(engine):
+	pids = _pids_of_burst(engine, 6, "--max-jobs-per-child", "2")
+	assert [len(set(pids[i : i + 2])) for i in range(0, 6, 2)] == [1, 1, 1]
+	assert len(set(pids)) == 3
+
+
+def test_a_child_is_replaced_after_a_job_leaves_it_past_max_memory_per_child(engine):
+	# Each job leaves its process 200 MB larger; a child is replaced once it passes 150 MB
+	pids = _pids_of_burst(engine, 3, "--max-memory-per-child", "150", hold_mb=200)
+	assert len(set(pids)) == 3
+	# and without the limit, one child runs them all
+	assert len(set(_pids_of_burst(engine, 3, hold_mb=200))) == 1
+
+
+def test_child_limits_need_long_lived_children(engine):
+	result = subprocess.run(
+		[*CLI, "worker", "--burst", "--fork-per-job", "--max-jobs-per-child", "2"],
+		env=process_env(engine),
+		capture_output=True,
+		text=True,
+		timeout=60,
+	)
+	assert result.returncode == 2
+	assert "--max-jobs-per-child and --max-memory-per-child need long-lived children" in result.stderr
