@@ -11,6 +11,8 @@ import sys
 import time
 
 import pytest
+from rq import Worker
+from rq.job import Job
 
 from dartwing.dartwing_core.background_jobs import scheduler
 from dartwing.dartwing_core.background_jobs.transitions import transition
@@ -222,3 +224,28 @@ def test_child_limits_need_long_lived_children(engine):
 	)
 	assert result.returncode == 2
 	assert "--max-jobs-per-child and --max-memory-per-child need long-lived children" in result.stderr
+
+
+def test_the_default_worker_leaves_no_queue_message_behind(engine):
+	"""It runs the engine's messages without RQ's per-job records; each message is deleted once
+	run (result_ttl=0 would), so Redis keeps nothing of a finished job."""
+	ids = [engine.submit("t_pid", "Acme", {"n": n})["job_id"] for n in range(5)]
+	messages = [engine.get_job(job_id)["queue_job_id"] for job_id in ids]
+	run_worker_burst(engine)
+	assert {engine.status(job_id)["status"] for job_id in ids} == {"Completed"}
+	assert [Job.exists(message, connection=engine.queue.redis) for message in messages] == [False] * 5
+
+
+def test_a_child_keeps_its_worker_registered_through_a_job_longer_than_rqs_worker_ttl(engine, live_worker):
+	# Given a job that may run 15 minutes, longer than RQ's worker key lives (worker_ttl + 60 s)
+	engine.store.update("Job Type", "t_ignores_cancel", {"default_timeout": 900})
+	live_worker()
+	job_id = engine.submit("t_ignores_cancel", "Acme", {"seconds": 3})["job_id"]
+	wait_until(lambda: engine.status(job_id)["status"] == "Running", 30, "the job to start")
+
+	# Then the running child's worker key lives at least as long as the job may (RQ's dashboards
+	# and `rq info` list it), not RQ's idle worker_ttl alone
+	workers = Worker.all(queue=engine.queue.queues["Normal"], connection=engine.queue.redis)
+	assert len(workers) == 1
+	assert engine.queue.redis.ttl(workers[0].key) > 900
+	assert workers[0].get_state() == "busy"

@@ -109,7 +109,8 @@ class InProcessWorker(QuickExitWorker):
 		self.max_memory_mb = max_memory_mb
 		self.recycle = False  # replace this child after the current job
 		self.jobs_run = 0
-		self.in_process = False
+		self.running_message: str | None = None  # the RQ id of the message run in this process
+		self._renewed_at = float("-inf")
 
 	def job_of(self, message) -> tuple[str, str] | None:
 		"""(job id, message id) when this process runs the message itself."""
@@ -117,6 +118,10 @@ class InProcessWorker(QuickExitWorker):
 
 	def before_in_process(self, message) -> None:
 		"""Make this process ready for the message, as a new work-horse would be."""
+
+	def run_message(self, message, queue) -> None:
+		"""Run the message here, with RQ's own bookkeeping (as rq.SimpleWorker, on every version)."""
+		SimpleWorker.execute_job(self, message, queue)
 
 	def broken_after_job(self) -> bool:
 		"""True when the job left this process unfit for another (then it is replaced)."""
@@ -139,19 +144,29 @@ class InProcessWorker(QuickExitWorker):
 		# the handler ignored both the engine's deadline and RQ's.
 		deadline = time.time() + (job.timeout or 0) + self.grace_seconds if job.timeout else 0
 		self.slot.announce(Running(*target, deadline))
-		self.in_process = True
+		self.running_message = job.id
 		finished = False
 		try:
-			SimpleWorker.execute_job(self, job, queue)  # RQ's own in-process run, on every version
+			self.run_message(job, queue)
 			finished = True
 		finally:
-			self.in_process = False
+			self.running_message = None
 			if finished:  # otherwise the supervisor settles it once this child is gone
 				self.slot.announce(None)
 			self.set_state(WorkerStatus.IDLE)
 		if self.broken_after_job() or (self.max_memory_mb and _resident_mb() > self.max_memory_mb):
 			self.recycle = True
 			self._stop_requested = True
+
+	def heartbeat(self, timeout: int | None = None, pipeline=None):
+		"""RQ renews the worker's key (three commands) up to five times a job, each for
+		`worker_ttl` + 60 s; renewing a key of minutes more than once a second buys nothing. A
+		renewal with its own TTL or pipeline (a long job's) always goes through."""
+		now = time.monotonic()
+		if timeout is None and pipeline is None and now - self._renewed_at < 1:
+			return
+		self._renewed_at = now
+		super().heartbeat(timeout, pipeline)
 
 	def get_heartbeat_ttl(self, job, *args) -> int:
 		"""A job run in this process keeps RQ's heartbeat for its whole timeout, as
@@ -165,11 +180,8 @@ class InProcessWorker(QuickExitWorker):
 			from rq.command import parse_payload
 
 			payload = parse_payload(message)
-			if (
-				self.in_process
-				and payload.get("command") == "stop-job"
-				and payload.get("job_id") == self.get_current_job_id()
-			):
+			running = self.running_message
+			if running and payload.get("command") == "stop-job" and payload.get("job_id") == running:
 				logger.warning("Job %s was stopped; its child exits", payload.get("job_id"))
 				os._exit(STOPPED)
 		super().handle_payload(message)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from . import runtime
 from .backends.rq_queue import PriorityQueue
-from .executor import settle_lost_run
+from .executor import execute, settle_lost_run
 from .forking_worker import _our_message, _prctl
 from .prefork import InProcessWorker, Running, Slot, supervise
 
@@ -31,6 +31,24 @@ class WarmWorker(InProcessWorker):
 
 	def job_of(self, message) -> tuple[str, str] | None:
 		return _our_message(message)
+
+	def run_message(self, message, queue) -> None:
+		"""Run the engine's message without RQ's per-job bookkeeping (an execution record, the
+		started and finished registries, the message's status and result: about 20 Redis round
+		trips a job). The database holds the job's state and outcome, and the lease, not RQ's
+		registries, recovers a run that dies; the message itself is deleted once run, as
+		result_ttl=0 would. A run that raises (the database unreachable) leaves the job to the
+		scheduler, which finds it Queued without a message, or Running with a lapsed lease."""
+		job_id, message_id = _our_message(message)
+		self.heartbeat(self.get_heartbeat_ttl(message))  # the worker's key outlives a long job
+		try:
+			execute(runtime.current(), job_id, message_id)
+		except Exception:
+			logger.exception(
+				"Running job %s (message %s) failed; the scheduler will recover it", job_id, message_id
+			)
+		finally:
+			self.connection.delete(message.key)
 
 
 def run_workers(
