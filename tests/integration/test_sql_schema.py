@@ -21,4 +21,4 @@ def test_create_schema_adds_indexes_missing_from_an_existing_table(any_engine):
 
 	store.create_schema()
 
-	assert {"organization_status_creation_index", "status_completed_at_index"} <= index_names(store)
+	assert {"organization_status_creation_index", "status_modified_index"} <= index_names(store)
