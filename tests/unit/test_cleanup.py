@@ -1,6 +1,7 @@
 """Retention: purge deletes finished jobs older than N days with their logs, in batches, and
 purge_daily runs at most once per day across every scheduler."""
 
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -89,6 +90,37 @@ def test_purge_works_through_several_batches(engine):
 	assert {row["name"] for row in engine.store.get_all(JOB, fields=["name"])} == set(young)
 	assert log_count(engine, old) == 0
 	assert engine.store.count(LOG) == log_count(engine, young) == 6
+
+
+def purge_counting_transactions(engine, **options) -> tuple[int, int]:
+	"""(jobs deleted, transactions the purge opened): one transaction is one batch."""
+	opened = []
+	original = engine.store.transaction
+
+	@contextmanager
+	def counted():
+		opened.append(1)
+		with original():
+			yield
+
+	engine.store.transaction = counted
+	try:
+		return cleanup.purge(engine, older_than_days=30, **options), len(opened)
+	finally:
+		engine.store.transaction = original
+
+
+@pytest.mark.parametrize(("lock_budget", "batches"), [(0.0, 16), (60.0, 5)])
+def test_purge_batches_shrink_when_they_hold_locks_too_long_and_grow_back(engine, lock_budget, batches):
+	# Given 20 old finished jobs and batches of at most 4
+	for i in range(20):
+		age(engine, make_job(engine, "Canceled", f"old-{i}"), 31)
+
+	deleted, opened = purge_counting_transactions(engine, batch_size=4, lock_budget=lock_budget)
+
+	# No time allowed: 4, 2, then one job a transaction (4 + 2 + 14); time enough: 5 batches of 4.
+	assert (deleted, opened) == (20, batches)
+	assert engine.store.count(JOB) == engine.store.count(LOG) == 0
 
 
 def test_purge_defaults_to_the_configured_retention(engine):

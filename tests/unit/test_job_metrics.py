@@ -1,5 +1,7 @@
 """metrics.collect on known data, and its Prometheus text."""
 
+import math
+import random
 import re
 from datetime import timedelta
 
@@ -217,3 +219,72 @@ def test_prometheus_escapes_label_values(engine):
 	for line in text.splitlines():
 		assert line.startswith("# ") or SAMPLE_LINE.match(line), line
 	assert len(text.splitlines()) == text.count("\n")  # the raw newline never reaches the output
+
+
+def python_metrics(ended: list[dict]) -> tuple[dict, dict]:
+	"""What metrics.collect computed in Python before the database did: (processing time,
+	failure rates) from every ended job of the window, with nearest-rank p95."""
+
+	def timing(values: list[float]) -> dict:
+		if not values:
+			return {"count": 0, "average_seconds": None, "p95_seconds": None}
+		values = sorted(values)
+		p95 = values[max(0, math.ceil(0.95 * len(values)) - 1)]
+		return {
+			"count": len(values),
+			"average_seconds": round(sum(values) / len(values), 4),
+			"p95_seconds": round(p95, 4),
+		}
+
+	durations: dict[str, list[float]] = {}
+	outcomes: dict[str, list[int]] = {}
+	for row in ended:
+		outcomes.setdefault(row["job_type"], [0, 0])[row["status"] == "Dead Letter"] += 1
+		if row["status"] == "Completed" and row["started_at"]:
+			durations.setdefault(row["job_type"], []).append(
+				(row["completed_at"] - row["started_at"]).total_seconds()
+			)
+	processing = {
+		**timing([d for values in durations.values() for d in values]),
+		"by_job_type": {t: timing(v) for t, v in sorted(durations.items())},
+	}
+	rates = {t: round(dead / (done + dead), 4) for t, (done, dead) in sorted(outcomes.items())}
+	return processing, rates
+
+
+def test_metrics_computed_by_the_database_equal_the_python_reference(any_engine):
+	# Given 300 jobs of three types in two organizations, with random durations down to the
+	# microsecond, some dead-lettered, canceled, unfinished, never started or ended before the window
+	engine, rng, now = any_engine, random.Random(12), any_engine.now()
+	rows = []
+	for i in range(300):
+		status = rng.choice(["Completed"] * 6 + ["Dead Letter", "Canceled", "Queued"])
+		ended = now - timedelta(hours=rng.choice([1, 5, 23, 30]), seconds=rng.random())
+		took = timedelta(microseconds=rng.randrange(1, 90_000_000))
+		row = {
+			"name": f"m{i}",
+			"job_type": rng.choice(["t_echo", "t_flaky", "t_permanent"]),
+			"organization": rng.choice(["Acme", "Globex"]),
+			"status": status,
+			"job_hash": f"h{i}",
+			"started_at": None if i % 29 == 0 or status == "Queued" else ended - took,
+			"completed_at": None if status == "Queued" else ended,
+		}
+		engine.store.insert(JOB, row)
+		rows.append(row)
+
+	for organization in (None, "Acme"):
+		data = metrics.collect(engine, organization)
+
+		since = now - timedelta(hours=24)
+		ended = [
+			r
+			for r in rows
+			if r["status"] in ("Completed", "Dead Letter")
+			and r["completed_at"] >= since
+			and organization in (None, r["organization"])
+		]
+		processing, rates = python_metrics(ended)
+		assert processing["count"] > 50
+		assert data["processing_time"] == processing
+		assert data["failure_rate_by_type"] == rates

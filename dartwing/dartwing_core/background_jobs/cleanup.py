@@ -1,6 +1,7 @@
 """Retention: terminal jobs and their logs older than the retention period go, in batches."""
 
 import logging
+import time
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -14,29 +15,43 @@ if TYPE_CHECKING:
 logger = logging.getLogger("dartwing.jobs")
 
 
-def purge(engine: "Engine", older_than_days: float | None = None, batch_size: int | None = None) -> int:
+# How long one purge batch may hold its row locks: workers finishing jobs wait on no longer than this.
+LOCK_BUDGET_SECONDS = 0.05
+
+
+def purge(
+	engine: "Engine",
+	older_than_days: float | None = None,
+	batch_size: int | None = None,
+	lock_budget: float = LOCK_BUDGET_SECONDS,
+) -> int:
 	"""Delete Completed, Canceled and Dead Letter jobs last changed before the cutoff, with their
-	log rows, one batch per transaction so a large purge never holds long locks. Returns jobs deleted."""
+	log rows, one batch per transaction so a large purge never holds long locks. Returns jobs deleted.
+
+	Batches are sized by time: on a table larger than the database's cache a job costs several
+	page reads, so a fixed count could hold locks for seconds. Each batch's rows are read before
+	its transaction (bringing their pages into the cache), and the size halves when a transaction
+	took more than `lock_budget` and doubles, up to `batch_size`, when it took under half."""
 	days = engine.settings.purge_after_days if older_than_days is None else older_than_days
 	if not days >= 0:  # also refuses NaN
 		from .errors import ValidationError
 
 		raise ValidationError("older_than", "must be zero or more days")
 	batch_size = batch_size or engine.settings.batch_size
+	size = min(batch_size, 50)
 	cutoff = engine.now() - timedelta(days=days)
 	deleted = 0
 	while True:
-		names = [
-			row["name"]
-			for row in engine.store.get_all(
-				JOB,
-				[("status", "in", tuple(states.TERMINAL)), ("modified", "<", cutoff)],
-				["name"],
-				limit=batch_size,
-			)
-		]
+		jobs = engine.store.get_all(
+			JOB, [("status", "in", tuple(states.TERMINAL)), ("modified", "<", cutoff)], limit=size
+		)
+		names = [row["name"] for row in jobs]
 		if not names:
 			break
+		engine.store.get_all(
+			LOG, [("background_job", "in", names)], ["name", "entry_hash"]
+		)  # warms the cache
+		started = time.monotonic()
 		with engine.store.transaction():
 			# The status guard makes the delete skip a job an admin retried meanwhile (the row lock
 			# orders the two); logs go only for the jobs that are actually gone.
@@ -47,6 +62,11 @@ def purge(engine: "Engine", older_than_days: float | None = None, batch_size: in
 			gone = [name for name in names if name not in kept]
 			engine.store.delete(LOG, [("background_job", "in", gone)])
 			engine.store.delete_references(JOB, gone)
+		took = time.monotonic() - started
+		if took > lock_budget:
+			size = max(1, size // 2)
+		elif took < lock_budget / 2:
+			size = min(batch_size, size * 2)
 	if deleted:
 		logger.info("Purged %d jobs older than %s days", deleted, days)
 	return deleted

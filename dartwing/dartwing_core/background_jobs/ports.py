@@ -7,9 +7,45 @@ Filters follow Frappe's `get_all` shape, a list of (field, operator, value) with
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
+from decimal import Decimal
 from typing import Any, Protocol
 
+from .errors import ValidationError
+
 Filter = tuple[str, str, Any]
+# What Store.aggregate computes: (function, field). Functions: count, sum, avg, min, max, and pNN,
+# the nearest-rank NNth percentile (the smallest value with at least NN% of values at or below
+# it). The field is a column, "*" (count only), or a pair (start, end) of Datetime columns: the
+# seconds from start to end. NULLs are skipped, as SQL's aggregates skip them.
+Measure = tuple[str, str | tuple[str, str]]
+
+
+AGGREGATES = ("count", "sum", "avg", "min", "max")
+
+
+def percentile_of(function: str) -> int | None:
+	"""95 for "p95": the percentile a Measure's function names; None for the plain aggregates.
+	Whole percents from 1 to 100, so stores compare ranks in integers (rank * 100 >= p * n)."""
+	if function in AGGREGATES:
+		return None
+	digits = function[1:] if function.startswith("p") else ""
+	if digits.isdigit() and 1 <= int(digits) <= 100 and digits == str(int(digits)):
+		return int(digits)
+	raise ValidationError("measure", f"unknown aggregate {function!r}")
+
+
+def measured(function: str, field, value):
+	"""A database's answer to a Measure as Store.aggregate gives it: counts int, durations
+	(kept in the database as microseconds) and averages float seconds, None for no values."""
+	if value is None:
+		return None
+	if function == "count":
+		return int(value)
+	if not isinstance(field, str):
+		return float(value) / 1_000_000
+	if function == "avg" or isinstance(value, Decimal):
+		return float(value)
+	return value
 
 
 def order_terms(order_by: str | None) -> list[tuple[str, bool]]:
@@ -60,6 +96,17 @@ class Store(Protocol):
 	def count(self, doctype: str, filters: Sequence[Filter] = ()) -> int: ...
 
 	def count_by(self, doctype: str, field: str, filters: Sequence[Filter] = ()) -> dict[str, int]: ...
+
+	def aggregate(
+		self,
+		doctype: str,
+		measures: Mapping[str, Measure],
+		filters: Sequence[Filter] = (),
+		group_by: Sequence[str] = (),
+	) -> list[dict]:
+		"""Aggregates computed by the database, so metrics never load rows: one dict per group
+		(the group_by fields and a key per measure), one in all without group_by. Durations and
+		averages are floats (seconds), counts ints; a measure over no values is None."""
 
 	def insert(self, doctype: str, row: dict) -> None:
 		"""Raises errors.UniqueViolation when a unique index refuses the row."""

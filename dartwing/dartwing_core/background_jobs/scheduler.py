@@ -50,10 +50,17 @@ def release_pending(engine: "Engine") -> int:
 		page = engine.store.get_all(
 			JOB, [("status", "=", states.PENDING)], order_by="creation asc", limit=batch, offset=offset
 		)
+		# The page's parents in one read, not one each: most Pending jobs wait on a parent still
+		# running, and a backlog of thousands would cost as many round trips every pass.
+		waited_on = sorted({job["depends_on"] for job in page if job.get("depends_on")})
+		parents = {
+			r["name"]: r for r in engine.store.get_all(JOB, [("name", "in", waited_on)], ["name", "status"])
+		}
 		settled = sum(
 			1
 			for job in page
-			if not room.known_full(job["organization"]) and settle_pending(engine, job, room=room)
+			if not room.known_full(job["organization"])
+			and settle_pending(engine, job, parents.get(job.get("depends_on")), room=room)
 		)
 		moved += settled
 		offset += len(page) - settled

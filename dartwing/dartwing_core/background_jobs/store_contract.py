@@ -656,6 +656,64 @@ def check_count_by_groups_rows_by_a_field(store: Store) -> None:
 	assert counts == {}, counts
 
 
+def _timed_jobs(store: Store) -> None:
+	"""ct-r1..r3 of type a ran 3.000001 s, 1 s and 2.5 s; ct-r4 of type b never started."""
+	for name, job_type, took in (
+		("ct-r1", "a", 3.000001),
+		("ct-r2", "a", 1),
+		("ct-r3", "a", 2.5),
+		("ct-r4", "b", None),
+	):
+		started = None if took is None else T0
+		ended = T0 + timedelta(seconds=took or 7)
+		store.insert(
+			JOB,
+			job_row(
+				name, job_type=f"ct-{job_type}", status="Completed", started_at=started, completed_at=ended
+			),
+		)
+
+
+def check_aggregate_counts_averages_and_ranks_durations_per_group(store: Store) -> None:
+	_timed_jobs(store)
+	seconds = ("started_at", "completed_at")
+	measures = {
+		"jobs": ("count", "*"),
+		"timed": ("count", seconds),
+		"average": ("avg", seconds),
+		"longest": ("max", seconds),
+		"p50": ("p50", seconds),
+		"p95": ("p95", seconds),
+		"retries": ("sum", "retry_count"),
+	}
+
+	rows = store.aggregate(JOB, measures, OUR_JOBS, group_by=["job_type"])
+
+	by_type = {row["job_type"]: row for row in rows}
+	assert sorted(by_type) == ["ct-a", "ct-b"], rows
+	a, b = by_type["ct-a"], by_type["ct-b"]
+	assert (a["jobs"], a["timed"], a["retries"]) == (3, 3, 0), a
+	assert abs(a["average"] - 6.500001 / 3) < 1e-6, a
+	# Nearest rank over 1, 2.5, 3.000001: p50 is the 2nd value (ceil(1.5)), p95 the 3rd.
+	assert (a["p50"], a["p95"], a["longest"]) == (2.5, 3.000001, 3.000001), a
+	# A job without started_at has no duration: counted as a row, skipped by every measure of it.
+	assert (b["jobs"], b["timed"], b["average"], b["p95"]) == (1, 0, None, None), b
+
+
+def check_aggregate_without_groups_is_one_row_and_empty_groups_are_none(store: Store) -> None:
+	_timed_jobs(store)
+	measures = {"jobs": ("count", "*"), "p95": ("p95", ("started_at", "completed_at"))}
+
+	assert store.aggregate(JOB, measures, OUR_JOBS) == [{"jobs": 4, "p95": 3.000001}]
+	nothing = [*OUR_JOBS, ("status", "=", "Running")]
+	assert store.aggregate(JOB, measures, nothing) == [{"jobs": 0, "p95": None}]
+	assert store.aggregate(JOB, measures, nothing, group_by=["job_type"]) == []
+	with raises(ValidationError, "unknown aggregate"):
+		store.aggregate(JOB, {"x": ("median", "retry_count")}, OUR_JOBS)
+	with raises(ValidationError, "not_a_field"):
+		store.aggregate(JOB, {"x": ("max", "not_a_field")}, OUR_JOBS)
+
+
 def check_delete_removes_only_the_matching_rows(store: Store) -> None:
 	insert_logs(store)
 

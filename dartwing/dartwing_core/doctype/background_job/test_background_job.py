@@ -1,5 +1,6 @@
 import frappe
 
+from dartwing.dartwing_core.background_jobs import schema
 from dartwing.dartwing_core.background_jobs.transitions import JOB, LOG
 from dartwing.dartwing_core.tests.utils import DartwingTestCase
 
@@ -146,12 +147,8 @@ class TestBackgroundJob(DartwingTestCase):
 
 	def test_the_composite_indexes_exist(self):
 		indexes = {row.Key_name for row in frappe.db.sql(f"show index from `tab{JOB}`", as_dict=True)}
-		for name in (
-			"dw_organization_status",
-			"dw_job_hash_creation",
-			"dw_status_next_retry_at",
-			"dw_depends_on_status",
-		):
+		for fields in schema.composite_indexes(JOB):
+			name = "_".join(["dw", *fields])
 			self.assertIn(name, indexes)
 
 	def test_text_a_handler_or_user_controls_is_shown_escaped(self):

@@ -1,0 +1,24 @@
+"""The standalone store's tables come from the doctype JSON: an index the JSON gains later reaches
+a database whose tables already exist."""
+
+import sqlalchemy as sa
+
+from dartwing.dartwing_core.background_jobs import schema
+from dartwing.dartwing_core.background_jobs.transitions import JOB
+
+
+def index_names(store) -> set[str]:
+	return {index["name"] for index in sa.inspect(store.engine).get_indexes(schema.table_name(JOB))}
+
+
+def test_create_schema_adds_indexes_missing_from_an_existing_table(any_engine):
+	# Given a Background Job table from before the list-page index was declared
+	store = any_engine.store
+	index = next(i for i in store.tables[JOB].indexes if i.name == "organization_status_creation_index")
+	with store.engine.begin() as conn:
+		index.drop(conn)
+	assert "organization_status_creation_index" not in index_names(store)
+
+	store.create_schema()
+
+	assert {"organization_status_creation_index", "status_modified_index"} <= index_names(store)
