@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 from rq import Queue
@@ -74,7 +75,7 @@ def counted_drain(mode: str, raw_queue: str, env: dict, out: Path) -> tuple[int,
 	return own, list(by_pid.values())
 
 
-def measure(kind: str, jobs: int) -> dict | None:
+def measure(kind: str, jobs: int, modes: Sequence[str] = MODES) -> dict | None:
 	prefix = f"dwinstr-{uuid.uuid4().hex[:6]}"
 	with tempfile.TemporaryDirectory() as tmp, bench_engine(kind, Path(tmp), prefix) as ready:
 		if ready is None:
@@ -83,7 +84,7 @@ def measure(kind: str, jobs: int) -> dict | None:
 		env = {**env, "DARTWING_LOG_LEVEL": "WARNING"}
 		raw = Queue(f"{prefix}-raw", connection=engine.queue.redis)
 		results = {}
-		for mode in MODES:
+		for mode in modes:
 			for n in range(jobs):
 				if mode.startswith("raw"):
 					raw.enqueue_call(func="os.getpid", result_ttl=0)
@@ -111,7 +112,11 @@ def main() -> None:
 		"--jobs", type=int, default=10, help="jobs per mode (each costs seconds under valgrind)"
 	)
 	parser.add_argument("--db", default="sqlite")
+	parser.add_argument(
+		"--modes", default=",".join(MODES), help="a comma-separated subset of " + ",".join(MODES)
+	)
 	args = parser.parse_args()
+	modes = [mode.strip() for mode in args.modes.split(",")]
 	if shutil.which("valgrind") is None:
 		raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind); nothing measured")
 	import_handler_modules(["dartwing.dartwing_core.background_jobs.samples"])
@@ -121,16 +126,19 @@ def main() -> None:
 		f"{'SimpleWorker / mode':>21}{'Worker / mode':>15}"
 	)
 	for kind in args.db.split(","):
-		results = measure(kind.strip(), args.jobs)
+		results = measure(kind.strip(), args.jobs, modes)
 		if not results:
 			continue
 		totals = {mode: sum(parts) for mode, parts in results.items()}
 		for mode, (horse, worker, supervisor) in results.items():
 			print(
 				f"{kind:<11}{mode:<13}{horse / 1e6:>11.2f}{worker / 1e6:>9.2f}{supervisor / 1e6:>11.2f}"
-				f"{totals[mode] / 1e6:>9.2f}{totals['raw-simple'] / totals[mode]:>21.2f}"
-				f"{totals['raw'] / totals[mode]:>15.2f}"
+				f"{totals[mode] / 1e6:>9.2f}{_ratio(totals, 'raw-simple', mode):>21}{_ratio(totals, 'raw', mode):>15}"
 			)
+
+
+def _ratio(totals: dict, baseline: str, mode: str) -> str:
+	return f"{totals[baseline] / totals[mode]:.2f}" if baseline in totals else "-"
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from frappe.query_builder import Order
 from frappe.query_builder.functions import Count
 from frappe.utils import now_datetime
 from pypika import analytics, functions
-from pypika.terms import Case, LiteralValue
+from pypika.terms import Case, Field, LiteralValue
 
 from .. import schema
 from ..errors import UniqueViolation, ValidationError
@@ -264,13 +264,13 @@ class FrappeStore:
 					columns += [rank.as_(f"r{i}"), analytics.Count(values[i]).over(*groups).as_(f"n{i}")]
 			inner = query.select(*columns)
 			query = frappe.qb.from_(inner)
-			groups = [inner.field(f"g{i}") for i in range(len(groups))]
-			values = [inner.field(f"v{i}") for i in range(len(values))]
+			groups = [Field(f"g{i}", table=inner) for i in range(len(groups))]
+			values = [Field(f"v{i}", table=inner) for i in range(len(values))]
 		selected = []
 		for i, (_, function, field, percent) in enumerate(spec):
 			if percent:
 				chosen = values[i].isnotnull() & (
-					inner.field(f"r{i}") * 100 >= inner.field(f"n{i}") * percent
+					Field(f"r{i}", table=inner) * 100 >= Field(f"n{i}", table=inner) * percent
 				)
 				selected.append(functions.Min(Case().when(chosen, values[i])))
 			elif function == "count" and field == "*":
