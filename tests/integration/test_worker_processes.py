@@ -18,10 +18,15 @@ from dartwing.dartwing_core.background_jobs import scheduler
 from dartwing.dartwing_core.background_jobs.transitions import transition
 from tests.conftest import (
 	CLI,
+	dispose,
+	make_db_url,
+	make_engine,
 	process_env,
 	process_gone,
 	run_worker_burst,
+	start_worker,
 	statuses,
+	stop_worker,
 	wait_for_work_horse,
 	wait_until,
 )
@@ -249,3 +254,22 @@ def test_a_child_keeps_its_worker_registered_through_a_job_longer_than_rqs_worke
 	assert len(workers) == 1
 	assert engine.queue.redis.ttl(workers[0].key) > 900
 	assert workers[0].get_state() == "busy"
+
+
+@pytest.mark.usefixtures("worker_model")
+def test_the_hard_stop_of_a_canceled_job_reaches_its_process_at_once(tmp_path, redis_url):
+	"""With a 60 s lease, the next heartbeat that would notice is 20 s away: the scheduler's stop
+	command must end the run itself."""
+	engine = make_engine(make_db_url("sqlite", tmp_path), redis_url, lease_seconds=60)
+	worker = start_worker(engine)
+	try:
+		marker = tmp_path / "work-horse.pid"
+		job_id = engine.submit("t_ignores_cancel", "Acme", {"seconds": 60, "marker": str(marker)})["job_id"]
+		horse_pid = wait_for_work_horse(engine, job_id, marker)
+		engine.cancel(job_id, user="bob@example.com")
+		wait_until(lambda: scheduler.tick(engine)["stop_canceled"], 15, "the scheduler to stop the job")
+		wait_until(lambda: process_gone(horse_pid), 5, f"process {horse_pid} to be stopped")
+		assert engine.status(job_id)["status"] == "Canceled"
+	finally:
+		stop_worker(worker)
+		dispose(engine)

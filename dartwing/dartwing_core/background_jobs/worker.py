@@ -40,7 +40,12 @@ class WarmWorker(InProcessWorker):
 		result_ttl=0 would. A run that raises (the database unreachable) leaves the job to the
 		scheduler, which finds it Queued without a message, or Running with a lapsed lease."""
 		job_id, message_id = _our_message(message)
-		self.heartbeat(self.get_heartbeat_ttl(message))  # the worker's key outlives a long job
+		with self.connection.pipeline() as pipeline:
+			self.heartbeat(self.get_heartbeat_ttl(message), pipeline)  # the key outlives a long job
+			# RQ's stop-job command is sent to the worker named on the message: the hard stop of
+			# a canceled job must reach this child at once, not at its next heartbeat.
+			pipeline.hset(message.key, "worker_name", self.name)
+			pipeline.execute()
 		try:
 			execute(runtime.current(), job_id, message_id)
 		except Exception:
