@@ -81,17 +81,19 @@ class QuickExitWorker(Worker):
 	"""rq.Worker whose exit never waits on its pub/sub thread (see unsubscribe)."""
 
 	def unsubscribe(self) -> None:
-		"""Stop the pub/sub thread before sending UNSUBSCRIBE, not after. RQ sends UNSUBSCRIBE,
-		then stops the thread, which waits in get_message(timeout=60) (RQ's sleep_time). When
-		the reply lands before the stop, the thread goes back to waiting; redis-py 8's stop()
-		then joins it, and the worker's exit hangs for up to 60 s. With the flag cleared first,
-		the reply ends the thread's last wait."""
+		"""Stop the pub/sub thread before sending UNSUBSCRIBE, not after. RQ (2.x and 3.0)
+		sends UNSUBSCRIBE, then stops the thread, which waits in get_message(timeout=60) (RQ's
+		sleep_time). When the thread reads the reply before the stop, it goes back to waiting
+		(on a subscription event nothing will set); redis-py 8.2's stop() then joins it, and
+		the worker's exit hangs for 60 s: about one exit in seven with redis-py 8.2.0, none with
+		5.x to 8.1 (whose stop() only clears the flag; RQ's join then gives up after 1 s). With
+		the flag cleared first, the reply ends the thread's last wait."""
 		if not self.pubsub_thread:
 			return
 		try:
-			self.pubsub_thread.stop(timeout=0)  # redis-py >= 8: clears the flag, waits for nothing
+			self.pubsub_thread.stop(timeout=0)  # redis-py >= 8.2: clears the flag, waits for nothing
 		except TypeError:
-			self.pubsub_thread.stop()  # older redis-py: stop() only clears the flag
+			self.pubsub_thread.stop()  # redis-py < 8.2: stop() only clears the flag
 		self.pubsub.unsubscribe()
 		self.pubsub_thread.join(timeout=1)
 		self.pubsub.close()
