@@ -4,6 +4,7 @@ worker; the worker keeps the lease of a long job; a child or horse that dies alo
 once; one past its deadline, or whose job is no longer its own, is killed. Real worker processes,
 real kills. ("Horse" below is whichever process runs the handler.)"""
 
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -15,7 +16,9 @@ from rq import Worker
 from rq.job import Job
 
 from dartwing.dartwing_core.background_jobs import scheduler
+from dartwing.dartwing_core.background_jobs.prefork import Slot
 from dartwing.dartwing_core.background_jobs.transitions import transition
+from dartwing.dartwing_core.background_jobs.worker import WarmWorker
 from tests.conftest import (
 	CLI,
 	dispose,
@@ -273,3 +276,43 @@ def test_the_hard_stop_of_a_canceled_job_reaches_its_process_at_once(tmp_path, r
 	finally:
 		stop_worker(worker)
 		dispose(engine)
+
+
+@pytest.mark.usefixtures("worker_model")
+def test_a_cold_shutdown_settles_the_interrupted_job_at_once(engine, tmp_path):
+	# Given a worker running a long job
+	worker = start_worker(engine)
+	try:
+		marker = tmp_path / "work-horse.pid"
+		job_id = engine.submit("t_marker_once", "Acme", {"marker": str(marker), "hold": 60})["job_id"]
+		horse_pid = wait_for_work_horse(engine, job_id, marker)
+
+		# When it is told to stop twice (a warm shutdown would wait for the job): a cold shutdown
+		os.kill(worker.pid, signal.SIGTERM)
+		time.sleep(1.5)  # RQ ignores a second signal within 1 s of the first
+		os.kill(worker.pid, signal.SIGTERM)
+		worker.wait(timeout=15)
+
+		# Then the run ends with its worker, and the attempt is settled at once as failed (to be
+		# retried), not left Running until its lease lapses
+		wait_until(lambda: process_gone(horse_pid), 10, f"process {horse_pid} to end")
+		job = engine.status(job_id)
+		assert (job["status"], job["retry_count"], job["error_type"]) == ("Failed", 1, "Transient")
+	finally:
+		stop_worker(worker)
+
+
+def test_a_child_runs_a_message_not_the_engines_in_a_horse_it_keeps_alive(engine):
+	"""RQ 3 asks for the heartbeat TTL of a horse that runs past the monitoring interval with a
+	keyword argument: the child must answer, not leave the horse and quit."""
+	queue = engine.queue.queues["Normal"]
+	message = queue.enqueue_call(func="time.sleep", args=(2.5,), result_ttl=60)
+	worker = WarmWorker(
+		engine.queue.in_priority_order(),
+		connection=engine.queue.redis,
+		slot=Slot(multiprocessing.get_context("fork")),
+		grace_seconds=1,
+		job_monitoring_interval=1,
+	)
+	worker.work(burst=True, logging_level="WARNING", with_scheduler=False)
+	assert message.get_status(refresh=True) == "finished"

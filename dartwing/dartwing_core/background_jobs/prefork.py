@@ -55,7 +55,7 @@ class Running(NamedTuple):
 
 	job_id: str
 	message_id: str
-	deadline: float  # time.time(); 0 for none
+	deadline: float  # time.monotonic() (one clock for every process on Linux); 0 for none
 
 
 class Slot:
@@ -144,7 +144,7 @@ class InProcessWorker(QuickExitWorker):
 		self.before_in_process(job)
 		# The message's RQ timeout is the job's own plus a backstop: past it and the cancel grace,
 		# the handler ignored both the engine's deadline and RQ's.
-		deadline = time.time() + (job.timeout or 0) + self.grace_seconds if job.timeout else 0
+		deadline = time.monotonic() + job.timeout + self.grace_seconds if job.timeout else 0
 		self.slot.announce(Running(*target, deadline))
 		self.running_message = job.id
 		finished = False
@@ -170,10 +170,33 @@ class InProcessWorker(QuickExitWorker):
 		self._renewed_at = now
 		super().heartbeat(timeout, pipeline)
 
-	def get_heartbeat_ttl(self, job, *args) -> int:
+	def get_heartbeat_ttl(self, job, *args, **kwargs) -> int:
 		"""A job run in this process keeps RQ's heartbeat for its whole timeout, as
 		SimpleWorker's does; a forked one is kept alive by the monitoring loop as usual."""
 		return (job.timeout if job.timeout and job.timeout > 0 else 420) + 60
+
+	def request_force_stop(self, signum, frame):
+		"""A cold shutdown during an in-process job: RQ raises SystemExit, which RQ's own
+		perform_job (the Frappe children's path) would swallow, ending the job's run as if it had
+		finished, and the supervisor would never settle it. End the child instead, leaving the
+		job announced in its slot."""
+		try:
+			super().request_force_stop(signum, frame)
+		except SystemExit:
+			if self.running_message is not None:
+				logger.warning("Cold shutdown during job message %s; its child exits", self.running_message)
+				os._exit(STOPPED)
+			raise
+
+	def kill_horse(self, *args, **kwargs):
+		"""RQ kills the process group of `horse_pid`, which is 0 (this child's own group, its
+		supervisor and siblings included) while a job runs in this process: end only this child
+		then (RQ 3's stop-execution command comes here), its job left announced in its slot."""
+		if self.horse_pid:
+			return super().kill_horse(*args, **kwargs)
+		if self.running_message is not None:
+			logger.warning("Job message %s was stopped; its child exits", self.running_message)
+			os._exit(STOPPED)
 
 	def handle_payload(self, message):
 		"""The scheduler's hard stop of the job this child runs in-process: the job is already
@@ -260,7 +283,7 @@ def supervise(
 				if running:
 					served.add(process.pid)
 				if process.is_alive():
-					if running and running.deadline and time.time() > running.deadline:
+					if running and running.deadline and time.monotonic() > running.deadline:
 						logger.warning("Job %s passed its deadline; killing its child", running.job_id)
 						process.kill()
 					kept.append((process, slot, started))
