@@ -10,12 +10,13 @@ from datetime import timedelta
 
 import pytest
 from redis import Redis
+from rq.job import Job
 
 from dartwing.dartwing_core.background_jobs import admin, scheduler, states
 from dartwing.dartwing_core.background_jobs.backends.sql_store import SqlStore
 from dartwing.dartwing_core.background_jobs.executor import execute
 from dartwing.dartwing_core.background_jobs.locks import RedisLock, distributed_lock
-from dartwing.dartwing_core.background_jobs.transitions import JOB, LOG
+from dartwing.dartwing_core.background_jobs.transitions import JOB, LOG, transition
 from tests.conftest import CLI, dispose, make_db_url, make_engine, process_env, run_worker_burst, wait_until
 
 DUE = 30
@@ -286,3 +287,30 @@ def test_redispatch_asks_about_one_page_a_tick_and_goes_round_the_backlog(tmp_pa
 		assert sent == [0] * 5
 	finally:
 		dispose(engine)
+
+
+def test_a_lost_message_sent_again_by_another_process_meanwhile_is_not_sent_twice(engine):
+	# Given a job whose message is lost, past the grace period
+	job_id = engine.submit("t_echo", "Acme", {"value": "lost.txt"})["job_id"]
+	Job.fetch(engine.get_job(job_id)["queue_job_id"], connection=engine.queue.redis).delete()
+	time.sleep(engine.settings.requeue_grace_seconds + 0.1)
+	waiting = engine.queue.waiting
+
+	def another_process_resends(ids):
+		answer = waiting(ids)  # the page is read and Redis answered: the message is missing
+		job = engine.get_job(job_id)
+		done = transition(engine, job, "Queued", actor="admin", values={"queued_at": engine.now()})
+		engine.dispatch(done)  # ... when someone else sends it again
+		return answer
+
+	# When the scheduler goes on with what it read
+	engine.queue.waiting = another_process_resends
+	try:
+		assert scheduler.redispatch_lost(engine) == 0
+	finally:
+		del engine.queue.waiting
+
+	# Then the job has the one message the other process sent
+	assert sum(engine.queue.depth().values()) == 1
+	actors = [e["actor"] for e in engine.history(job_id)["entries"]]
+	assert "scheduler" not in actors, actors

@@ -121,10 +121,10 @@ def redispatch_lost(engine: "Engine") -> int:
 	# Redis asked about the whole page at once, the lost ones moved in few commits and sent in one
 	# go: a page costs a few round trips, not one or more per job.
 	waiting = engine.queue.waiting([job["queue_job_id"] for job in page if job["queue_job_id"]])
-	lost = [job["name"] for job in page if job["queue_job_id"] not in waiting]
-	sent = 0
-	for i in range(0, len(lost), COMMIT_EVERY):
-		rows = engine.store.get_all(JOB, [("name", "in", lost[i : i + COMMIT_EVERY])])
+	lost = {job["name"]: job["transition_count"] for job in page if job["queue_job_id"] not in waiting}
+	names, sent = list(lost), 0
+	for i in range(0, len(names), COMMIT_EVERY):
+		rows = engine.store.get_all(JOB, [("name", "in", names[i : i + COMMIT_EVERY])])
 		moves: list[Move] = [
 			{
 				"job": job,
@@ -134,7 +134,9 @@ def redispatch_lost(engine: "Engine") -> int:
 				"values": {"queued_at": engine.now()},
 			}
 			for job in rows
-			if job["status"] == states.QUEUED  # a worker may have claimed it since the page was read
+			# Unchanged since the page was read: one a worker claimed, or another process sent
+			# again, meanwhile is not lost (the compare-and-set then holds the page's reading).
+			if job["transition_count"] == lost[job["name"]]
 		]
 		done = [job for job in transition_all(engine, moves) if job]
 		engine.dispatch_all(done)
@@ -158,7 +160,7 @@ def _stale_page(engine: "Engine", cutoff: datetime, after: tuple[datetime, str] 
 	The columns the check needs only: the few lost rows are read whole afterwards."""
 	stale = [("status", "=", states.QUEUED), ("queued_at", "<", cutoff)]
 	fields, order, limit = (
-		["name", "queue_job_id", "queued_at"],
+		["name", "queue_job_id", "queued_at", "transition_count"],
 		"queued_at asc, name asc",
 		engine.settings.batch_size,
 	)
