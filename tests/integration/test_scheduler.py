@@ -4,14 +4,20 @@ its holder releases; and a suspended organization's jobs wait until it is active
 import json
 import subprocess
 import threading
+import time
 import uuid
+from datetime import timedelta
 
 import pytest
 from redis import Redis
+from rq.job import Job
 
-from dartwing.dartwing_core.background_jobs import admin, scheduler
+from dartwing.dartwing_core.background_jobs import admin, scheduler, states
+from dartwing.dartwing_core.background_jobs.backends.sql_store import SqlStore
+from dartwing.dartwing_core.background_jobs.executor import execute
 from dartwing.dartwing_core.background_jobs.locks import RedisLock, distributed_lock
-from tests.conftest import CLI, process_env, run_worker_burst, wait_until
+from dartwing.dartwing_core.background_jobs.transitions import JOB, LOG, transition
+from tests.conftest import CLI, dispose, make_db_url, make_engine, process_env, run_worker_burst, wait_until
 
 DUE = 30
 
@@ -173,3 +179,138 @@ def test_job_of_suspended_organization_waits_then_runs_once_it_is_resumed(engine
 	assert entries[1]["message"] == "Organization Suspended; waiting"
 	assert entries[2]["message"] == "Organization active again"
 	assert engine.history(job_id)["chain_valid"]
+
+
+# -- batches: a tick moves many rows in few commits and round trips, with every rule kept ------
+
+
+def due_now(engine, count: int, organization: str = "Acme") -> list[str]:
+	"""`count` t_flaky jobs Failed after their first attempt (run in this process), their retry
+	due now, and no message left on the queues."""
+	job_ids = [engine.submit("t_flaky", organization, {"failures": 1 + i})["job_id"] for i in range(count)]
+	for job_id in job_ids:
+		assert execute(engine, job_id, engine.get_job(job_id)["queue_job_id"]) == states.FAILED
+		engine.store.update(JOB, job_id, {"next_retry_at": engine.now() - timedelta(seconds=1)})
+	for queue in engine.queue.queues.values():
+		queue.empty()
+	return job_ids
+
+
+def test_due_retries_of_one_tick_are_sent_once_each_and_only_once_committed(engine):
+	job_ids = due_now(engine, 5)
+	observer = SqlStore(engine.store.url)  # another connection: it sees only what was committed
+	sent = []
+	enqueue_many = engine.queue.enqueue_many
+
+	def observed(messages):
+		rows = observer.get_all(JOB, [("name", "in", [m.job_id for m in messages])], ["status"])
+		sent.append(([m.job_id for m in messages], [r["status"] for r in rows]))
+		enqueue_many(messages)
+
+	engine.queue.enqueue_many = observed
+	try:
+		assert scheduler.requeue_due_retries(engine) == 5
+	finally:
+		del engine.queue.enqueue_many
+		observer.engine.dispose()
+
+	assert sent == [(job_ids, ["Queued"] * 5)], "one dispatch, after the commit"
+	assert_each_requeued_once(engine, job_ids)
+	assert all(engine.history(job_id)["chain_valid"] for job_id in job_ids)
+	assert scheduler.requeue_due_retries(engine) == 0
+
+
+def test_a_batch_that_fails_midway_writes_and_sends_nothing_until_the_next_tick(engine, monkeypatch):
+	job_ids = due_now(engine, 5)
+	entries = {job_id: len(engine.history(job_id)["entries"]) for job_id in job_ids}
+	insert, inserted = engine.store.insert, []
+
+	def failing_third(doctype, row):
+		if doctype == LOG:
+			inserted.append(row)
+			if len(inserted) == 3:
+				raise ConnectionError("the database went away")
+		insert(doctype, row)
+
+	# When the third log row of the batch cannot be written
+	monkeypatch.setattr(engine.store, "insert", failing_third)
+	assert scheduler.tick(engine)["requeue_due_retries"] == "error"
+	monkeypatch.undo()
+
+	# Then no job moved, no log row stayed, no message went out
+	assert [engine.status(job_id)["status"] for job_id in job_ids] == ["Failed"] * 5
+	assert {job_id: len(engine.history(job_id)["entries"]) for job_id in job_ids} == entries
+	assert sum(engine.queue.depth().values()) == 0
+	# and the next tick does it all
+	assert scheduler.tick(engine)["requeue_due_retries"] == 5
+	assert_each_requeued_once(engine, job_ids)
+
+
+def test_a_job_that_changed_since_the_batch_read_it_is_skipped_alone(engine):
+	job_ids = due_now(engine, 3)
+	read = [engine.get_job(job_id) for job_id in job_ids]
+	engine.cancel(job_ids[1])  # after the scheduler read it: its compare-and-set loses
+
+	done = engine.requeue_all([(job, "Retry 1/3") for job in read], actor="scheduler")
+
+	assert [job["name"] for job in done] == [job_ids[0], job_ids[2]]
+	assert [engine.status(j)["status"] for j in job_ids] == ["Queued", "Canceled", "Queued"]
+	assert [e["to_status"] for e in engine.history(job_ids[1])["entries"]][-1] == "Canceled"
+	assert all(engine.history(job_id)["chain_valid"] for job_id in job_ids)
+	assert sum(engine.queue.depth().values()) == 2
+
+
+def test_due_retries_of_one_batch_count_against_their_organizations_limit(engine):
+	engine.store.update("Organization", "Acme", {"max_in_flight_jobs": 2})
+	job_ids = due_now(engine, 4)
+	assert scheduler.requeue_due_retries(engine) == 2  # not 4: the first two fill Acme
+	assert [engine.status(j)["status"] for j in job_ids].count("Queued") == 2
+	assert scheduler.requeue_due_retries(engine) == 0
+
+
+def test_redispatch_asks_about_one_page_a_tick_and_goes_round_the_backlog(tmp_path, redis_url):
+	# Given a backlog of 7 jobs legitimately waiting, past the grace period, and batches of 3
+	engine = make_engine(make_db_url("sqlite", tmp_path), redis_url, batch_size=3)
+	try:
+		for i in range(7):
+			engine.submit("t_echo", "Acme", {"value": f"w{i}"})
+		time.sleep(engine.settings.requeue_grace_seconds + 0.1)
+		asked, waiting = [], engine.queue.waiting
+		engine.queue.waiting = lambda ids: asked.append(len(ids)) or waiting(ids)
+
+		# When the scheduler ticks five times
+		sent = [scheduler.redispatch_lost(engine) for _ in range(5)]
+
+		# Then each tick asked Redis about one page, the next where the last stopped, starting
+		# over after the end; nothing was lost, so nothing was sent
+		assert asked == [3, 3, 1, 3, 3]
+		assert sent == [0] * 5
+	finally:
+		dispose(engine)
+
+
+def test_a_lost_message_sent_again_by_another_process_meanwhile_is_not_sent_twice(engine):
+	# Given a job whose message is lost, past the grace period
+	job_id = engine.submit("t_echo", "Acme", {"value": "lost.txt"})["job_id"]
+	Job.fetch(engine.get_job(job_id)["queue_job_id"], connection=engine.queue.redis).delete()
+	time.sleep(engine.settings.requeue_grace_seconds + 0.1)
+	waiting = engine.queue.waiting
+
+	def another_process_resends(ids):
+		answer = waiting(ids)  # the page is read and Redis answered: the message is missing
+		job = engine.get_job(job_id)
+		done = transition(engine, job, "Queued", actor="admin", values={"queued_at": engine.now()})
+		engine.dispatch(done)  # ... when someone else sends it again
+		return answer
+
+	# When the scheduler goes on with what it read
+	engine.queue.waiting = another_process_resends
+	try:
+		assert scheduler.redispatch_lost(engine) == 0
+	finally:
+		del engine.queue.waiting
+
+	# Then the job has the one message the other process sent
+	assert sum(engine.queue.depth().values()) == 1
+	actors = [e["actor"] for e in engine.history(job_id)["entries"]]
+	assert "scheduler" not in actors, actors

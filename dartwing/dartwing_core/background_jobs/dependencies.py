@@ -63,16 +63,16 @@ def settle_pending(
 	return engine.requeue(job, actor=actor, message=message)
 
 
-def at_flight_limit(engine: "Engine", org: dict) -> bool:
-	"""True when `org` has as many jobs queued or running as its max_in_flight_jobs (0: never).
-	A soft limit: two releases racing may both pass it."""
+def at_flight_limit(engine: "Engine", org: dict, adding: int = 0) -> bool:
+	"""True when `org` has as many jobs queued or running as its max_in_flight_jobs (0: never),
+	counting `adding` more about to be queued. A soft limit: two releases racing may both pass it."""
 	limit = int(org.get("max_in_flight_jobs") or 0)
 	if not limit:
 		return False
 	in_flight = engine.store.count(
 		JOB, [("organization", "=", org["name"]), ("status", "in", [states.QUEUED, states.RUNNING])]
 	)
-	return in_flight >= limit
+	return in_flight + adding >= limit
 
 
 class Room:
@@ -86,10 +86,11 @@ class Room:
 	def known_full(self, organization: str) -> bool:
 		return organization in self.full
 
-	def has_room(self, org: dict) -> bool:
+	def has_room(self, org: dict, adding: int = 0) -> bool:
+		"""`adding`: jobs of `org` this pass is about to queue, not committed yet."""
 		if org["name"] in self.full:
 			return False
-		if at_flight_limit(self.engine, org):
+		if at_flight_limit(self.engine, org, adding):
 			self.full.add(org["name"])
 			return False
 		return True

@@ -4,7 +4,7 @@ import hashlib
 import inspect
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta, timezone, tzinfo
 
@@ -19,11 +19,11 @@ from .errors import (
 	UniqueViolation,
 	ValidationError,
 )
-from .ports import Access, Events, Queue, Store
+from .ports import Access, Events, Message, Queue, Store
 from .registry import Registry, registry
 from .serialize import job_to_api, log_to_api
 from .settings import Settings
-from .transitions import JOB, LOG, log_row, new_name, transition
+from .transitions import JOB, LOG, Move, log_row, new_name, transition, transition_all
 
 logger = logging.getLogger("dartwing.jobs")
 MAX_OFFSET = 2**31 - 1  # list offsets beyond this are bad input, not a database error
@@ -427,9 +427,33 @@ class Engine:
 	# -- used by the executor and the scheduler ----------------------------------------------
 
 	def requeue(self, job: dict, *, actor: str, message: str, reset_retries: bool = False) -> dict | None:
-		now = self.now()
+		done = transition(
+			self, job, states.QUEUED, actor=actor, message=message, values=self._requeued(job, reset_retries)
+		)
+		if done:
+			self.dispatch(done)
+		return done
+
+	def requeue_all(self, jobs: Sequence[tuple[dict, str]], *, actor: str) -> list[dict]:
+		"""requeue() of each (job, message) in one transaction, then one dispatch for the lot: the
+		scheduler's due retries. A job is sent only once its Queued row is committed."""
+		moves: list[Move] = [
+			{
+				"job": job,
+				"to_status": states.QUEUED,
+				"actor": actor,
+				"message": message,
+				"values": self._requeued(job),
+			}
+			for job, message in jobs
+		]
+		done = [job for job in transition_all(self, moves) if job]
+		self.dispatch_all(done)
+		return done
+
+	def _requeued(self, job: dict, reset_retries: bool = False) -> dict:
 		values = {
-			"queued_at": now,
+			"queued_at": self.now(),
 			"queue_job_id": f"{job['name']}-{job['transition_count'] + 1}",
 			"next_retry_at": None,
 			"cancel_requested_at": None,
@@ -441,10 +465,7 @@ class Engine:
 			values.update(
 				retry_count=0, error_type=None, error_message=None, error_traceback=None, progress=0
 			)
-		done = transition(self, job, states.QUEUED, actor=actor, message=message, values=values)
-		if done:
-			self.dispatch(done)
-		return done
+		return values
 
 	def dispatch(self, job: dict) -> None:
 		"""Hand a committed Queued job to the queue. If that fails the scheduler redispatches it."""
@@ -453,6 +474,25 @@ class Engine:
 		except Exception:
 			logger.warning(
 				"Dispatch failed job_id=%s; the scheduler will retry it", job["name"], exc_info=True
+			)
+
+	def dispatch_all(self, jobs: Sequence[dict]) -> None:
+		"""dispatch() of committed Queued jobs in as few round trips as the queue allows."""
+		if not jobs:
+			return
+		try:
+			self.queue.enqueue_many(
+				[
+					Message(job["name"], job["queue_job_id"], job["priority"], int(job["timeout_seconds"]))
+					for job in jobs
+				]
+			)
+		except Exception:
+			logger.warning(
+				"Dispatch of %d jobs failed (first job_id=%s); the scheduler will retry them",
+				len(jobs),
+				jobs[0]["name"],
+				exc_info=True,
 			)
 
 	def publish_status(self, job: dict) -> None:

@@ -8,7 +8,7 @@ Filters follow Frappe's `get_all` shape, a list of (field, operator, value) with
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from .errors import ValidationError
 
@@ -129,6 +129,11 @@ class Store(Protocol):
 		compare-and-set lost (nothing written), else the rows read ([] without `then_read`).
 		A status transition is this; a store may send it to its database all at once."""
 
+	def compare_and_set_many(self, doctype: str, changes: Sequence["Change"]) -> list[bool]:
+		"""compare_and_set() of each change (without then_read), all in one transaction: True where
+		it won (its row and record written), False where it lost (nothing of it written). An error
+		writes none of them. For the scheduler's batches; a store may send them all at once."""
+
 	def update_apart(self, doctype: str, name: str, values: dict, expect: Sequence[Filter] = ()) -> bool:
 		"""update(), committed at once and apart from any transaction the caller holds open: for
 		progress and heartbeats, which watchers must see while the handler's own work is pending."""
@@ -157,11 +162,44 @@ def compare_and_set_in_steps(
 		return store.get_all(*then_read) if then_read else []
 
 
+class Change(NamedTuple):
+	"""One compare-and-set of Store.compare_and_set_many: compare_and_set()'s arguments."""
+
+	name: str
+	values: dict
+	expect: Sequence[Filter]
+	record: tuple[str, dict]
+
+
+def compare_and_set_many_in_steps(store: Store, doctype: str, changes: Sequence[Change]) -> list[bool]:
+	"""Store.compare_and_set_many as separate calls in one transaction: any store can do it this way."""
+	with store.transaction():
+		return [
+			compare_and_set_in_steps(store, doctype, c.name, c.values, c.expect, c.record, None) is not None
+			for c in changes
+		]
+
+
+class Message(NamedTuple):
+	"""What Queue.enqueue sends, as one item of Queue.enqueue_many."""
+
+	job_id: str
+	queue_job_id: str
+	priority: str
+	timeout: int
+
+
 class Queue(Protocol):
 	def enqueue(self, job_id: str, queue_job_id: str, priority: str, timeout: int) -> None: ...
 
+	def enqueue_many(self, messages: Sequence[Message]) -> None:
+		"""enqueue() of each, in as few round trips as the queue allows (the scheduler's batches)."""
+
 	def is_waiting(self, queue_job_id: str) -> bool:
 		"""True while the message is queued, scheduled or being worked on."""
+
+	def waiting(self, queue_job_ids: Sequence[str]) -> set[str]:
+		"""Which of these messages is_waiting() would say True for, asked all at once."""
 
 	def stop(self, queue_job_id: str) -> None:
 		"""Hard-stop the process running this message, if any."""

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from .errors import UniqueViolation, ValidationError
-from .ports import Filter, Store
+from .ports import Change, Filter, Store
 from .transitions import JOB, LOG
 
 T0 = datetime(2024, 2, 29, 23, 59, 58, 123456)
@@ -493,6 +493,47 @@ def check_a_compare_and_set_whose_record_is_refused_changes_nothing(store: Store
 	assert _elsewhere(lambda: store.get(JOB, "ct-r1")["status"]) == "Queued"
 	assert store.get(LOG, "ct-l1")["background_job"] == "ct-j1"
 	assert _finish_r1(store, 0, log_name="ct-l2") == [], "the store stays usable"
+
+
+def _queue_many(store: Store, logs: tuple[str, str, str]) -> list[bool]:
+	"""ct-r1, ct-r2 and ct-r3 Pending -> Queued at once, each expecting transition_count 0."""
+	return store.compare_and_set_many(
+		JOB,
+		[
+			Change(
+				name,
+				{"status": "Queued", "transition_count": 1},
+				[("transition_count", "=", 0), ("status", "=", "Pending")],
+				(LOG, log(log_name, 1, job=name)),
+			)
+			for name, log_name in zip(("ct-r1", "ct-r2", "ct-r3"), logs, strict=True)
+		],
+	)
+
+
+def check_many_compare_and_sets_write_the_winners_only(store: Store) -> None:
+	for name in ("ct-r1", "ct-r2", "ct-r3"):
+		store.insert(JOB, job_row(name, status="Pending", transition_count=5 if name == "ct-r2" else 0))
+
+	assert _queue_many(store, ("ct-a", "ct-b", "ct-c")) == [True, False, True]
+
+	committed = _elsewhere(lambda: store.get_all(JOB, OUR_JOBS, ["name", "status"], order_by="name"))
+	assert [r["status"] for r in committed] == ["Queued", "Pending", "Queued"]
+	assert names(store.get_all(LOG, OUR_LOGS, order_by="name")) == ["ct-a", "ct-c"], "no record for a loser"
+
+
+def check_many_compare_and_sets_with_a_refused_record_write_none(store: Store) -> None:
+	for name in ("ct-r1", "ct-r2", "ct-r3"):
+		store.insert(JOB, job_row(name, status="Pending", transition_count=0))
+	store.insert(LOG, log("ct-z", 9, job="ct-j1"))
+
+	with raises(UniqueViolation):
+		_queue_many(store, ("ct-a", "ct-z", "ct-c"))  # the second record's name is taken
+
+	committed = _elsewhere(lambda: store.get_all(JOB, OUR_JOBS, ["status"]))
+	assert [r["status"] for r in committed] == ["Pending"] * 3
+	assert names(store.get_all(LOG, OUR_LOGS)) == ["ct-z"]
+	assert _queue_many(store, ("ct-a", "ct-b", "ct-c")) == [True] * 3, "the store stays usable"
 
 
 def check_a_compare_and_set_after_a_read_in_a_session_commits(store: Store) -> None:

@@ -1,13 +1,16 @@
 """The engine's Queue over frappe.enqueue: site-namespaced RQ messages that `bench worker` (or
 `bench dartwing-worker`) runs through tasks.run_job."""
 
+from collections.abc import Sequence
+
 import frappe
 from frappe.utils.background_jobs import create_job_id, get_queues_timeout, get_redis_conn
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 
+from ..ports import Message
 from .frappe_store import in_open_transaction
-from .rq_queue import BACKSTOP_SECONDS, message_waiting
+from .rq_queue import BACKSTOP_SECONDS, message_waiting, messages_waiting
 
 RUN_JOB = "dartwing.dartwing_core.tasks.run_job"
 # Messages enqueued before the entry points moved to tasks.py name the old path (it still works).
@@ -41,8 +44,17 @@ class FrappeQueue:
 			message_id=queue_job_id,
 		)
 
+	def enqueue_many(self, messages: Sequence[Message]) -> None:
+		"""frappe.enqueue has no pipeline: one call each, as the Frappe way of enqueueing goes."""
+		for message in messages:
+			self.enqueue(*message)
+
 	def is_waiting(self, queue_job_id: str) -> bool:
 		return message_waiting(get_redis_conn(), create_job_id(queue_job_id))
+
+	def waiting(self, queue_job_ids: Sequence[str]) -> set[str]:
+		rq_ids = {create_job_id(queue_job_id): queue_job_id for queue_job_id in queue_job_ids}
+		return {rq_ids[rq_id] for rq_id in messages_waiting(get_redis_conn(), list(rq_ids))}
 
 	def stop(self, queue_job_id: str) -> None:
 		try:

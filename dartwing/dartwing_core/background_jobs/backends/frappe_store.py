@@ -20,7 +20,16 @@ from pypika.terms import Case, Field, LiteralValue
 
 from .. import schema
 from ..errors import UniqueViolation, ValidationError
-from ..ports import Filter, Measure, compare_and_set_in_steps, measured, order_terms, percentile_of
+from ..ports import (
+	Change,
+	Filter,
+	Measure,
+	compare_and_set_in_steps,
+	compare_and_set_many_in_steps,
+	measured,
+	order_terms,
+	percentile_of,
+)
 
 _SAVEPOINT = "dartwing_tx"
 _NO_LIMIT = 2**63 - 1
@@ -354,6 +363,9 @@ class FrappeStore:
 		then_read: tuple[str, Sequence[Filter], Sequence[str]] | None = None,
 	) -> list[dict] | None:
 		return compare_and_set_in_steps(self, doctype, name, values, expect, record, then_read)
+
+	def compare_and_set_many(self, doctype: str, changes: Sequence[Change]) -> list[bool]:
+		return compare_and_set_many_in_steps(self, doctype, changes)
 
 	def update_apart(self, doctype: str, name: str, values: dict, expect: Sequence[Filter] = ()) -> bool:
 		"""Progress and heartbeats: committed at once even while a handler's own writes are open,

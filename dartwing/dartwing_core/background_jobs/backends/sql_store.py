@@ -13,7 +13,16 @@ from sqlalchemy.engine import make_url
 
 from .. import schema
 from ..errors import UniqueViolation, ValidationError
-from ..ports import Filter, Measure, compare_and_set_in_steps, measured, order_terms, percentile_of
+from ..ports import (
+	Change,
+	Filter,
+	Measure,
+	compare_and_set_in_steps,
+	compare_and_set_many_in_steps,
+	measured,
+	order_terms,
+	percentile_of,
+)
 from .sql_connections import (
 	INHERITED,
 	KeptConnection,
@@ -554,6 +563,38 @@ class SqlStore:
 		if not changed:
 			return None
 		return parts[2][0].to_rows(results[2][0] or []) if then_read is not None else []
+
+	def compare_and_set_many(self, doctype: str, changes: Sequence[Change]) -> list[bool]:
+		"""On MariaDB/MySQL, outside a transaction: every UPDATE and its INSERT-if-changed in one
+		multi-statement batch, then COMMIT (a lost one wrote nothing to undo): two round trips for
+		a scheduler batch of a hundred jobs, where separate statements cost two hundred. Elsewhere,
+		or inside a transaction, the same as separate calls in one transaction."""
+		if not self._batches or not changes:
+			return compare_and_set_many_in_steps(self, doctype, changes)
+		parts = []
+		for change in changes:
+			record_doctype, row = change.record
+			row = self._complete(record_doctype, row)
+			parts.append(self._update(doctype, change.name, change.values, change.expect))
+			parts.append((self._insert_if_changed(record_doctype, tuple(row)), row))
+		held = self._local.held
+		if (
+			self._local.conn is not None
+			or (held is not None and held.in_transaction())
+			or not all(statement.lean for statement, _ in parts)
+		):
+			return compare_and_set_many_in_steps(self, doctype, changes)
+		try:
+			with nullcontext(held) if held is not None else self.engine.connect() as conn:
+				try:
+					results = run_batch(conn, parts)
+					end_transaction(conn, commit=True)
+				finally:
+					if self._local.kept is not None:
+						self._local.kept.read_open = False
+		except sa.exc.IntegrityError as exc:
+			raise UniqueViolation(str(exc.orig)) from exc
+		return [results[2 * n][1] == 1 for n in range(len(changes))]
 
 	def update_apart(self, doctype: str, name: str, values: dict, expect: Sequence[Filter] = ()) -> bool:
 		"""Handlers never write through this store's connections: outside transaction() every
