@@ -45,12 +45,13 @@ from dartwing.dartwing_core.permissions import (
 )
 
 TENANT_DOCTYPES = frozenset({ORGANIZATION, JOB, LOG})
+_TENANT_DOCTYPES_FOLDED = frozenset(d.lower() for d in TENANT_DOCTYPES)
 
 
 def _is_tenant_doctype(doctype) -> bool:
 	"""Also in another case or with spaces around it, which a case-insensitive server may resolve
 	to the same table."""
-	return isinstance(doctype, str) and doctype.strip().lower() in {d.lower() for d in TENANT_DOCTYPES}
+	return isinstance(doctype, str) and doctype.strip().lower() in _TENANT_DOCTYPES_FOLDED
 
 
 def not_found(doctype: str, name) -> NoReturn:
@@ -576,7 +577,8 @@ SAVED_VIEWS = {
 }
 
 
-def _own_saved_views(doctype: str, user: str | None) -> str:
+def saved_view_query(user: str | None = None, doctype: str = "Report") -> str:
+	"""Query condition for the SAVED_VIEWS doctypes (Frappe passes the doctype)."""
 	user = user or frappe.session.user
 	if is_admin(user):
 		return ""
@@ -584,11 +586,6 @@ def _own_saved_views(doctype: str, user: str | None) -> str:
 	tenant = ", ".join(frappe.db.escape(d, percent=False) for d in sorted(TENANT_DOCTYPES))
 	owner = frappe.db.escape(user, percent=False)
 	return f"(ifnull({table}.`{field}`, '') not in ({tenant}) or {table}.`owner` = {owner})"
-
-
-def saved_view_query(user: str | None = None, doctype: str = "Report") -> str:
-	"""Query condition for the SAVED_VIEWS doctypes (Frappe passes the doctype)."""
-	return _own_saved_views(doctype, user)
 
 
 def saved_view_permission(doc, ptype=None, user=None, debug=False) -> bool | None:

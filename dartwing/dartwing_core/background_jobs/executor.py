@@ -55,11 +55,11 @@ class Failure:
 		return cls(verdict, f"{type(exc).__name__}: {exc}", tb, isinstance(exc, JobTimedOut))
 
 	@classmethod
-	def of_lost_run(cls, job: dict, timed_out: bool, how: str) -> "Failure":
-		"""An attempt whose process ended without reporting (a horse, a dartwing-worker child):
-		past its deadline, a timeout; otherwise a death, `how` saying whose."""
-		if timed_out:
-			timeout = int(job["timeout_seconds"] or 0)
+	def of_lost_run(cls, job: dict, seconds: float, how: str) -> "Failure":
+		"""An attempt whose process ended without reporting (a horse, a supervised child) after
+		running `seconds`: past the job's timeout, a timeout; otherwise a death, `how` saying whose."""
+		timeout = int(job["timeout_seconds"] or 0)
+		if timeout and seconds >= timeout:
 			return cls(TRANSIENT, f"JobTimedOut: exceeded its timeout of {timeout}s", timed_out=True)
 		return cls(TRANSIENT, f"WorkHorseDied: {how}")
 
@@ -220,9 +220,8 @@ def settle_lost_run(engine: "Engine", job_id: str, message_id: str, how: str) ->
 	job, linked = engine.store.get_with_links(JOB, job_id, CLAIM_LINKS)
 	if job is None or job["status"] != states.RUNNING or job["queue_job_id"] != message_id:
 		return states.SKIPPED
-	timeout, started = int(job["timeout_seconds"] or 0), job["started_at"]
-	ran = (engine.now() - started).total_seconds() if started else 0.0
-	failure = Failure.of_lost_run(job, timed_out=bool(timeout) and ran >= timeout, how=how)
+	ran = (engine.now() - job["started_at"]).total_seconds() if job["started_at"] else 0.0
+	failure = Failure.of_lost_run(job, ran, how)
 	org = linked["organization"] or {}
 	claimed = Claim(
 		job, linked["job_type"] or {}, None, job["retry_count"] + 1, int(org.get("max_in_flight_jobs") or 0)

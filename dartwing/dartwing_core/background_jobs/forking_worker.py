@@ -34,7 +34,7 @@ from rq.worker import WorkerStatus
 from . import runtime, states
 from .backends.rq_queue import EXECUTE, PriorityQueue
 from .executor import Claim, Failure, Outcome, attempt, claim, extend_lease, log_failure, settle
-from .prefork import QuickExitWorker
+from .prefork import _STOP_SIGNALS, QuickExitWorker
 
 if TYPE_CHECKING:
 	from .engine import Engine
@@ -169,11 +169,8 @@ class ForkingWorker(QuickExitWorker):
 	def _horse_death(self, claimed: Claim, seconds: float) -> Failure:
 		"""Why an attempt ended without a report: past its timeout, RQ's backstop killed a horse
 		that ignored the deadline; otherwise the horse died (killed, out of memory, crashed)."""
-		timeout = int(claimed.job["timeout_seconds"] or 0)
 		failure = Failure.of_lost_run(
-			claimed.job,
-			timed_out=bool(timeout) and seconds >= timeout,
-			how=f"the work-horse of worker {self.name} ended without reporting an outcome",
+			claimed.job, seconds, f"the work-horse of worker {self.name} ended without reporting an outcome"
 		)
 		log_failure(claimed, seconds, failure)
 		return failure
@@ -202,9 +199,6 @@ class ForkingWorker(QuickExitWorker):
 		except PermissionError:
 			return True  # the pid is someone else's now, or still the horse's: cannot tell
 		return True
-
-
-_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 @contextmanager

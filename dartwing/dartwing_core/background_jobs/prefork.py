@@ -121,8 +121,9 @@ class InProcessWorker(QuickExitWorker):
 	def before_in_process(self, message) -> None:
 		"""Make this process ready for the message, as a new work-horse would be."""
 
-	def run_message(self, message, queue) -> None:
-		"""Run the message here, with RQ's own bookkeeping (as rq.SimpleWorker, on every version)."""
+	def run_message(self, message, queue, job_id: str, message_id: str) -> None:
+		"""Run the message of (job_id, message_id) here, with RQ's own bookkeeping (as
+		rq.SimpleWorker, on every version)."""
 		SimpleWorker.execute_job(self, message, queue)
 
 	def broken_after_job(self) -> bool:
@@ -149,7 +150,7 @@ class InProcessWorker(QuickExitWorker):
 		self.running_message = job.id
 		finished = False
 		try:
-			self.run_message(job, queue)
+			self.run_message(job, queue, *target)
 			finished = True
 		finally:
 			self.running_message = None
@@ -234,7 +235,8 @@ def supervise(
 	burst: bool = False,
 ) -> int:
 	"""Keep `workers` children running `run_child` until stopped (or, with `burst`, until each
-	has found the queues empty); `settle_lost` settles the job of a child that died running it.
+	has found the queues empty); `settle_lost` settles the job of a child that died running it
+	(when it fails, the job's lease lapses and the scheduler rescues it).
 	SIGTERM/SIGINT are passed on to every child (a second one: RQ's cold shutdown). Returns how
 	many children failed."""
 	context = multiprocessing.get_context("fork")
@@ -290,7 +292,12 @@ def supervise(
 					continue
 				process.join()
 				if running:
-					settle_lost(running, process.exitcode)
+					try:
+						settle_lost(running, process.exitcode)
+					except Exception:
+						logger.exception(
+							"Settling job %s of a dead child failed; its lease will lapse", running.job_id
+						)
 				quick = process.pid not in served and time.monotonic() - started < FAILED_START_SECONDS
 				served.discard(process.pid)
 				ended_well = process.exitcode in (0, RECYCLED, STOPPED)

@@ -123,21 +123,20 @@ def transition_all(engine: "Engine", moves: Sequence[Move]) -> list[JobRow | Non
 		_plan(engine, m["job"], m["to_status"], m["actor"], m.get("message", ""), m.get("values"))
 		for m in moves
 	]
-	if any(ended for _, _, ended in planned):  # their children are read in their transactions
-		with engine.store.transaction():
-			written = [_apply(engine, m["job"], *plan) for m, plan in zip(moves, planned, strict=True)]
-	else:
-		won = engine.store.compare_and_set_many(
-			JOB,
-			[
-				Change(m["job"]["name"], changes, _expect(m["job"]), (LOG, log))
-				for m, (changes, log, _) in zip(moves, planned, strict=True)
-			],
-		)
-		written = [
-			({**m["job"], **changes}, []) if ok else None
-			for m, (changes, _, _), ok in zip(moves, planned, won, strict=True)
-		]
+	if any(ended for _, _, ended in planned):
+		# A job that ends reads its children in its own transaction (transition does that).
+		raise ValueError("transition_all moves jobs that do not end; end each with transition()")
+	won = engine.store.compare_and_set_many(
+		JOB,
+		[
+			Change(m["job"]["name"], changes, _expect(m["job"]), (LOG, log))
+			for m, (changes, log, _) in zip(moves, planned, strict=True)
+		],
+	)
+	written = [
+		({**m["job"], **changes}, []) if ok else None
+		for m, (changes, _, _), ok in zip(moves, planned, won, strict=True)
+	]
 	return [
 		None if w is None else _after_commit(engine, m["job"], *w, m["actor"])
 		for m, w in zip(moves, written, strict=True)

@@ -32,14 +32,13 @@ class WarmWorker(InProcessWorker):
 	def job_of(self, message) -> tuple[str, str] | None:
 		return _our_message(message)
 
-	def run_message(self, message, queue) -> None:
+	def run_message(self, message, queue, job_id: str, message_id: str) -> None:
 		"""Run the engine's message without RQ's per-job bookkeeping (an execution record, the
 		started and finished registries, the message's status and result: about 20 Redis round
 		trips a job). The database holds the job's state and outcome, and the lease, not RQ's
 		registries, recovers a run that dies; the message itself is deleted once run, as
 		result_ttl=0 would. A run that raises (the database unreachable) leaves the job to the
 		scheduler, which finds it Queued without a message, or Running with a lapsed lease."""
-		job_id, message_id = _our_message(message)
 		with self.connection.pipeline() as pipeline:
 			self.heartbeat(self.get_heartbeat_ttl(message), pipeline)  # the key outlives a long job
 			# RQ's stop-job command is sent to the worker named on the message: the hard stop of
@@ -88,16 +87,9 @@ def run_workers(
 			return worker.serve(burst, max_jobs_per_child, level)
 
 	def settle_lost(running: Running, exitcode: int | None) -> None:
-		try:
-			with engine.store.session():
-				settle_lost_run(
-					engine,
-					running.job_id,
-					running.message_id,
-					how=f"the worker child running it exited ({exitcode})",
-				)
-		except Exception:
-			logger.exception("Settling job %s of a dead child failed; its lease will lapse", running.job_id)
+		with engine.store.session():
+			how = f"the worker child running it exited ({exitcode})"
+			settle_lost_run(engine, running.job_id, running.message_id, how)
 
 	return supervise(run_child, settle_lost, count, burst)
 

@@ -12,7 +12,6 @@ job are the standalone worker's too (prefork.py, which says how each guarantee i
 """
 
 import contextlib
-import logging
 
 import frappe
 from frappe.utils.background_jobs import get_queue_list, get_redis_conn
@@ -21,8 +20,6 @@ from ..executor import settle_lost_run
 from ..prefork import InProcessWorker, Running, Slot, supervise
 from .frappe_backend import get_engine
 from .frappe_queue import RUN_JOB_PATHS
-
-logger = logging.getLogger("dartwing.jobs")
 
 
 class WarmWorker(InProcessWorker):
@@ -109,15 +106,9 @@ def run(
 		frappe.init(site=site, sites_path=sites_path)
 		try:
 			frappe.connect()
-			settle_lost_run(
-				get_engine(),
-				running.job_id,
-				running.message_id,
-				how=f"the dartwing-worker child running it exited ({exitcode})",
-			)
+			how = f"the dartwing-worker child running it exited ({exitcode})"
+			settle_lost_run(get_engine(), running.job_id, running.message_id, how)
 			frappe.db.commit()
-		except Exception:
-			logger.exception("Settling job %s of a dead child failed; its lease will lapse", running.job_id)
 		finally:
 			frappe.destroy()
 

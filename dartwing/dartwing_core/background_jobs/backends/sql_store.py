@@ -542,25 +542,11 @@ class SqlStore:
 		]
 		if then_read is not None:
 			parts.append(self._select(*then_read))
-		held = self._local.held
-		if (
-			self._local.conn is not None
-			or (held is not None and held.in_transaction())
-			or not all(statement.lean for statement, _ in parts)
-		):
+		# Nothing to keep when the UPDATE lost.
+		results = self._batch_alone(parts, commit_if=lambda results: results[0][1] == 1)
+		if results is None:
 			return compare_and_set_in_steps(self, doctype, name, values, expect, record, then_read)
-		try:
-			with nullcontext(held) if held is not None else self.engine.connect() as conn:
-				try:
-					results = run_batch(conn, parts)
-					changed = results[0][1] == 1
-					end_transaction(conn, commit=changed)  # nothing to keep when it lost
-				finally:
-					if self._local.kept is not None:
-						self._local.kept.read_open = False  # ended, or the connection given up
-		except sa.exc.IntegrityError as exc:
-			raise UniqueViolation(str(exc.orig)) from exc
-		if not changed:
+		if results[0][1] != 1:
 			return None
 		return parts[2][0].to_rows(results[2][0] or []) if then_read is not None else []
 
@@ -577,24 +563,33 @@ class SqlStore:
 			row = self._complete(record_doctype, row)
 			parts.append(self._update(doctype, change.name, change.values, change.expect))
 			parts.append((self._insert_if_changed(record_doctype, tuple(row)), row))
+		results = self._batch_alone(parts, commit_if=lambda results: True)  # a lost one wrote nothing
+		if results is None:
+			return compare_and_set_many_in_steps(self, doctype, changes)
+		return [results[2 * n][1] == 1 for n in range(len(changes))]
+
+	def _batch_alone(self, parts: list, commit_if) -> list | None:
+		"""Run `parts` as one multi-statement batch in a transaction of its own, then COMMIT when
+		`commit_if(results)`, else ROLLBACK. None when they cannot run so here (inside a
+		transaction, or a statement SQLAlchemy must render per run): go statement by statement."""
 		held = self._local.held
 		if (
 			self._local.conn is not None
 			or (held is not None and held.in_transaction())
 			or not all(statement.lean for statement, _ in parts)
 		):
-			return compare_and_set_many_in_steps(self, doctype, changes)
+			return None
 		try:
 			with nullcontext(held) if held is not None else self.engine.connect() as conn:
 				try:
 					results = run_batch(conn, parts)
-					end_transaction(conn, commit=True)
+					end_transaction(conn, commit=commit_if(results))
 				finally:
 					if self._local.kept is not None:
-						self._local.kept.read_open = False
+						self._local.kept.read_open = False  # ended, or the connection given up
 		except sa.exc.IntegrityError as exc:
 			raise UniqueViolation(str(exc.orig)) from exc
-		return [results[2 * n][1] == 1 for n in range(len(changes))]
+		return results
 
 	def update_apart(self, doctype: str, name: str, values: dict, expect: Sequence[Filter] = ()) -> bool:
 		"""Handlers never write through this store's connections: outside transaction() every
