@@ -498,6 +498,15 @@ class Engine:
 	def publish_status(self, job: dict) -> None:
 		self.publish("job_status_changed", job)
 
+	def publish_all_status(self, jobs: list[dict]) -> None:
+		"""Status events of a batch's jobs in one round trip; a courtesy, as publish()."""
+		if not jobs:
+			return
+		try:
+			self.events.publish_many([("job_status_changed", self.to_api(job)) for job in jobs])
+		except Exception:
+			logger.warning("Publishing the status of %d jobs failed", len(jobs), exc_info=True)
+
 	def publish(self, event: str, job: dict, **extra) -> None:
 		"""Events are a courtesy to watchers; losing one must never fail the job."""
 		try:

@@ -68,24 +68,51 @@ def release_pending(engine: "Engine") -> int:
 	room = Room(engine)  # a full organization's other jobs wait too
 	while True:
 		page = engine.store.get_all(
-			JOB, [("status", "=", states.PENDING)], order_by="creation asc", limit=batch, offset=offset
+			JOB,
+			[("status", "=", states.PENDING)],
+			["name", "depends_on", "organization"],
+			order_by="creation asc",
+			limit=batch,
+			offset=offset,
 		)
-		# The page's parents in one read, not one each: most Pending jobs wait on a parent still
-		# running, and a backlog of thousands would cost as many round trips every pass.
-		waited_on = sorted({job["depends_on"] for job in page if job.get("depends_on")})
+		# The page's parents in one read, not one each, and only the jobs that may move read whole:
+		# most Pending jobs wait on a parent still running, and a backlog of thousands would
+		# otherwise cost as many round trips, or whole rows, every pass.
+		waited_on = sorted({job["depends_on"] for job in page if job["depends_on"]})
 		parents = {
 			r["name"]: r for r in engine.store.get_all(JOB, [("name", "in", waited_on)], ["name", "status"])
 		}
-		settled = sum(
-			1
+		movable = [
+			job["name"]
 			for job in page
 			if not room.known_full(job["organization"])
-			and settle_pending(engine, job, parents.get(job.get("depends_on")), room=room)
+			and (not job["depends_on"] or parents.get(job["depends_on"], {}).get("status") in _PARENT_ENDED)
+		]
+		whole = (
+			{
+				row["name"]: row
+				for row in engine.store.get_all(
+					JOB, [("name", "in", movable), ("status", "=", states.PENDING)]
+				)
+			}
+			if movable
+			else {}
+		)
+		settled = sum(
+			1
+			for name in movable
+			if name in whole
+			and not room.known_full(whole[name]["organization"])
+			and settle_pending(engine, whole[name], parents.get(whole[name]["depends_on"]), room=room)
 		)
 		moved += settled
 		offset += len(page) - settled
 		if len(page) < batch:
 			return moved
+
+
+# A Pending job's parent in these statuses (or purged) lets it move: queued, or canceled with it.
+_PARENT_ENDED = (None, *states.TERMINAL)
 
 
 @distributed_lock("rescue_orphans", ttl=120)

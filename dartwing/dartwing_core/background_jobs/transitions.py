@@ -2,6 +2,7 @@
 Job Execution Log row. A transition that loses a race changes nothing and returns None."""
 
 import secrets
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, TypedDict
@@ -17,10 +18,15 @@ JOB = "Background Job"
 LOG = "Job Execution Log"
 
 
-def new_name() -> str:
-	"""Random names, like Frappe's `autoname: hash` but 64 bits: at millions of rows kept, 40
-	bits would collide every day."""
-	return secrets.token_hex(8)
+def new_name(at: float | None = None) -> str:
+	"""Time-ordered names: 11 hex digits of Unix milliseconds (`at`, default now), then 36 random
+	bits. New rows land on the primary key's newest pages, which the database keeps cached, and a
+	job's rows and log rows sit near others of its time, so a transition, an insert and a purge
+	batch read few pages of a table many times the cache; random names scattered each over all of
+	it. 36 random bits per millisecond keep collisions out of reach (1,000 names in one millisecond
+	collide once in 140,000 such bursts); Frappe's `autoname: hash` has 40 bits in all."""
+	millis = int((time.time() if at is None else at) * 1000)
+	return f"{millis:011x}{secrets.randbits(36):09x}"
 
 
 class JobRow(TypedDict, total=False):
@@ -133,14 +139,19 @@ def transition_all(engine: "Engine", moves: Sequence[Move]) -> list[JobRow | Non
 			for m, (changes, log, _) in zip(moves, planned, strict=True)
 		],
 	)
-	written = [
-		({**m["job"], **changes}, []) if ok else None
+	updated = [
+		{**m["job"], **changes} if ok else None
 		for m, (changes, _, _), ok in zip(moves, planned, won, strict=True)
 	]
-	return [
-		None if w is None else _after_commit(engine, m["job"], *w, m["actor"])
-		for m, w in zip(moves, written, strict=True)
-	]
+	# No job ended, so no children to release: what follows the commit is the status events.
+	engine.publish_all_status(
+		[
+			u
+			for m, u in zip(moves, updated, strict=True)
+			if u is not None and u["status"] != m["job"]["status"]
+		]
+	)
+	return updated
 
 
 def _write(

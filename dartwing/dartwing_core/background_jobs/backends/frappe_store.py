@@ -21,9 +21,11 @@ from pypika.terms import Case, Field, LiteralValue
 from .. import schema
 from ..errors import UniqueViolation, ValidationError
 from ..ports import (
+	GROUP_INDEX,
 	Change,
 	Filter,
 	Measure,
+	aggregate_by_group_index,
 	compare_and_set_in_steps,
 	compare_and_set_many_in_steps,
 	measured,
@@ -253,27 +255,46 @@ class FrappeStore:
 		filters: Sequence[Filter] = (),
 		group_by: Sequence[str] = (),
 	) -> list[dict]:
+		return aggregate_by_group_index(self._aggregate_once, doctype, measures, filters, group_by)
+
+	def _aggregate_once(
+		self,
+		doctype: str,
+		measures: Mapping[str, Measure],
+		filters: Sequence[Filter],
+		group_by: Sequence[str],
+		groups: Sequence[tuple] | None = None,
+	) -> list[dict]:
 		"""The SQL store's query in frappe.qb: plain aggregates in one GROUP BY; a percentile ranks
 		each group's values with window functions (MariaDB 10.6 and PostgreSQL have them) in a
-		subquery, and keeps the first value with rank * 100 >= p * count (nearest rank)."""
+		subquery, and keeps the first value with rank * 100 >= p * count (nearest rank). With
+		`groups`, rows are grouped by their group's index in it (GROUP_INDEX)."""
 		table = frappe.qb.DocType(doctype)
-		groups = [self._field(table, doctype, f) for f in group_by]
+		groups_by = [self._field(table, doctype, f) for f in group_by]
+		keys = tuple(group_by)
+		if groups is not None:
+			# Each group by its index among the known ones: a window sorts integers, not text.
+			index = Case()
+			for number, group in enumerate(groups):
+				same = [f.isnull() if v is None else f == v for f, v in zip(groups_by, group, strict=True)]
+				index = index.when(functools.reduce(lambda a, b: a & b, same), LiteralValue(str(number)))
+			groups_by, keys = [index], (GROUP_INDEX,)
 		spec = [
 			(label, function, field, percentile_of(function)) for label, (function, field) in measures.items()
 		]
 		values = [self._measured_value(table, doctype, function, field) for _, function, field, _ in spec]
 		query = self._where(frappe.qb.from_(table), table, doctype, filters)
 		if any(percent for *_, percent in spec):
-			columns = [g.as_(f"g{i}") for i, g in enumerate(groups)]
+			columns = [g.as_(f"g{i}") for i, g in enumerate(groups_by)]
 			columns += [v.as_(f"v{i}") for i, v in enumerate(values)]
 			for i, (*_, percent) in enumerate(spec):
 				if percent:
 					# NULLs rank apart (their own partition) and are not counted.
-					rank = analytics.RowNumber().over(*groups, values[i].isnull()).orderby(values[i])
-					columns += [rank.as_(f"r{i}"), analytics.Count(values[i]).over(*groups).as_(f"n{i}")]
+					rank = analytics.RowNumber().over(*groups_by, values[i].isnull()).orderby(values[i])
+					columns += [rank.as_(f"r{i}"), analytics.Count(values[i]).over(*groups_by).as_(f"n{i}")]
 			inner = query.select(*columns)
 			query = frappe.qb.from_(inner)
-			groups = [Field(f"g{i}", table=inner) for i in range(len(groups))]
+			groups_by = [Field(f"g{i}", table=inner) for i in range(len(groups_by))]
 			values = [Field(f"v{i}", table=inner) for i in range(len(values))]
 		selected = []
 		for i, (_, function, field, percent) in enumerate(spec):
@@ -288,13 +309,13 @@ class FrappeStore:
 				aggregate = {"count": functions.Count, "sum": functions.Sum, "avg": functions.Avg}
 				aggregate |= {"min": functions.Min, "max": functions.Max}
 				selected.append(aggregate[function](values[i]))
-		query = query.select(*groups, *selected)
-		if groups:
-			query = query.groupby(*groups)
+		query = query.select(*groups_by, *selected)
+		if groups_by:
+			query = query.groupby(*groups_by)
 		out = []
 		for row in query.run():
-			found = dict(zip(group_by, row, strict=False))
-			for (label, function, field, _), value in zip(spec, row[len(groups) :], strict=True):
+			found = dict(zip(keys, row, strict=False))
+			for (label, function, field, _), value in zip(spec, row[len(groups_by) :], strict=True):
 				found[label] = measured(function, field, value)
 			out.append(found)
 		return out

@@ -3,7 +3,7 @@ job's watchers and its organization's watchers (pattern subscriptions) hear one 
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from urllib.parse import quote
 
 from redis import Redis
@@ -32,8 +32,14 @@ class RedisEvents:
 		return f"{_glob_escape(self.channel(organization, ''))}*"
 
 	def publish(self, event: str, payload: dict) -> None:
-		message = json.dumps({"event": event, **payload}, default=str)
-		self.redis.publish(self.channel(payload.get("organization"), payload["job_id"]), message)
+		self.publish_many([(event, payload)])
+
+	def publish_many(self, events: Sequence[tuple[str, dict]]) -> None:
+		pipe = self.redis.pipeline(transaction=False)
+		for event, payload in events:
+			message = json.dumps({"event": event, **payload}, default=str)
+			pipe.publish(self.channel(payload.get("organization"), payload["job_id"]), message)
+		pipe.execute()
 
 	def subscribe(
 		self, job_id: str | None = None, organization: str | None = None, idle: float = 0.5

@@ -14,9 +14,11 @@ from sqlalchemy.engine import make_url
 from .. import schema
 from ..errors import UniqueViolation, ValidationError
 from ..ports import (
+	GROUP_INDEX,
 	Change,
 	Filter,
 	Measure,
+	aggregate_by_group_index,
 	compare_and_set_in_steps,
 	compare_and_set_many_in_steps,
 	measured,
@@ -371,31 +373,61 @@ class SqlStore:
 		filters: Sequence[Filter] = (),
 		group_by: Sequence[str] = (),
 	) -> list[dict]:
+		return aggregate_by_group_index(self._aggregate_once, doctype, measures, filters, group_by)
+
+	def _aggregate_once(
+		self,
+		doctype: str,
+		measures: Mapping[str, Measure],
+		filters: Sequence[Filter],
+		group_by: Sequence[str],
+		groups: Sequence[tuple] | None = None,
+	) -> list[dict]:
 		"""Plain aggregates in one GROUP BY. A percentile ranks each group's values with window
 		functions (MariaDB 10.2+, PostgreSQL, SQLite 3.25+) in a subquery and keeps the value
-		whose rank is the first with rank * 100 >= p * count: nearest rank, in integers."""
+		whose rank is the first with rank * 100 >= p * count: nearest rank, in integers. With
+		`groups`, rows are grouped by their group's index in it (GROUP_INDEX)."""
 		shape, params = _filter_shape(filters)
 		group_by, spec = (
 			tuple(group_by),
 			tuple((k, f, tuple(v) if isinstance(v, list) else v) for k, (f, v) in measures.items()),
 		)
+		known = None if groups is None else len(groups)
+		for index, group in enumerate(groups or ()):
+			params |= {f"k{index}_{i}": value for i, value in enumerate(group)}
 		statement = self._statement(
-			("aggregate", doctype, shape, group_by, spec),
-			lambda: self._aggregate(doctype, shape, group_by, spec),
+			("aggregate", doctype, shape, group_by, spec, known),
+			lambda: self._aggregate(doctype, shape, group_by, spec, known),
 		)
 		with self._connection(write=False) as conn:
 			rows = statement.tuples(conn, params)
+		keys = group_by if known is None else (GROUP_INDEX,)
 		out = []
 		for row in rows:
-			found = dict(zip(group_by, row, strict=False))
-			for (label, function, field), value in zip(spec, row[len(group_by) :], strict=True):
+			found = dict(zip(keys, row, strict=False))
+			for (label, function, field), value in zip(spec, row[len(keys) :], strict=True):
 				found[label] = measured(function, field, value)
 			out.append(found)
 		return out
 
-	def _aggregate(self, doctype: str, shape: tuple, group_by: tuple, spec: tuple) -> sa.Select:
+	def _aggregate(
+		self, doctype: str, shape: tuple, group_by: tuple, spec: tuple, known: int | None = None
+	) -> sa.Select:
 		table = self.tables[doctype]
 		keys = [self._column(table, field).label(f"g{i}") for i, field in enumerate(group_by)]
+		if known is not None:
+			# Each group by its index among the `known` ones: a window sorts integers, not text.
+			columns = [k.element for k in keys]
+			same = [
+				(
+					sa.and_(
+						*(c.is_not_distinct_from(sa.bindparam(f"k{g}_{i}")) for i, c in enumerate(columns))
+					),
+					sa.literal_column(str(g)),  # a literal: a bound value would make the key text
+				)
+				for g in range(known)
+			]
+			keys = [sa.case(*same).label("g0")]
 		values = [
 			self._measured_value(table, function, field).label(f"v{i}")
 			for i, (_, function, field) in enumerate(spec)
@@ -415,7 +447,7 @@ class SqlStore:
 						sa.func.count(value).over(partition_by=groups or None).label(f"n{i}"),
 					]
 			source = sa.select(*keys, *values, *ranks).where(*where).subquery()
-			keys = [source.c[f"g{i}"] for i in range(len(group_by))]
+			keys = [source.c[f"g{i}"] for i in range(len(keys))]
 			values = [source.c[f"v{i}"] for i in range(len(spec))]
 			where = []
 		columns = []
