@@ -24,6 +24,7 @@ from .registry import Registry, registry
 from .serialize import job_to_api, log_to_api
 from .settings import Settings
 from .transitions import JOB, LOG, Move, log_row, new_name, transition, transition_all
+from .waiting import wait
 
 logger = logging.getLogger("dartwing.jobs")
 MAX_OFFSET = 2**31 - 1  # list offsets beyond this are bad input, not a database error
@@ -370,6 +371,12 @@ class Engine:
 			"chain_valid": report.ok,
 			"chain_problem": report.problem or None,
 		}
+
+	def wait(self, job_id: str, timeout: float | None = None):
+		"""What the Completed job's handler returned (its result dict, output reference or None);
+		JobFailed when it ended Dead Letter or Canceled; TimeoutError after `timeout` seconds.
+		Listens to the job's events rather than polling its row (waiting.py)."""
+		return wait(self, job_id, timeout)
 
 	# -- actions ------------------------------------------------------------------------------
 

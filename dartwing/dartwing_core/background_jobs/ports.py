@@ -208,7 +208,12 @@ class Queue(Protocol):
 class Events(Protocol):
 	def publish(self, event: str, payload: dict) -> None: ...
 
-	def subscribe(self, job_id: str | None = None, organization: str | None = None) -> Iterator[dict]: ...
+	def subscribe(
+		self, job_id: str | None = None, organization: str | None = None, idle: float = 0.5
+	) -> Iterator[dict | None]:
+		"""The events of one job or organization ({"event": ..., **the API's job fields}), and None
+		once the subscription is in place and after each `idle` seconds of silence: what was
+		published before is not heard, so a caller reads the database on the first None."""
 
 
 class Access(Protocol):
