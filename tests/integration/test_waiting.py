@@ -31,7 +31,12 @@ def test_wait_returns_what_the_completed_handler_returned(engine, live_worker):
 
 	result = engine.wait(job["job_id"], timeout=30)
 
-	assert result == {"output_reference": "/files/photo", "value": "photo", "attempt": 1, "user": "Administrator"}
+	assert result == {
+		"output_reference": "/files/photo",
+		"value": "photo",
+		"attempt": 1,
+		"user": "Administrator",
+	}
 
 
 def test_wait_goes_on_through_failed_attempts_to_the_result(engine, live_worker, running_scheduler):
@@ -72,7 +77,7 @@ def test_wait_times_out_on_a_job_that_does_not_end(engine):
 	job = engine.submit("t_echo", "Acme", {"value": "nobody runs me"})
 
 	started = time.monotonic()
-	with pytest.raises(TimeoutError, match="still Queued after 0.6s"):
+	with pytest.raises(TimeoutError, match=r"still Queued after 0\.6s"):
 		engine.wait(job["job_id"], timeout=0.6)
 
 	assert 0.6 <= time.monotonic() - started < 2

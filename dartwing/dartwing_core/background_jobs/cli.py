@@ -4,8 +4,6 @@ document; exit codes: 0 ok, 2 bad input, 3 duplicate, 4 not found, 5 not allowed
 
 import functools
 import json
-import logging
-import os
 import sys
 from datetime import datetime, timezone
 
@@ -13,7 +11,7 @@ import click
 from rich.console import Console
 from rich.table import Column, Table
 
-from . import admin, cleanup, dead_letter, metrics, runtime, scheduler, states
+from . import admin, cleanup, dead_letter, logs, metrics, runtime, scheduler, states
 from .errors import DartwingError, DuplicateJob, JobFailed, ValidationError
 from .registry import env_imports, import_handler_modules
 from .waiting import check_timeout
@@ -104,11 +102,11 @@ def _utc(value: datetime | None) -> datetime | None:
 @click.group(help=__doc__)
 @click.version_option(package_name="dartwing")
 def cli():
-	logging.basicConfig(
-		level=os.environ.get("DARTWING_LOG_LEVEL", "INFO"),
-		format="%(asctime)s %(levelname)s %(name)s %(message)s",
-		stream=sys.stderr,
-	)
+	try:
+		logs.configure()
+	except ValidationError as exc:
+		err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+		sys.exit(exc.exit_code)
 
 
 @command(cli)

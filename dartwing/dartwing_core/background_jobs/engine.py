@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta, timezone, tzinfo
 
-from . import states, throttle
+from . import states, throttle, tracing
 from .dependencies import at_flight_limit
 from .errors import (
 	DuplicateJob,
@@ -106,7 +106,16 @@ class Engine:
 
 		`roles` are the submitting user's, given for a submit a user asked for (API, desk): then
 		the job type's role, the Critical roles and the submit rate limits apply. Trusted code
-		(the CLI, a feature's own Python) passes None."""
+		(the CLI, a feature's own Python) passes None. With an OpenTelemetry SDK configured, it
+		runs in a producer span whose traceparent the job keeps (tracing.py)."""
+		with tracing.producing(job_type, organization) as span:
+			return self._submit(
+				job_type, organization, parameters, priority, depends_on, user, triggered_by, roles, span
+			)
+
+	def _submit(
+		self, job_type, organization, parameters, priority, depends_on, user, triggered_by, roles, span
+	) -> dict:
 		with self.store.session():  # one connection for the checks and the write
 			job_type_row = self._job_type_for_submit(job_type, roles)
 			# The row's own spelling: the database's collation also matches other cases and
@@ -138,6 +147,7 @@ class Engine:
 				"creation": now,
 				"modified": now,
 			}
+			job["traceparent"] = tracing.traceparent(span, job)
 			counted = None
 			try:
 				with self.store.transaction():

@@ -65,6 +65,7 @@ class JobRow(TypedDict, total=False):
 	cancel_requested_at: datetime | None
 	canceled_at: datetime | None
 	canceled_by: str | None
+	traceparent: str | None  # W3C trace context of the submit (tracing.py)
 
 
 def log_row(job: JobRow, to_status: str, now: datetime, actor: str, message: str, retry_count: int) -> dict:
