@@ -74,6 +74,7 @@ class Engine:
 		lock_client=None,
 		access: Access | None = None,
 		tz: tzinfo = timezone.utc,
+		on_transition: Sequence[Callable[["Engine", dict, dict], None]] = (),
 	):
 		self.store = store
 		self.queue = queue
@@ -84,6 +85,9 @@ class Engine:
 		self.lock_client = lock_client  # a redis client for periodic-task locks
 		self.access = access or AllowAll()
 		self.tz = tz  # the zone of the naive datetimes `clock` returns and the store keeps
+		# Called with (engine, row before, row after) once a status change is written (the Frappe
+		# backend runs the site's Notifications and Webhooks there); never fails the transition.
+		self.on_transition = tuple(on_transition)
 
 	def to_api(self, job: dict) -> dict:
 		return job_to_api(job, self.now(), self.tz)
@@ -511,6 +515,14 @@ class Engine:
 				jobs[0]["name"],
 				exc_info=True,
 			)
+
+	def transitioned(self, before: dict, after: dict) -> None:
+		"""Run the on_transition observers of one status change: a courtesy, like events."""
+		for observer in self.on_transition:
+			try:
+				observer(self, before, after)
+			except Exception:
+				logger.warning("After-transition hook failed job_id=%s", after.get("name"), exc_info=True)
 
 	def publish_status(self, job: dict) -> None:
 		self.publish("job_status_changed", job)

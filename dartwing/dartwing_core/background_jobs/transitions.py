@@ -200,6 +200,7 @@ def _after_commit(engine: "Engine", job: JobRow, updated: JobRow, children: list
 	"""What a committed transition sets off: its event, and the release of its Pending children."""
 	if updated["status"] != job["status"]:
 		engine.publish_status(updated)
+		engine.transitioned(job, updated)
 	if children:  # they move as soon as their parent ends
 		from .dependencies import settle_children  # imports this module
 
