@@ -70,7 +70,9 @@ class Store(Protocol):
 		"""For a worker's loop: this thread's sessions reuse one connection rather than taking and
 		resetting one each time. A session that fails gives it up; a forked child never uses it."""
 
-	def get(self, doctype: str, name: str, *, for_update: bool = False) -> dict | None: ...
+	def get(self, doctype: str, name: str, *, for_update: bool = False, latest: bool = False) -> dict | None:
+		"""`latest`: the latest committed row, without a lock, even where the caller's transaction
+		reads an older snapshot (a Frappe web request at REPEATABLE READ): what a waiter reads."""
 
 	def get_with_links(
 		self, doctype: str, name: str, links: Mapping[str, tuple[str, Sequence[str]]]

@@ -8,7 +8,8 @@ from contextlib import closing
 from typing import TYPE_CHECKING
 
 from . import states
-from .errors import JobFailed, ValidationError
+from .errors import JobFailed, NotFound, ValidationError
+from .transitions import JOB
 
 if TYPE_CHECKING:
 	from .engine import Engine
@@ -36,12 +37,21 @@ def outcome(job: dict):
 	return job["result"] if job.get("result") is not None else job.get("output_reference")
 
 
+def _read(engine: "Engine", job_id: str) -> dict:
+	"""The job as the API shows it, as last committed (not a snapshot the caller's transaction
+	may hold: on Frappe, a web request's)."""
+	row = engine.store.get(JOB, job_id, latest=True) if isinstance(job_id, str) and job_id else None
+	if row is None:
+		raise NotFound(f"job {job_id!r} not found")
+	return engine.to_api(row)
+
+
 def wait(engine: "Engine", job_id: str, timeout: float | None = None):
 	"""Block until the job is Completed (its result), Dead Letter or Canceled (JobFailed), or
 	`timeout` seconds pass (TimeoutError). Failed and Timed Out jobs are waiting for a retry:
 	waiting goes on through them."""
 	timeout = check_timeout(timeout)
-	job = engine.status(job_id)  # NotFound for an unknown id, before subscribing
+	job = _read(engine, job_id)  # NotFound for an unknown id, before subscribing
 	if job["status"] in states.TERMINAL:
 		return outcome(job)
 	deadline = None if timeout is None else time.monotonic() + timeout
@@ -53,7 +63,7 @@ def wait(engine: "Engine", job_id: str, timeout: float | None = None):
 				# The first None follows the subscription's confirmation: anything that ends the
 				# job from now on is heard, and anything before is in the row.
 				if last_read is None or now - last_read >= RECHECK_SECONDS:
-					job, last_read = engine.status(job_id), now
+					job, last_read = _read(engine, job_id), now
 			elif event.get("event") == "job_status_changed" and event.get("job_id") == job_id:
 				job, last_read = event, now
 			if job["status"] in states.TERMINAL:
