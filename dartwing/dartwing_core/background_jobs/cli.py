@@ -1,10 +1,9 @@
 """`dartwing-jobs`: the standalone command line. Every command takes --json and prints one JSON
-document; exit codes: 0 ok, 2 bad input, 3 duplicate, 4 not found, 5 not allowed now."""
+document; exit codes: 0 ok, 2 bad input, 3 duplicate, 4 not found, 5 not allowed now; `submit --wait`
+1 when the job ended Dead Letter or Canceled, 124 when it had not ended by --timeout."""
 
 import functools
 import json
-import logging
-import os
 import sys
 from datetime import datetime, timezone
 
@@ -12,13 +11,17 @@ import click
 from rich.console import Console
 from rich.table import Column, Table
 
-from . import admin, cleanup, dead_letter, metrics, runtime, scheduler, states
-from .errors import DartwingError, DuplicateJob, ValidationError
+from . import admin, cleanup, dead_letter, logs, metrics, runtime, scheduler, states
+from .errors import DartwingError, DuplicateJob, JobFailed, ValidationError
 from .registry import env_imports, import_handler_modules
+from .waiting import check_timeout
 
 SAMPLES = "dartwing.dartwing_core.background_jobs.samples"
 console = Console()
-err_console = Console(stderr=True)
+EXIT_COMPLETED = 0
+EXIT_WAIT_TIMED_OUT = 124  # submit --wait: the job had not ended by --timeout (as timeout(1) exits)
+# Errors stay on one line whatever the terminal (or pipe) width: scripts grep them.
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 class Context:
@@ -100,11 +103,11 @@ def _utc(value: datetime | None) -> datetime | None:
 @click.group(help=__doc__)
 @click.version_option(package_name="dartwing")
 def cli():
-	logging.basicConfig(
-		level=os.environ.get("DARTWING_LOG_LEVEL", "INFO"),
-		format="%(asctime)s %(levelname)s %(name)s %(message)s",
-		stream=sys.stderr,
-	)
+	try:
+		logs.configure()
+	except ValidationError as exc:
+		err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+		sys.exit(exc.exit_code)
 
 
 @command(cli)
@@ -167,10 +170,32 @@ def _org_api(row: dict) -> dict:
 @click.option("--priority", default=None, help="Low, Normal, High or Critical (default: the job type's).")
 @click.option("--depends-on", default=None, help="Job that must complete first.")
 @click.option("--user", default="Administrator", show_default=True)
-def submit(ctx, job_type, organization, params, priority, depends_on, user):
-	"""Submit a job; prints it at once, without waiting for it to run."""
+@click.option("--wait", "wait_", is_flag=True, help="Wait for the job to end; exit 0 only if it completed.")
+@click.option("--timeout", type=float, default=None, help="With --wait: give up after this many seconds.")
+def submit(ctx, job_type, organization, params, priority, depends_on, user, wait_, timeout):
+	"""Submit a job; prints it at once, or with --wait once it has ended.
+
+	With --wait the exit code says how it ended: 0 Completed, 1 Dead Letter or Canceled,
+	124 still unfinished when --timeout passed (as timeout(1)); the job is printed in each case."""
+	if timeout is not None and not wait_:
+		raise ValidationError("timeout", "only applies with --wait")
+	if wait_:
+		check_timeout(timeout)  # before anything is submitted
 	job = ctx.engine.submit(job_type, organization, params, priority, depends_on, user, triggered_by="cli")
-	ctx.emit(job, _render_job)
+	if not wait_:
+		ctx.emit(job, _render_job)
+		return
+	try:
+		ctx.engine.wait(job["job_id"], timeout)
+		code = EXIT_COMPLETED
+	except JobFailed as exc:
+		err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+		code = exc.exit_code
+	except TimeoutError as exc:
+		err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+		code = EXIT_WAIT_TIMED_OUT
+	ctx.emit(ctx.engine.status(job["job_id"]), _render_job)
+	sys.exit(code)
 
 
 @command(cli)

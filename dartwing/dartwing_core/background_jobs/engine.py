@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta, timezone, tzinfo
 
-from . import states, throttle
+from . import states, throttle, tracing
 from .dependencies import at_flight_limit
 from .errors import (
 	DuplicateJob,
@@ -24,6 +24,7 @@ from .registry import Registry, registry
 from .serialize import job_to_api, log_to_api
 from .settings import Settings
 from .transitions import JOB, LOG, Move, log_row, new_name, transition, transition_all
+from .waiting import wait
 
 logger = logging.getLogger("dartwing.jobs")
 MAX_OFFSET = 2**31 - 1  # list offsets beyond this are bad input, not a database error
@@ -73,6 +74,7 @@ class Engine:
 		lock_client=None,
 		access: Access | None = None,
 		tz: tzinfo = timezone.utc,
+		on_transition: Sequence[Callable[["Engine", dict, dict], None]] = (),
 	):
 		self.store = store
 		self.queue = queue
@@ -83,6 +85,9 @@ class Engine:
 		self.lock_client = lock_client  # a redis client for periodic-task locks
 		self.access = access or AllowAll()
 		self.tz = tz  # the zone of the naive datetimes `clock` returns and the store keeps
+		# Called with (engine, row before, row after) once a status change is written (the Frappe
+		# backend runs the site's Notifications and Webhooks there); never fails the transition.
+		self.on_transition = tuple(on_transition)
 
 	def to_api(self, job: dict) -> dict:
 		return job_to_api(job, self.now(), self.tz)
@@ -105,7 +110,16 @@ class Engine:
 
 		`roles` are the submitting user's, given for a submit a user asked for (API, desk): then
 		the job type's role, the Critical roles and the submit rate limits apply. Trusted code
-		(the CLI, a feature's own Python) passes None."""
+		(the CLI, a feature's own Python) passes None. With an OpenTelemetry SDK configured, it
+		runs in a producer span whose traceparent the job keeps (tracing.py)."""
+		with tracing.producing(job_type, organization) as span:
+			return self._submit(
+				job_type, organization, parameters, priority, depends_on, user, triggered_by, roles, span
+			)
+
+	def _submit(
+		self, job_type, organization, parameters, priority, depends_on, user, triggered_by, roles, span
+	) -> dict:
 		with self.store.session():  # one connection for the checks and the write
 			job_type_row = self._job_type_for_submit(job_type, roles)
 			# The row's own spelling: the database's collation also matches other cases and
@@ -137,6 +151,7 @@ class Engine:
 				"creation": now,
 				"modified": now,
 			}
+			job["traceparent"] = tracing.traceparent(span, job)
 			counted = None
 			try:
 				with self.store.transaction():
@@ -371,6 +386,12 @@ class Engine:
 			"chain_problem": report.problem or None,
 		}
 
+	def wait(self, job_id: str, timeout: float | None = None):
+		"""What the Completed job's handler returned (its result dict, output reference or None);
+		JobFailed when it ended Dead Letter or Canceled; TimeoutError after `timeout` seconds.
+		Listens to the job's events rather than polling its row (waiting.py)."""
+		return wait(self, job_id, timeout)
+
 	# -- actions ------------------------------------------------------------------------------
 
 	def cancel(self, job_id: str, user: str = "Administrator") -> dict:
@@ -494,6 +515,14 @@ class Engine:
 				jobs[0]["name"],
 				exc_info=True,
 			)
+
+	def transitioned(self, before: dict, after: dict) -> None:
+		"""Run the on_transition observers of one status change: a courtesy, like events."""
+		for observer in self.on_transition:
+			try:
+				observer(self, before, after)
+			except Exception:
+				logger.warning("After-transition hook failed job_id=%s", after.get("name"), exc_info=True)
 
 	def publish_status(self, job: dict) -> None:
 		self.publish("job_status_changed", job)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from . import dead_letter, runtime, states
+from . import dead_letter, logs, runtime, states, tracing
 from .dependencies import release_one_waiting
 from .errors import JobCanceled, JobTimedOut, PermanentError, PermissionDenied
 from .progress import JobContext
@@ -146,7 +146,16 @@ def claim(engine: "Engine", job_id: str, queue_job_id: str) -> Claim | str:
 
 
 def attempt(engine: "Engine", claimed: Claim) -> Outcome:
-	"""Run the handler once, as the job's owner and under its deadline; never raises."""
+	"""Run the handler once, as the job's owner and under its deadline; never raises. In a
+	consumer span when tracing, with the run's fields and trace id on every log line."""
+	with tracing.consuming(claimed.job, claimed.attempt) as span:
+		with logs.run_context(claimed.job, claimed.attempt, tracing.trace_id(span, claimed.job)):
+			outcome = _attempt(engine, claimed, span)
+		tracing.ended(span, outcome)
+		return outcome
+
+
+def _attempt(engine: "Engine", claimed: Claim, span) -> Outcome:
 	job, attempt_no = claimed.job, claimed.attempt
 	ctx = JobContext(engine, job, attempt_no, logger)
 	fields = {"job_id": job["name"], "job_type": job["job_type"], "attempt": attempt_no}
@@ -164,6 +173,7 @@ def attempt(engine: "Engine", claimed: Claim) -> Outcome:
 	except (Exception, JobTimedOut) as exc:
 		rules = engine.handlers.error_rules(job["job_type"], claimed.job_type.get("handler", ""))
 		failure = Failure.of(exc, traceback.format_exc(), rules)
+		tracing.failed(span, exc)
 		log_failure(claimed, time.monotonic() - started, failure)
 		return Outcome(states.FAILED, failure=failure)
 	duration = time.monotonic() - started

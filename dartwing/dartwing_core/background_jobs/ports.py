@@ -93,7 +93,9 @@ class Store(Protocol):
 		"""For a worker's loop: this thread's sessions reuse one connection rather than taking and
 		resetting one each time. A session that fails gives it up; a forked child never uses it."""
 
-	def get(self, doctype: str, name: str, *, for_update: bool = False) -> dict | None: ...
+	def get(self, doctype: str, name: str, *, for_update: bool = False, latest: bool = False) -> dict | None:
+		"""`latest`: the latest committed row, without a lock, even where the caller's transaction
+		reads an older snapshot (a Frappe web request at REPEATABLE READ): what a waiter reads."""
 
 	def get_with_links(
 		self, doctype: str, name: str, links: Mapping[str, tuple[str, Sequence[str]]]
@@ -234,7 +236,12 @@ class Events(Protocol):
 	def publish_many(self, events: Sequence[tuple[str, dict]]) -> None:
 		"""(event, payload) pairs in one round trip: a scheduler batch's hundred status changes."""
 
-	def subscribe(self, job_id: str | None = None, organization: str | None = None) -> Iterator[dict]: ...
+	def subscribe(
+		self, job_id: str | None = None, organization: str | None = None, idle: float = 0.5
+	) -> Iterator[dict | None]:
+		"""The events of one job or organization ({"event": ..., **the API's job fields}), and None
+		once the subscription is in place and after each `idle` seconds of silence: what was
+		published before is not heard, so a caller reads the database on the first None."""
 
 
 class Access(Protocol):

@@ -142,6 +142,7 @@ def check_unset_fields_take_the_doctype_defaults(store: Store) -> None:
 def check_a_missing_row_reads_as_none(store: Store) -> None:
 	assert store.get(JOB, "ct-nope") is None
 	assert store.get(JOB, "ct-nope", for_update=True) is None
+	assert store.get(JOB, "ct-nope", latest=True) is None
 
 
 def check_a_row_reads_with_the_rows_its_links_point_at(store: Store) -> None:

@@ -71,6 +71,7 @@ class JobRow(TypedDict, total=False):
 	cancel_requested_at: datetime | None
 	canceled_at: datetime | None
 	canceled_by: str | None
+	traceparent: str | None  # W3C trace context of the submit (tracing.py)
 
 
 def log_row(job: JobRow, to_status: str, now: datetime, actor: str, message: str, retry_count: int) -> dict:
@@ -143,14 +144,14 @@ def transition_all(engine: "Engine", moves: Sequence[Move]) -> list[JobRow | Non
 		{**m["job"], **changes} if ok else None
 		for m, (changes, _, _), ok in zip(moves, planned, won, strict=True)
 	]
-	# No job ended, so no children to release: what follows the commit is the status events.
-	engine.publish_all_status(
-		[
-			u
-			for m, u in zip(moves, updated, strict=True)
-			if u is not None and u["status"] != m["job"]["status"]
-		]
-	)
+	# No job ended, so no children to release: what follows the commit is the status events (in
+	# one round trip) and the on_transition observers, as after a single transition.
+	moved = [
+		(m["job"], u) for m, u in zip(moves, updated, strict=True) if u and u["status"] != m["job"]["status"]
+	]
+	engine.publish_all_status([after for _, after in moved])
+	for before, after in moved:
+		engine.transitioned(before, after)
 	return updated
 
 
@@ -210,6 +211,7 @@ def _after_commit(engine: "Engine", job: JobRow, updated: JobRow, children: list
 	"""What a committed transition sets off: its event, and the release of its Pending children."""
 	if updated["status"] != job["status"]:
 		engine.publish_status(updated)
+		engine.transitioned(job, updated)
 	if children:  # they move as soon as their parent ends
 		from .dependencies import settle_children  # imports this module
 

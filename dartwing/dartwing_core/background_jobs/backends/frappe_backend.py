@@ -14,6 +14,7 @@ from ..engine import Engine
 from ..errors import ValidationError
 from ..registry import env_imports, import_handler_modules
 from ..settings import Settings
+from . import frappe_notify
 from .frappe_access import FrappeAccess
 from .frappe_events import FrappeEvents
 from .frappe_queue import FrappeQueue
@@ -63,6 +64,7 @@ def get_engine() -> Engine:
 			lock_client=get_redis_conn(),
 			access=FrappeAccess(),
 			tz=zone,
+			on_transition=[frappe_notify.on_transition],
 		)
 	return _engines[site]
 

@@ -19,6 +19,7 @@ from ..transitions import JOB
 from .frappe_store import in_open_transaction
 
 EVENTS = {"job_status_changed": "dartwing_job_status", "job_progress": "dartwing_job_progress"}
+ENGINE_EVENTS = {name: event for event, name in EVENTS.items()}
 
 
 class FrappeEvents:
@@ -33,8 +34,28 @@ class FrappeEvents:
 		after_commit = any(event != "job_progress" for event, _ in events) and in_open_transaction()
 		emit(messages, after_commit)
 
-	def subscribe(self, job_id=None, organization=None):
-		raise NotImplementedError("on Frappe, watch jobs in the desk: events arrive over Socket.IO")
+	def subscribe(self, job_id=None, organization=None, idle: float = 0.5):
+		"""One job's events, read off Frappe's realtime channel (what Socket.IO relays) for its
+		document room: for engine.wait in Python code. An organization's are for the desk."""
+		if not job_id:
+			raise NotImplementedError("on Frappe, watch an organization's jobs in the desk (Socket.IO)")
+		site, room = frappe.local.site, get_doc_room(JOB, job_id)
+		pubsub = get_redis_connection_without_auth().pubsub()
+		pubsub.subscribe("events")
+		try:
+			while True:
+				message = pubsub.get_message(timeout=idle)
+				if message is None or message["type"] == "subscribe":
+					yield None  # subscribed (or silent): the caller reads the row
+					continue
+				if message["type"] != "message":
+					continue
+				data = json.loads(message["data"])
+				event = ENGINE_EVENTS.get(data.get("event"))
+				if event and data.get("namespace") == site and data.get("room") == room:
+					yield {"event": event, **data["message"]}
+		finally:
+			pubsub.close()
 
 
 def _messages(event: str, payload: dict) -> list[tuple]:

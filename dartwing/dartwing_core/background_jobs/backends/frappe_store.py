@@ -174,7 +174,11 @@ class FrappeStore:
 		return nullcontext()  # as session(): frappe.db already is
 
 	@_in_site
-	def get(self, doctype: str, name: str, *, for_update: bool = False) -> dict | None:
+	def get(self, doctype: str, name: str, *, for_update: bool = False, latest: bool = False) -> dict | None:
+		"""`latest`: read on a connection of its own unless this session reads committed rows
+		already: a web request's REPEATABLE READ snapshot would hide a job's later transitions."""
+		if latest and not getattr(frappe.db, "_dartwing_read_committed", False):
+			return self._apart(lambda: self.get(doctype, name))
 		table = frappe.qb.DocType(doctype)
 		query = frappe.qb.from_(table).select("*").where(table.name == name)
 		if for_update:
@@ -393,28 +397,33 @@ class FrappeStore:
 		so they neither wait for the handler's commit nor lock the job row until it."""
 		if getattr(frappe.local, "db", None) is None or not in_open_transaction():
 			return self.update(doctype, name, values, expect)
+		try:
+			return self._apart(lambda: self.update(doctype, name, values, expect))
+		except frappe.QueryTimeoutError:
+			# This very transaction holds the row (a job run inline, inside an open transaction):
+			# the write can only go in it.
+			return self.update(doctype, name, values, expect)
+
+	def _apart(self, work):
+		"""`work()` on a site connection of its own (a thread, which has no frappe.local: _site
+		opens one and commits), waiting up to 3 s for a row lock; its answer or its error."""
 		outcome: dict = {}
 
-		def write() -> None:  # a new thread has no frappe.local: _site opens its own connection
+		def run() -> None:
 			try:
 				with self._site():
 					if frappe.db.db_type == "mariadb":
 						frappe.db.sql("set session innodb_lock_wait_timeout = 3")
-					outcome["changed"] = self.update(doctype, name, values, expect)
+					outcome["answer"] = work()
 			except BaseException as exc:
 				outcome["error"] = exc
 
-		thread = threading.Thread(target=write, name="dartwing-apart", daemon=True)
+		thread = threading.Thread(target=run, name="dartwing-apart", daemon=True)
 		thread.start()
 		thread.join()
-		error = outcome.get("error")
-		if isinstance(error, frappe.QueryTimeoutError):
-			# This very transaction holds the row (a job run inline, inside an open transaction):
-			# the write can only go in it.
-			return self.update(doctype, name, values, expect)
-		if error is not None:
-			raise error
-		return outcome["changed"]
+		if "error" in outcome:
+			raise outcome["error"]
+		return outcome["answer"]
 
 	@_written
 	def delete(self, doctype: str, filters: Sequence[Filter]) -> int:

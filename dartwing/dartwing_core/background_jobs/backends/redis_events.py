@@ -44,13 +44,17 @@ class RedisEvents:
 	def subscribe(
 		self, job_id: str | None = None, organization: str | None = None, idle: float = 0.5
 	) -> Iterator[dict | None]:
-		"""Yield events as they come, and None after each `idle` seconds of silence so the caller
-		can re-check the database (pub/sub drops messages nobody was listening for)."""
-		pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+		"""Yield events as they come, and None once the server has confirmed the subscription
+		(and again after a reconnection) and after each `idle` seconds of silence: the caller's cue
+		to re-read the database, since pub/sub drops messages nobody was listening for."""
+		pubsub = self.redis.pubsub()
 		pubsub.psubscribe(self.job_pattern(job_id) if job_id else self.org_pattern(organization))
 		try:
 			while True:
 				message = pubsub.get_message(timeout=idle)
-				yield json.loads(message["data"]) if message else None
+				if message is None or message["type"] == "psubscribe":
+					yield None
+				elif message["type"] == "pmessage":
+					yield json.loads(message["data"])
 		finally:
 			pubsub.close()

@@ -251,7 +251,9 @@ class SqlStore:
 				if self._local.kept is not None:
 					self._local.kept.read_open = False  # the commit or rollback ended it
 
-	def get(self, doctype: str, name: str, *, for_update: bool = False) -> dict | None:
+	def get(self, doctype: str, name: str, *, for_update: bool = False, latest: bool = False) -> dict | None:
+		"""`latest` changes nothing here: sessions read committed rows (READ COMMITTED; SQLite
+		takes a snapshot per statement outside a transaction, and writes lock the file in one)."""
 		locking = for_update and self.dialect != "sqlite"  # SQLite's writer lock covers the file
 
 		def build() -> sa.Select:

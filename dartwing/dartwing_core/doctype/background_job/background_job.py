@@ -58,6 +58,7 @@ class BackgroundJob(TenantDocument):
 			"Pending", "Queued", "Running", "Completed", "Failed", "Timed Out", "Canceled", "Dead Letter"
 		]
 		timeout_seconds: DF.Int
+		traceparent: DF.Data | None
 		transition_count: DF.Int
 		triggered_by: DF.Data | None
 		worker_name: DF.Data | None
