@@ -74,6 +74,10 @@ def run_document_hooks(before: dict, after: dict) -> None:
 	before the transition as the document before save (so "Value Change" sees the old status).
 	Both documents are built from the rows the engine holds: no read."""
 	doc = frappe.get_doc({**after, "doctype": JOB})
+	if not frappe.db.exists("User", doc.modified_by):
+		# The engine's actors ("worker", "scheduler") are not users; Frappe links what a hook makes
+		# (a Notification Log's from_user) to the modifier, and refuses a link to no user.
+		doc.modified_by = "Administrator"
 	doc._doc_before_save = frappe.get_doc({**before, "doctype": JOB})
 	doc.flags.dartwing_transition = True  # for hooks that want to tell the engine's writes apart
 	for method in DOC_EVENTS:
