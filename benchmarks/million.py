@@ -248,7 +248,7 @@ class Filler:
 			job.update(completed_at=t, error_type=rng.choice(("Transient", "Permanent")))
 			job.update(error_message="upstream refused: 503", error_traceback=_TRACEBACK)
 		elif status == "Canceled":
-			job.update(canceled_at=t, canceled_by=user, completed_at=None)
+			job.update(canceled_at=t, canceled_by=user, completed_at=t)
 		elif status in ("Failed", "Timed Out"):
 			job.update(error_type="Transient", error_message="upstream busy", completed_at=t)
 			job["next_retry_at"] = now + timedelta(hours=rng.uniform(2, 12))  # not due during the run

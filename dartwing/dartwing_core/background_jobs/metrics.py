@@ -26,9 +26,9 @@ def collect(
 ) -> dict:
 	"""Metrics of one organization, of a set of them (what a user may see), or of all (None).
 
-	Counts by status are of every unfinished job and of the jobs that ended in the window (a
-	terminal status reached since its start). Processing time covers jobs completed in the window (started_at to completed_at of the last
-	attempt). Failure rate per type is Dead Letter / (Completed + Dead Letter) over jobs that
+	Counts by status are of every unfinished job and of the jobs that ended in the window
+	(completed_at, set by every terminal status, since its start). Processing time covers jobs
+	completed in the window (started_at to completed_at of the last attempt). Failure rate per type is Dead Letter / (Completed + Dead Letter) over jobs that
 	ended in the window; canceled jobs do not count either way. The database computes every
 	figure (Store.aggregate): a window can hold hundreds of thousands of jobs."""
 	scope = []
@@ -46,7 +46,7 @@ def collect(
 		{s: 0 for s in states.STATUSES}
 		| store.count_by(JOB, "status", [*scope, ("status", "in", states.UNFINISHED)])
 		| store.count_by(
-			JOB, "status", [*scope, ("status", "in", tuple(states.TERMINAL)), ("modified", ">=", since)]
+			JOB, "status", [*scope, ("status", "in", tuple(states.TERMINAL)), ("completed_at", ">=", since)]
 		)
 	)
 	depth = {p: 0 for p in states.PRIORITIES} | store.count_by(

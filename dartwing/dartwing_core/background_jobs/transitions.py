@@ -180,6 +180,9 @@ def _plan(
 	)
 	if to_status in states.TERMINAL:
 		changes["active_hash"] = None
+		if to_status != job["status"]:
+			# When it ended, whichever way: metrics count ended jobs by it, off the covering indexes.
+			changes.setdefault("completed_at", now)
 	return changes, log, to_status in states.TERMINAL and to_status != job["status"]
 
 

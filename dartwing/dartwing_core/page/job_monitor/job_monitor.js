@@ -90,7 +90,7 @@ dartwing.jobs.JobMonitor = class JobMonitor {
 			const filters = { ...this.route_filters(), status };
 			if (!dartwing.jobs.UNFINISHED_STATUSES.includes(status)) {
 				// Ended jobs are counted when they ended in the window: list those.
-				filters.modified = [">=", this.window_start()];
+				filters.completed_at = [">=", this.window_start()];
 			}
 			frappe.set_route("List", "Background Job", filters);
 		});
