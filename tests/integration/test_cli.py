@@ -154,6 +154,10 @@ def test_submit_duplicate_exits_3_naming_the_existing_job(engine):
 		(["t_echo", "--org", "Acme", "--priority", "Urgent"], "priority"),
 		(["t_echo", "--org", "Umbrella"], "organization"),
 		(["t_echo", "--org", "Acme", "--depends-on", "nosuchjob"], "depends_on"),
+		(["t_echo", "--org", "Acme", "--at", "noon"], "run_at"),
+		(["t_echo", "--org", "Acme", "--at", "2099-01-01T00:00:00Z"], "run_at"),
+		(["t_echo", "--org", "Acme", "--in", "10 parsecs"], "delay"),
+		(["t_echo", "--org", "Acme", "--in", "400d"], "delay"),
 	],
 )
 def test_bad_input_exits_2_names_the_field_and_writes_nothing(engine, args, field):
@@ -166,6 +170,24 @@ def test_bad_input_exits_2_names_the_field_and_writes_nothing(engine, args, fiel
 	assert f"{field}:" in result.stderr
 	assert rows(engine) == before
 	assert sum(engine.queue.depth().values()) == 0
+
+
+def test_submit_in_and_at_schedule_the_job(engine):
+	delayed = cli_json(engine, "submit", "t_echo", "--org", "Acme", "--in", "10m")
+	due = (datetime.now(timezone.utc) + timedelta(days=30)).replace(microsecond=0)
+	text = due.astimezone(timezone(timedelta(hours=1))).isoformat()
+	at = cli_json(engine, "submit", "t_echo", "--org", "Globex", "--at", text)
+
+	assert delayed["status"] == at["status"] == "Scheduled"
+	assert (
+		timedelta(minutes=9)
+		< parse_iso(delayed["run_at"]) - datetime.now(timezone.utc)
+		<= timedelta(minutes=10)
+	)
+	assert parse_iso(at["run_at"]) == due
+	assert sum(engine.queue.depth().values()) == 0
+	listed = cli_json(engine, "list", "--status", "Scheduled")
+	assert listed["total"] == 2
 
 
 # -- status, cancel, retry ----------------------------------------------------------------------
@@ -345,6 +367,7 @@ def test_scheduler_once_prints_a_report_and_requeues_due_retries(engine):
 	assert set(report) == {
 		"rescue_orphans",
 		"stop_canceled",
+		"queue_scheduled",
 		"requeue_due_retries",
 		"release_pending",
 		"redispatch_lost",

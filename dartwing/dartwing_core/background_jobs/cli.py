@@ -167,9 +167,22 @@ def _org_api(row: dict) -> dict:
 @click.option("--priority", default=None, help="Low, Normal, High or Critical (default: the job type's).")
 @click.option("--depends-on", default=None, help="Job that must complete first.")
 @click.option("--user", default="Administrator", show_default=True)
-def submit(ctx, job_type, organization, params, priority, depends_on, user):
-	"""Submit a job; prints it at once, without waiting for it to run."""
-	job = ctx.engine.submit(job_type, organization, params, priority, depends_on, user, triggered_by="cli")
+@click.option("--at", "run_at", default=None, help="Run at this time: ISO 8601 with offset (…Z, …+02:00).")
+@click.option("--in", "delay", default=None, help="Run after this long: seconds, or 90s, 10m, 1h30m, 2d.")
+def submit(ctx, job_type, organization, params, priority, depends_on, user, run_at, delay):
+	"""Submit a job; prints it at once, without waiting for it to run. With --at or --in it stays
+	Scheduled until then (a running `scheduler` queues it)."""
+	job = ctx.engine.submit(
+		job_type,
+		organization,
+		params,
+		priority,
+		depends_on,
+		user,
+		triggered_by="cli",
+		run_at=run_at,
+		delay=delay,
+	)
 	ctx.emit(job, _render_job)
 
 

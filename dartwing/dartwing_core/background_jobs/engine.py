@@ -21,8 +21,9 @@ from .errors import (
 )
 from .ports import Access, Events, Message, Queue, Store
 from .registry import Registry, registry
-from .serialize import job_to_api, log_to_api
+from .serialize import iso, job_to_api, log_to_api
 from .settings import Settings
+from .timing import due_time
 from .transitions import JOB, LOG, Move, log_row, new_name, transition, transition_all
 
 logger = logging.getLogger("dartwing.jobs")
@@ -99,6 +100,9 @@ class Engine:
 		user: str = "Administrator",
 		triggered_by: str = "api",
 		roles: set[str] | None = None,
+		*,
+		run_at: datetime | str | None = None,
+		delay: float | str | None = None,
 	) -> dict:
 		"""Validate everything, then write the job and its first log row in one transaction and
 		hand it to the queue. Returns at once; nothing is written when a check fails.
@@ -119,6 +123,7 @@ class Engine:
 			check_name("depends_on", depends_on or None, required=False)
 			canonical = json.dumps(params, sort_keys=True, separators=(",", ":"))
 			now = self.now()
+			due = due_time(run_at, delay, now, self.tz)
 			job = {
 				"name": new_name(),
 				"job_type": job_type,
@@ -133,6 +138,7 @@ class Engine:
 				"retry_count": 0,
 				"progress": 0,
 				"depends_on": depends_on or None,
+				"run_at": due,
 				"transition_count": 0,
 				"creation": now,
 				"modified": now,
@@ -151,11 +157,16 @@ class Engine:
 					self._refuse_duplicate(job_hash, job_type_row, now)
 					self._refuse_full_queue(org)
 					status = self._initial_status(depends_on, organization)
-					if status == states.QUEUED and at_flight_limit(self, org):
+					if due is not None and due > now:
+						status = states.SCHEDULED  # queued by the scheduler once due
+					elif status == states.QUEUED and at_flight_limit(self, org):
 						status = states.PENDING  # released as the organization's earlier jobs end
 					if status == states.QUEUED:
 						job.update(queued_at=now, queue_job_id=f"{job['name']}-1")
-					log = log_row(job, status, now, user, f"Submitted by {user}", 0)
+					message = f"Submitted by {user}"
+					if status == states.SCHEDULED:
+						message += f" to run at {iso(due, self.tz)}"
+					log = log_row(job, status, now, user, message, 0)
 					job.update(status=status, transition_count=1, chain_head=log["entry_hash"])
 					self.store.insert(JOB, job)
 					self.store.insert(LOG, log)
@@ -428,7 +439,12 @@ class Engine:
 
 	def requeue(self, job: dict, *, actor: str, message: str, reset_retries: bool = False) -> dict | None:
 		done = transition(
-			self, job, states.QUEUED, actor=actor, message=message, values=self._requeued(job, reset_retries)
+			self,
+			job,
+			states.QUEUED,
+			actor=actor,
+			message=message,
+			values=self.requeued_values(job, reset_retries),
 		)
 		if done:
 			self.dispatch(done)
@@ -443,7 +459,7 @@ class Engine:
 				"to_status": states.QUEUED,
 				"actor": actor,
 				"message": message,
-				"values": self._requeued(job),
+				"values": self.requeued_values(job),
 			}
 			for job, message in jobs
 		]
@@ -451,7 +467,7 @@ class Engine:
 		self.dispatch_all(done)
 		return done
 
-	def _requeued(self, job: dict, reset_retries: bool = False) -> dict:
+	def requeued_values(self, job: dict, reset_retries: bool = False) -> dict:
 		values = {
 			"queued_at": self.now(),
 			"queue_job_id": f"{job['name']}-{job['transition_count'] + 1}",

@@ -12,6 +12,7 @@ _TIMESTAMPS = (
 	"canceled_at",
 	"cancel_requested_at",
 	"next_retry_at",
+	"run_at",
 )
 
 
