@@ -11,6 +11,7 @@ from . import states
 from .dependencies import Room, settle_pending
 from .executor import Failure, settle_failure
 from .locks import distributed_lock
+from .schedule_tick import run_schedules
 from .transitions import JOB, Move, transition, transition_all
 
 if TYPE_CHECKING:
@@ -262,6 +263,7 @@ def stop_canceled(engine: "Engine") -> int:
 TASKS = (
 	rescue_orphans,
 	stop_canceled,
+	run_schedules,
 	queue_scheduled,
 	requeue_due_retries,
 	release_pending,
