@@ -201,7 +201,9 @@ def set_enabled(engine: "Engine", name: str, enabled: bool, *, user: str = "Admi
 def delete(engine: "Engine", name: str) -> None:
 	"""The schedule goes; the jobs it created stay, with their history."""
 	get(engine, name)
-	engine.store.delete(SCHEDULE, [("name", "=", name)])
+	with engine.store.transaction():
+		engine.store.delete(SCHEDULE, [("name", "=", name)])
+		engine.store.delete_references(SCHEDULE, [name])  # on Frappe: its comments, files, shares
 
 
 def jobs_of(engine: "Engine", name: str, limit: int = 20) -> list[dict]:
