@@ -5,6 +5,7 @@ import json
 import subprocess
 import time
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -190,6 +191,51 @@ def test_submit_in_and_at_schedule_the_job(engine):
 	assert listed["total"] == 2
 
 
+def test_schedule_commands(engine):
+	added = cli_json(
+		engine, "schedule", "add", "t_echo", "--org", "Acme", "--cron", "0 6 * * 1-5", "--tz", "Europe/Paris"
+	)
+	schedule_id = added["schedule_id"]
+	every = cli_json(
+		engine, "schedule", "add", "t_echo", "--org", "Globex", "--every", "15m", "--overlap", "allow"
+	)
+
+	assert len(added["upcoming"]) == 5 and added["next_run_at"] == added["upcoming"][0]
+	assert all(
+		datetime.fromisoformat(t).astimezone(ZoneInfo("Europe/Paris")).hour == 6 for t in added["upcoming"]
+	)
+	assert every["interval_seconds"] == 900 and every["overlap_policy"] == "Allow"
+	assert {s["schedule_id"] for s in cli_json(engine, "schedule", "list", "--org", "Acme")["schedules"]} == {
+		schedule_id
+	}
+	assert cli_json(engine, "schedule", "pause", schedule_id)["enabled"] is False
+	assert cli_json(engine, "schedule", "resume", schedule_id)["enabled"] is True
+	job = cli_json(engine, "schedule", "run-now", schedule_id)
+	assert job["status"] == "Queued" and job["triggered_by"] == "schedule"
+	shown = cli_json(engine, "schedule", "show", schedule_id)
+	assert [j["job_id"] for j in shown["jobs"]] == [job["job_id"]]
+	assert cli_json(engine, "schedule", "delete", schedule_id) == {"deleted": schedule_id}
+	assert cli_json(engine, "schedule", "pause", schedule_id, expect=EXIT_NOT_FOUND)["error"] == "NotFound"
+
+
+@pytest.mark.parametrize(
+	("args", "field"),
+	[
+		(["--cron", "0 0 30 2 *"], "cron"),
+		(["--cron", "0 0 * *"], "cron"),
+		(["--cron", "0 * * * *", "--tz", "Nowhere/Special"], "time_zone"),
+		(["--every", "0.1s"], "interval_seconds"),
+		(["--every", "soon"], "interval_seconds"),
+		(["--cron", "0 * * * *", "--params", '{"nope": 1}'], "parameters"),
+	],
+)
+def test_bad_schedules_exit_2_naming_the_field(engine, args, field):
+	document = cli_json(engine, "schedule", "add", "t_echo", "--org", "Acme", *args, expect=EXIT_BAD_INPUT)
+
+	assert document["field"] == field
+	assert engine.store.count("Job Schedule") == 0
+
+
 # -- status, cancel, retry ----------------------------------------------------------------------
 
 
@@ -367,6 +413,7 @@ def test_scheduler_once_prints_a_report_and_requeues_due_retries(engine):
 	assert set(report) == {
 		"rescue_orphans",
 		"stop_canceled",
+		"run_schedules",
 		"queue_scheduled",
 		"requeue_due_retries",
 		"release_pending",

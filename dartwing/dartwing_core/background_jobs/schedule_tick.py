@@ -21,7 +21,8 @@ from .dependencies import Room
 from .engine import Engine, canonical_json, first_log, hash_job
 from .errors import UniqueViolation
 from .locks import distributed_lock
-from .schedules import SCHEDULE, latest_due, next_run
+from .ports import Change
+from .schedules import SCHEDULE, latest_due
 from .serialize import iso
 from .transitions import JOB, LOG
 
@@ -29,7 +30,9 @@ if TYPE_CHECKING:
 	from .transitions import JobRow
 
 logger = logging.getLogger("dartwing.jobs")
-COMMIT_EVERY = 100
+# Schedules committed together. More than the scheduler's 100 job transitions: the rows this
+# holds locked are schedules and jobs not sent yet, which no worker waits for.
+COMMIT_EVERY = 500
 MAX_PAGES = 200  # a tick's bound: batch_size * MAX_PAGES schedules; the rest wait for the next
 
 
@@ -83,8 +86,8 @@ def _plan(engine: Engine, page: list[dict], now: datetime) -> list[Plan]:
 	plans = []
 	for schedule in page:
 		try:
-			due = latest_due(engine, schedule, now)
-			plan = Plan(schedule, due, next_run(engine, schedule, due))
+			due, following = latest_due(engine, schedule, now)
+			plan = Plan(schedule, due, following)
 		except Exception:  # a row edited into nonsense behind the engine's back: stop it, say why
 			logger.exception("Job Schedule %s cannot compute its next run; it stops", schedule["name"])
 			plans.append(Plan(schedule, None, None))
@@ -176,41 +179,48 @@ def build_job(
 
 
 def _commit(engine: Engine, plans: list[Plan]) -> int:
-	"""One transaction for the lot; if a job's key exists already (another scheduler, a run-now),
-	each plan alone, so only that one gives up its job."""
+	"""The schedules that create a job move with it and its first log row, all in one transaction
+	(on MariaDB one batch of statements); if a job's key exists already (another scheduler, a
+	restored next_run_at), each alone, so only that one gives up its job. A schedule whose run is
+	skipped just moves on. Then the queued jobs are sent in one pipeline."""
+	for plan in plans:
+		if plan.job is None:
+			_advance(engine, plan)
+	creating = [plan for plan in plans if plan.job is not None]
 	try:
-		with engine.store.transaction():
-			done = [plan for plan in plans if _write(engine, plan)]
+		won = engine.store.compare_and_set_many(SCHEDULE, [_change(plan) for plan in creating])
 	except UniqueViolation:
-		done = []
-		for plan in plans:
-			try:
-				with engine.store.transaction():
-					if _write(engine, plan):
-						done.append(plan)
-			except UniqueViolation:
-				logger.info("Job Schedule %s: its run of %s exists already", plan.schedule["name"], plan.due)
-				with engine.store.transaction():
-					plan.job = None
-					_write(engine, plan)
-	jobs = [plan.job for plan in done if plan.job]
+		won = [_alone(engine, plan) for plan in creating]
+	jobs = [plan.job for plan, ok in zip(creating, won, strict=True) if ok]
 	engine.dispatch_all([job for job in jobs if job["status"] == states.QUEUED])
 	return len(jobs)
 
 
-def _write(engine: Engine, plan: Plan) -> bool:
-	"""Move the schedule on (compare-and-set on next_run_at) and insert its job; False when another
-	scheduler moved it first (then nothing of it is written)."""
-	values: dict = {"next_run_at": plan.following}
-	if plan.job:
-		values.update(last_run_at=plan.due, last_job=plan.job["name"])
-	name, expect = plan.schedule["name"], [("next_run_at", "=", plan.schedule["next_run_at"])]
-	if not engine.store.update(SCHEDULE, name, values, expect):
+def _change(plan: Plan) -> Change:
+	"""Move the schedule on (compare-and-set on the next_run_at it was read with) and, only then,
+	insert its job and the job's first log row."""
+	return Change(
+		plan.schedule["name"],
+		{"next_run_at": plan.following, "last_run_at": plan.due, "last_job": plan.job["name"]},
+		[("next_run_at", "=", plan.schedule["next_run_at"])],
+		(JOB, plan.job),
+		((LOG, plan.log),),
+	)
+
+
+def _alone(engine: Engine, plan: Plan) -> bool:
+	try:
+		return engine.store.compare_and_set_many(SCHEDULE, [_change(plan)])[0]
+	except UniqueViolation:
+		logger.info("Job Schedule %s: its run of %s exists already", plan.schedule["name"], plan.due)
+		_advance(engine, plan)
 		return False
-	if plan.job:
-		engine.store.insert(JOB, plan.job)
-		engine.store.insert(LOG, plan.log)
-	return True
+
+
+def _advance(engine: Engine, plan: Plan) -> bool:
+	"""Move the schedule on without a job; False when another scheduler moved it first."""
+	expect = [("next_run_at", "=", plan.schedule["next_run_at"])]
+	return engine.store.update(SCHEDULE, plan.schedule["name"], {"next_run_at": plan.following}, expect)
 
 
 def create_job(engine: Engine, schedule: dict, *, actor: str) -> dict:

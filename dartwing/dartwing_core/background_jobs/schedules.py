@@ -131,14 +131,14 @@ def next_run(engine: "Engine", schedule: dict, after: datetime) -> datetime:
 	return _stored(engine, found)
 
 
-def latest_due(engine: "Engine", schedule: dict, now: datetime) -> datetime:
+def latest_due(engine: "Engine", schedule: dict, now: datetime) -> tuple[datetime, datetime]:
 	"""The schedule's last due time at or before `now`, starting from its next_run_at (which is
-	due). Walks forward one due time at a time, jumping ahead after a long downtime."""
+	due), and the one after it. Walks one due time at a time, jumping ahead after a long downtime."""
 	due = schedule["next_run_at"]
 	for _ in range(1000):
 		following = next_run(engine, schedule, due)
 		if following > now:
-			return due
+			return due, following
 		due = following
 	# Down for more than 1000 runs: start again from shortly before now (the runs skipped in
 	# between are coalesced anyway).

@@ -8,6 +8,7 @@ occurrence, except for expressions whose hour field is `*` (every hour), which a
 repeated hour, as vixie cron does for its wildcard jobs."""
 
 import re
+import threading
 from datetime import datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -105,10 +106,28 @@ def check_cron(expression) -> str:
 	return expression
 
 
+_parsed = threading.local()
+
+
+def _times(expression: str, start: datetime) -> croniter:
+	"""A croniter over `expression` from `start`. Parsing an expression costs several times a
+	step, and a tick steps thousands of schedules sharing a few expressions: each thread keeps
+	its parsed ones and moves them to the new start."""
+	cache = _parsed.__dict__.setdefault("by_expression", {})
+	times = cache.get(expression)
+	if times is None:
+		if len(cache) > 1000:
+			cache.clear()
+		times = cache[expression] = croniter(expression, start)
+	else:
+		times.set_current(start, force=True)
+	return times
+
+
 def next_cron(expression: str, tz: tzinfo, after: datetime) -> datetime:
 	"""The first time after the aware `after` that `expression` names in `tz`, aware in UTC."""
 	local = after.astimezone(tz).replace(tzinfo=None)
-	candidate = croniter(expression, local).get_next(datetime)
+	candidate = _times(expression, local).get_next(datetime)
 	instants = _instants(candidate, tz, False)
 	if len(instants) == 1 and _offset(after, tz) == instants[0].astimezone(tz).utcoffset():
 		if not _in_gap(candidate, tz) and instants[0] > after:
@@ -120,7 +139,7 @@ def _next_cron_near_change(expression: str, tz: tzinfo, after: datetime) -> date
 	"""next_cron when a DST change lies between: walk the wall times from before `after` (the
 	repeated hour comes back to earlier wall times) and keep the earliest instant after it."""
 	both = expression.split()[1].startswith("*")
-	times = croniter(expression, after.astimezone(tz).replace(tzinfo=None) - _DST_REACH)
+	times = _times(expression, after.astimezone(tz).replace(tzinfo=None) - _DST_REACH)
 	best = None
 	while True:
 		local = times.get_next(datetime)
