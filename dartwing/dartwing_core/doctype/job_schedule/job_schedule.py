@@ -11,6 +11,8 @@ from dartwing.dartwing_core.doctype.background_job.background_job import add_com
 from dartwing.dartwing_core.guards import TenantDocument
 from dartwing.dartwing_core.permissions import can_access_organization
 
+ENGINE_FIELDS = ("next_run_at", "last_run_at", "last_job", "owner_user")
+
 
 class JobSchedule(TenantDocument):
 	"""Recurring jobs of one job type and organization. Every rule is the engine's
@@ -55,6 +57,10 @@ class JobSchedule(TenantDocument):
 			)
 		except DartwingError as exc:
 			throw(exc)  # the API's statuses: a REST insert answers 400/403 like add_schedule
+		# The engine's fields as the database has them now (none for a new schedule): the tick may
+		# have moved them since the form was loaded, and no save may set a run time or last job.
+		for field in ENGINE_FIELDS:
+			self.set(field, current.get(field) if current is not None else None)
 		for field in (*EDITABLE, "next_run_at"):
 			if field in row:
 				self.set(field, row[field])
