@@ -141,7 +141,7 @@ class Engine:
 			# trailing spaces, which would otherwise hash (and slip past the duplicate guard) apart.
 			job_type = job_type_row["name"]
 			params = self.checked_parameters(parameters, job_type_row)
-			priority = self._priority(priority, job_type_row, roles)
+			priority = self.priority_for_submit(priority, job_type_row, roles)
 			check_name("user", user)
 			check_name("triggered_by", triggered_by)
 			check_name("organization", organization or None, required=False)
@@ -242,7 +242,7 @@ class Engine:
 			raise PermissionDenied(f"job type {job_type!r} requires the role {required_role!r}")
 		return row
 
-	def _priority(self, priority, job_type_row: dict, roles: set[str] | None) -> str:
+	def priority_for_submit(self, priority, job_type_row: dict, roles: set[str] | None) -> str:
 		"""The given priority or the job type's default; Critical only for the roles the job
 		type names (by default the admin roles). `roles` None: a trusted caller (CLI, Python)."""
 		priority = priority or job_type_row.get("default_priority") or "Normal"

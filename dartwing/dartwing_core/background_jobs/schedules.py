@@ -47,6 +47,8 @@ def prepare(
 	row = {**(current or {}), **values}
 	job_type_row = engine.job_type_for_submit(row.get("job_type"), roles)
 	params = engine.checked_parameters(row.get("parameters"), job_type_row)
+	# Its jobs take the job type's default priority: Critical only for the roles allowed it.
+	engine.priority_for_submit(None, job_type_row, roles)
 	org = engine.organization_for_submit(row.get("organization"))
 	cron, interval = row.get("cron") or None, row.get("interval_seconds") or None
 	if (cron is None) == (interval is None):
