@@ -117,6 +117,31 @@ class TestJobSchedule(DartwingTestCase):
 		with self.assertRaisesRegex(frappe.ValidationError, "cron"):
 			doc.save()
 
+	def test_the_cron_hook_queues_a_delayed_job_once_due(self):
+		response = self.call(
+			"submit_job",
+			self.member_a,
+			"POST",
+			job_type="sample_job",
+			organization=self.org_a,
+			parameters={"label": "later-hook"},
+			delay=3600,
+		)
+		job = response.json["message"]
+		self.assertEqual(job["status"], "Scheduled", response.json)
+		scheduler_tick()
+		self.assertEqual(self.row(job["job_id"])["status"], "Scheduled", "not due yet")
+		due = frappe.utils.add_to_date(frappe.utils.now_datetime(), minutes=-1)
+		frappe.db.set_value(JOB, job["job_id"], "run_at", due, update_modified=False)
+		frappe.db.commit()
+
+		scheduler_tick()
+		scheduler_tick()
+
+		self.assertEqual(self.row(job["job_id"])["status"], "Queued")
+		statuses = [e["to_status"] for e in self.engine.history(job["job_id"])["entries"]]
+		self.assertEqual(statuses, ["Scheduled", "Queued"])
+
 	def test_the_cron_hook_creates_each_due_job_once(self):
 		# Yearly: no other due time can come between the ticks and make a second job legitimately.
 		schedule = self.add_over_http(
