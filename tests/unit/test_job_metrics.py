@@ -12,7 +12,17 @@ from dartwing.dartwing_core.background_jobs.dead_letter import send as dead_lett
 from dartwing.dartwing_core.background_jobs.executor import execute
 from dartwing.dartwing_core.background_jobs.transitions import JOB
 
-STATUSES = ("Pending", "Queued", "Running", "Completed", "Failed", "Timed Out", "Canceled", "Dead Letter")
+STATUSES = (
+	"Scheduled",
+	"Pending",
+	"Queued",
+	"Running",
+	"Completed",
+	"Failed",
+	"Timed Out",
+	"Canceled",
+	"Dead Letter",
+)
 # name{label="value",...} number, where a value escapes only backslash, double quote and newline
 SAMPLE_LINE = re.compile(
 	r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_]\w*="([^"\\\n]|\\["\\n])*",?)+\})? -?[0-9.e+-]+$'
@@ -67,10 +77,12 @@ def test_job_count_by_status_counts_each_status(engine):
 	engine.cancel(engine.submit("t_echo", "Acme", {"value": "x1"})["job_id"])
 	failed = engine.submit("t_flaky", "Acme", {"failures": 5})["job_id"]
 	assert execute(engine, failed, engine.get_job(failed)["queue_job_id"]) == "Failed"
+	engine.submit("t_echo", "Acme", {"value": "later"}, delay="1h")
 
 	counts = metrics.collect(engine)["job_count_by_status"]
 
 	assert counts == {
+		"Scheduled": 1,
 		"Pending": 1,
 		"Queued": 4,
 		"Running": 0,

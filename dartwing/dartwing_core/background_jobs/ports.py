@@ -188,21 +188,29 @@ def compare_and_set_in_steps(
 
 
 class Change(NamedTuple):
-	"""One compare-and-set of Store.compare_and_set_many: compare_and_set()'s arguments."""
+	"""One compare-and-set of Store.compare_and_set_many: compare_and_set()'s arguments, and `also`,
+	more (doctype, row) records inserted after `record` only when it won (a new job's first log
+	row, with the job a schedule's move creates)."""
 
 	name: str
 	values: dict
 	expect: Sequence[Filter]
 	record: tuple[str, dict]
+	also: tuple[tuple[str, dict], ...] = ()
 
 
 def compare_and_set_many_in_steps(store: Store, doctype: str, changes: Sequence[Change]) -> list[bool]:
 	"""Store.compare_and_set_many as separate calls in one transaction: any store can do it this way."""
+	won = []
 	with store.transaction():
-		return [
-			compare_and_set_in_steps(store, doctype, c.name, c.values, c.expect, c.record, None) is not None
-			for c in changes
-		]
+		for c in changes:
+			won.append(
+				compare_and_set_in_steps(store, doctype, c.name, c.values, c.expect, c.record, None)
+				is not None
+			)
+			for row in c.also if won[-1] else ():
+				store.insert(*row)
+	return won
 
 
 class Message(NamedTuple):

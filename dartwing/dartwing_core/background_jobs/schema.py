@@ -9,7 +9,7 @@ from pathlib import Path
 from .errors import ValidationError
 
 DOCTYPE_DIR = Path(__file__).resolve().parent.parent / "doctype"
-DOCTYPES = ("Organization", "Job Type", "Background Job", "Job Execution Log")
+DOCTYPES = ("Organization", "Job Type", "Background Job", "Job Execution Log", "Job Schedule")
 LAYOUT_TYPES = {"Section Break", "Column Break", "Tab Break", "HTML", "Button", "Heading"}
 
 

@@ -25,6 +25,9 @@ class Settings:
 	batch_size: int = 500
 	queue_prefix: str = "dartwing"
 	scheduler_interval: float = 1.0
+	# A schedule's run found later than this (or twice the scheduler interval) after its due time
+	# was missed (downtime): its misfire policy decides whether it still runs.
+	misfire_grace_seconds: float = 60
 	# Submits a minute, per user and per organization (0: no limit). The Frappe app sets both.
 	submit_limit_per_user: int = 0
 	submit_limit_per_organization: int = 0

@@ -7,6 +7,7 @@ class Status(str, Enum):
 	"""A job's status (its `status` column), and SKIPPED: what a run reports when its queue
 	message was stale, which no job is ever in. Members are strings, equal to the stored text."""
 
+	SCHEDULED = "Scheduled"
 	PENDING = "Pending"
 	QUEUED = "Queued"
 	RUNNING = "Running"
@@ -22,6 +23,7 @@ class Status(str, Enum):
 	__format__ = str.__format__
 
 
+SCHEDULED = Status.SCHEDULED
 PENDING = Status.PENDING
 QUEUED = Status.QUEUED
 RUNNING = Status.RUNNING
@@ -32,7 +34,7 @@ CANCELED = Status.CANCELED
 DEAD_LETTER = Status.DEAD_LETTER
 SKIPPED = Status.SKIPPED
 
-STATUSES = (PENDING, QUEUED, RUNNING, COMPLETED, FAILED, TIMED_OUT, CANCELED, DEAD_LETTER)
+STATUSES = (SCHEDULED, PENDING, QUEUED, RUNNING, COMPLETED, FAILED, TIMED_OUT, CANCELED, DEAD_LETTER)
 # Failed and Timed Out wait for their next attempt; only these three never change on their own.
 TERMINAL = frozenset({COMPLETED, CANCELED, DEAD_LETTER})
 UNFINISHED = tuple(s for s in STATUSES if s not in TERMINAL)
@@ -40,7 +42,9 @@ WAITING_RETRY = (FAILED, TIMED_OUT)
 ADMIN_RETRYABLE = (FAILED, TIMED_OUT, DEAD_LETTER)
 
 ALLOWED = {
-	None: {PENDING, QUEUED},
+	None: {SCHEDULED, PENDING, QUEUED},
+	# Due (run_at reached): queued, or Pending while its parent has not completed.
+	SCHEDULED: {QUEUED, PENDING, CANCELED},
 	PENDING: {QUEUED, CANCELED},
 	QUEUED: {RUNNING, PENDING, CANCELED, DEAD_LETTER},
 	RUNNING: {COMPLETED, FAILED, TIMED_OUT, CANCELED, DEAD_LETTER},

@@ -38,6 +38,8 @@ def site_settings() -> Settings:
 		"queue_prefix": f"dartwing:{frappe.local.site}",
 		"submit_limit_per_user": frappe.conf.get("dartwing_submit_rate_limit") or 300,
 		"submit_limit_per_organization": 1200,
+		# hooks.py runs the tick every minute: a Job Schedule's interval cannot be shorter.
+		"scheduler_interval": 60,
 	}
 	try:
 		return Settings.from_env(**{**site_defaults, **overrides})

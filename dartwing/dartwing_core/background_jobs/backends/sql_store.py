@@ -591,16 +591,19 @@ class SqlStore:
 		or inside a transaction, the same as separate calls in one transaction."""
 		if not self._batches or not changes:
 			return compare_and_set_many_in_steps(self, doctype, changes)
-		parts = []
+		parts, updates = [], []
 		for change in changes:
-			record_doctype, row = change.record
-			row = self._complete(record_doctype, row)
+			updates.append(len(parts))
 			parts.append(self._update(doctype, change.name, change.values, change.expect))
-			parts.append((self._insert_if_changed(record_doctype, tuple(row)), row))
+			# Each INSERT runs only when the statement before it changed one row: the UPDATE, then
+			# the record, then each `also` row, so a lost UPDATE inserts none of them.
+			for record_doctype, row in (change.record, *change.also):
+				row = self._complete(record_doctype, row)
+				parts.append((self._insert_if_changed(record_doctype, tuple(row)), row))
 		results = self._batch_alone(parts, commit_if=lambda results: True)  # a lost one wrote nothing
 		if results is None:
 			return compare_and_set_many_in_steps(self, doctype, changes)
-		return [results[2 * n][1] == 1 for n in range(len(changes))]
+		return [results[n][1] == 1 for n in updates]
 
 	def _batch_alone(self, parts: list, commit_if) -> list | None:
 		"""Run `parts` as one multi-statement batch in a transaction of its own, then COMMIT when

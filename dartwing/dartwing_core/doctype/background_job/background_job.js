@@ -207,6 +207,8 @@ function eta_text(job) {
 			return __("Estimating time left…");
 		case "Queued":
 			return __("Waiting for a worker");
+		case "Scheduled":
+			return __("Runs at {0} ({1})", [jobs.format_time(job.run_at), jobs.relative_time(job.run_at)]);
 		case "Pending":
 			return job.depends_on
 				? __("Waiting for job {0} to complete", [job.depends_on])
