@@ -12,7 +12,7 @@ import threading
 from datetime import datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import CroniterBadDateError, CroniterError, croniter
+from croniter import CroniterBadDateError, croniter
 
 from .errors import ValidationError
 
@@ -101,7 +101,7 @@ def check_cron(expression) -> str:
 		croniter(expression, datetime(2000, 1, 1)).get_next(datetime)
 	except CroniterBadDateError:
 		raise ValidationError("cron", f"{expression!r} matches no date (e.g. February 30th)") from None
-	except (CroniterError, ValueError, KeyError) as exc:
+	except (ValueError, KeyError) as exc:  # croniter's errors are ValueErrors (not all exported)
 		raise ValidationError("cron", f"{expression!r} is not a valid cron expression: {exc}") from None
 	return expression
 
