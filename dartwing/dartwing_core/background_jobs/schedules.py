@@ -77,7 +77,7 @@ def prepare(
 		"organization": org["name"],
 		"parameters": json.dumps(params, sort_keys=True),
 		"cron": cron,
-		"interval_seconds": interval,
+		"interval_seconds": interval or 0,  # 0: none (Frappe's Int columns are NOT NULL)
 		"time_zone": tz.key,
 		"enabled": int(enabled in (1, True, "1")),
 		"overlap_policy": overlap,
