@@ -1,6 +1,6 @@
-"""Stored XSS, tried in a real browser: jobs whose every handler- or user-controlled field holds
-markup that would run script, opened in every desk view (list, report, forms, Job Execution Log,
-Job Monitor, the confirm dialog) as an admin and as a member, with hostile realtime events
+"""Stored XSS, tried in a real browser: jobs (one of them Scheduled) and a Job Schedule whose every
+handler- or user-controlled field holds markup that would run script, opened in every desk view
+(list, report, forms, Job Execution Log, Job Schedule, Job Monitor, the confirm dialog) as an admin and as a member, with hostile realtime events
 delivered to the open pages. Fails if any script runs.
 
 Needs Chromium (Debian's `chromium`) and the `playwright` package (the app's bench dev
@@ -20,6 +20,7 @@ import frappe
 from frappe.utils import get_bench_path
 from frappe.utils.password import update_password
 
+from dartwing.dartwing_core.background_jobs import schedules
 from dartwing.dartwing_core.background_jobs.backends.frappe_backend import get_engine
 from dartwing.dartwing_core.background_jobs.executor import execute
 from dartwing.dartwing_core.background_jobs.transitions import JOB, LOG
@@ -66,6 +67,22 @@ class TestDeskEscapesEverything(DartwingTestCase):
 				roles=roles,
 			)
 			cls.jobs[kind] = job["job_id"]
+		later = {"reason": payload("scheduled"), "outcome": "hostile_ok"}
+		cls.scheduled = engine.submit(
+			"hostile_job", cls.org_a, later, user=cls.member_a["name"], roles=roles, delay=3600
+		)["job_id"]
+		cls.schedule = schedules.add(
+			engine,
+			{
+				"job_type": "hostile_job",
+				"organization": cls.org_a,
+				"parameters": {"reason": payload("schedule"), "outcome": "hostile_ok"},
+				"cron": "0 3 * * *",
+				"time_zone": "UTC",
+			},
+			user=cls.member_a["name"],
+			roles=roles,
+		)["name"]
 		frappe.set_user("Administrator")
 		frappe.db.commit()
 		for job_id in cls.jobs.values():
@@ -105,6 +122,9 @@ class TestDeskEscapesEverything(DartwingTestCase):
 			*(f"/app/background-job/{job_id}" for job_id in self.jobs.values()),
 			"/app/job-execution-log",
 			f"/app/job-execution-log/{log}",
+			f"/app/background-job/{self.scheduled}",
+			"/app/job-schedule",
+			f"/app/job-schedule/{self.schedule}",
 			"/app/job-monitor",
 		]
 		with sync_playwright() as playwright:
@@ -210,6 +230,9 @@ class TestDeskEscapesEverything(DartwingTestCase):
 			if view.startswith("/app/background-job/") and "view" not in view:
 				self._deliver_hostile_events(page, view.rsplit("/", 1)[1])
 				self._open_cancel_dialog(page)
+			if view.startswith("/app/job-schedule/"):
+				shown = page.evaluate("window.cur_frm && cur_frm.doc && cur_frm.doc.name")
+				self.assertEqual(shown, view.rsplit("/", 1)[1], f"{view}: the schedule form rendered")
 			if view == "/app/job-monitor":
 				self.assertTrue(
 					page.locator(".dartwing-job-monitor").first.inner_text(), "the monitor rendered"
