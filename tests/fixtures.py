@@ -145,3 +145,73 @@ def t_pid(ctx, n: int = 0, hold_mb: int = 0):
 		block[::4096] = b"x" * len(block[::4096])  # touch every page: resident, not just mapped
 		_HELD.append(block)
 	return {"pid": os.getpid()}
+
+
+def _count_call(marker: str, what: str) -> None:
+	"""One line per call of `what` in the file `marker`: tests count how often a step ran."""
+	with open(marker, "a") as calls:
+		calls.write(what + "\n")
+
+
+def _call(marker: str, what: str, value=None):
+	_count_call(marker, what)
+	return value
+
+
+@job_handler(
+	"t_steps",
+	timeout=30,
+	max_retries=3,
+	base_delay=0,
+	jitter=0,
+	deduplication_window=0,
+	steps=["fetch", "classify", "file"],
+)
+def t_steps(
+	ctx, marker: str, fail_in: str = "", fail_attempts: int = 1, hang_in: str = "", pid_file: str = ""
+):
+	"""Three declared steps; each call is counted in `marker`. `fail_in`: that step raises a
+	transient error in the first `fail_attempts` attempts; `hang_in`: that step writes the
+	process id to `pid_file` and hangs in the first attempt (to be killed)."""
+
+	def work(name: str, value):
+		_count_call(marker, name)
+		if name == fail_in and ctx.attempt <= fail_attempts:
+			raise TransientError(f"{name} failed on attempt {ctx.attempt}")
+		if name == hang_in and ctx.attempt == 1:
+			Path(pid_file).write_text(str(os.getpid()))
+			time.sleep(60)
+		return value
+
+	rows = ctx.step("fetch", work, "fetch", {"rows": [1, 2, 3]})
+	kinds = ctx.step("classify", work, "classify", [len(rows["rows"]), "invoice"])
+	ctx.step("file", work, "file", None)
+	return {"rows": rows, "kinds": kinds}
+
+
+@job_handler("t_step_misuse", timeout=30, max_retries=2, base_delay=0, deduplication_window=0, steps=["one"])
+def t_step_misuse(ctx, misuse: str, marker: str = ""):
+	"""A handler that misuses steps: an undeclared name, a name twice, a result that is not JSON."""
+	if misuse == "undeclared":
+		ctx.step("two", _call, marker, "two")
+	elif misuse == "twice":
+		ctx.step("one", _call, marker, "one")
+		ctx.step("one", _call, marker, "one")
+	elif misuse == "not_json":
+		ctx.step("one", _call, marker, "one", {1, 2})
+	return "misused"
+
+
+@job_handler("t_step_timeout", timeout=30, max_retries=1, base_delay=0, jitter=0, deduplication_window=0)
+def t_step_timeout(ctx, marker: str, seconds: float = 5, timeout: float = 0.3):
+	"""Undeclared steps (any name); the second sleeps past its timeout in the first attempt."""
+	ctx.step("quick", _call, marker, "quick", "ok")
+	ctx.progress(50, "my own progress")
+
+	def slow():
+		_count_call(marker, "slow")
+		if ctx.attempt == 1:
+			time.sleep(seconds)
+		return "slow done"
+
+	return {"slow": ctx.step("slow", slow, timeout=timeout)}

@@ -110,3 +110,7 @@ class JobCanceled(JobInterrupt):
 
 class JobTimedOut(JobInterrupt):
 	pass
+
+
+class StepTimedOut(JobTimedOut):
+	"""A step (ctx.step) ran past its own timeout: the attempt ends Timed Out, as for the job's."""

@@ -4,7 +4,6 @@ settle the outcome (completed, retry later, dead letter, canceled)."""
 import json
 import logging
 import os
-import signal
 import socket
 import threading
 import time
@@ -20,6 +19,7 @@ from .dependencies import release_one_waiting
 from .errors import JobCanceled, JobTimedOut, PermanentError, PermissionDenied
 from .progress import JobContext
 from .retry import PERMANENT, TRANSIENT, RetryPolicy, classify, next_retry_delay
+from .timeouts import deadline
 from .transitions import JOB, JobRow, transition
 
 if TYPE_CHECKING:
@@ -148,7 +148,8 @@ def claim(engine: "Engine", job_id: str, queue_job_id: str) -> Claim | str:
 def attempt(engine: "Engine", claimed: Claim) -> Outcome:
 	"""Run the handler once, as the job's owner and under its deadline; never raises."""
 	job, attempt_no = claimed.job, claimed.attempt
-	ctx = JobContext(engine, job, attempt_no, logger)
+	spec = engine.handlers.spec_for(job["job_type"], claimed.job_type.get("handler", ""))
+	ctx = JobContext(engine, job, attempt_no, logger, declared_steps=spec.steps if spec else ())
 	fields = {"job_id": job["name"], "job_type": job["job_type"], "attempt": attempt_no}
 	logger.info(
 		"Job started job_id=%s type=%s attempt=%d", job["name"], job["job_type"], attempt_no, extra=fields
@@ -159,11 +160,13 @@ def attempt(engine: "Engine", claimed: Claim) -> Outcome:
 			value = claimed.handler(ctx, **json.loads(job["input_parameters"] or "{}"))
 		values = {**_result_values(value), "progress_message": ctx.job.get("progress_message")}
 	except JobCanceled as exc:
+		_record_step_failure(ctx, f"Canceled: {exc}", timed_out=False)
 		progress = {"progress": ctx.job["progress"], "progress_message": ctx.job.get("progress_message")}
 		return Outcome(states.CANCELED, f"Canceled at checkpoint: {exc}", progress)
 	except (Exception, JobTimedOut) as exc:
-		rules = engine.handlers.error_rules(job["job_type"], claimed.job_type.get("handler", ""))
+		rules = (spec.retry_on, spec.give_up_on) if spec else ((), ())
 		failure = Failure.of(exc, traceback.format_exc(), rules)
+		_record_step_failure(ctx, failure.error_message, failure.timed_out)
 		log_failure(claimed, time.monotonic() - started, failure)
 		return Outcome(states.FAILED, failure=failure)
 	duration = time.monotonic() - started
@@ -176,6 +179,15 @@ def attempt(engine: "Engine", claimed: Claim) -> Outcome:
 		extra={**fields, "duration": duration},
 	)
 	return Outcome(states.COMPLETED, f"Completed in {duration:.3f}s", values)
+
+
+def _record_step_failure(ctx: JobContext, message: str, timed_out: bool) -> None:
+	"""The step the attempt failed in, saved after the handler's writes were rolled back; saving
+	it must not hide the attempt's own outcome."""
+	try:
+		ctx.steps.record_failure(message, timed_out)
+	except Exception:
+		logger.warning("Saving a failed step failed job_id=%s", ctx.job_id, exc_info=True)
 
 
 def log_failure(claimed: Claim, duration: float, failure: Failure) -> None:
@@ -394,26 +406,3 @@ def _heartbeat(engine: "Engine", job: dict) -> Iterator[None]:
 	finally:
 		stop.set()
 		thread.join()
-
-
-@contextmanager
-def deadline(seconds: float) -> Iterator[None]:
-	"""Raise JobTimedOut in the handler after `seconds`, restoring any outer alarm (RQ's own
-	timeout, set a little longer as a backstop) afterwards. Needs the main thread."""
-	if not seconds or threading.current_thread() is not threading.main_thread():
-		yield
-		return
-
-	def on_alarm(_signum, _frame):
-		raise JobTimedOut(f"exceeded its timeout of {seconds}s")
-
-	previous_handler = signal.signal(signal.SIGALRM, on_alarm)
-	previous_delay, _ = signal.setitimer(signal.ITIMER_REAL, seconds)
-	started = time.monotonic()
-	try:
-		yield
-	finally:
-		signal.setitimer(signal.ITIMER_REAL, 0)
-		signal.signal(signal.SIGALRM, previous_handler)
-		if previous_delay:
-			signal.setitimer(signal.ITIMER_REAL, max(0.001, previous_delay - (time.monotonic() - started)))

@@ -138,6 +138,11 @@ class Store(Protocol):
 		"""update(), committed at once and apart from any transaction the caller holds open: for
 		progress and heartbeats, which watchers must see while the handler's own work is pending."""
 
+	def commit_work(self) -> None:
+		"""Make what the running handler wrote so far durable, with the engine's rows written since
+		(a completed step's record): a later attempt then finds both. A store whose writes commit
+		on their own, with handlers that never write through it, has nothing to do."""
+
 	def delete(self, doctype: str, filters: Sequence[Filter]) -> int: ...
 
 	def delete_references(self, doctype: str, names: Sequence[str]) -> None:

@@ -1,11 +1,15 @@
-"""What a handler sees while it runs: progress reporting and cooperative cancellation."""
+"""What a handler sees while it runs: progress reporting, cooperative cancellation and named
+steps (steps.py)."""
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import states
 from .errors import JobCanceled
+from .steps import Steps
 from .transitions import JOB
 
 
@@ -21,6 +25,9 @@ class JobContext:
 	job: dict
 	attempt: int
 	logger: logging.Logger
+	declared_steps: tuple[str, ...] = ()
+	reports_own_progress: bool = False  # once the handler calls progress(), steps leave it alone
+	steps: Steps | None = None
 	_last_publish: float = 0.0
 	_last_persist: float = 0.0
 	_last_check: float = field(default_factory=time.monotonic)
@@ -42,7 +49,24 @@ class JobContext:
 		"""Stable across attempts: execution is at-least-once, so side effects should key on it."""
 		return self.job["name"]
 
+	def __post_init__(self) -> None:
+		if self.steps is None:
+			self.steps = Steps(self.engine, self.job, self.attempt, self.declared_steps)
+
+	def step(self, name: str, fn: Callable, *args, timeout: float | None = None, **kwargs) -> Any:
+		"""`fn(*args, **kwargs)` as the step `name`, unless an earlier attempt of this job completed
+		it: then its saved result, without calling `fn`. The result must be JSON; the handler gets
+		it back as JSON decodes it, on the first run as on reuse. Past `timeout` seconds the step
+		fails the attempt as Timed Out (the retry policy applies)."""
+		return self.steps.run(self, name, fn, args, kwargs, timeout)
+
 	def progress(self, percent: float, message: str | None = None) -> None:
+		self._report(percent, message)
+
+	def _report(self, percent: float, message: str | None = None, own: bool = True) -> None:
+		"""progress(); `own` False for the engine's reports (steps), which yield to the handler's."""
+		if own:
+			self.reports_own_progress = True
 		percent = max(0.0, min(100.0, float(percent)))
 		self.job["progress"] = percent
 		if message is not None:

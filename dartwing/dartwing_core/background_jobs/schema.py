@@ -9,8 +9,13 @@ from pathlib import Path
 from .errors import ValidationError
 
 DOCTYPE_DIR = Path(__file__).resolve().parent.parent / "doctype"
-DOCTYPES = ("Organization", "Job Type", "Background Job", "Job Execution Log")
-LAYOUT_TYPES = {"Section Break", "Column Break", "Tab Break", "HTML", "Button", "Heading"}
+DOCTYPES = ("Organization", "Job Type", "Background Job", "Job Execution Log", "Background Job Step")
+# Fields without a column of their own: layout, and Table (its rows live in the child doctype's
+# table, pointing at their parent).
+LAYOUT_TYPES = {"Section Break", "Column Break", "Tab Break", "HTML", "Button", "Heading", "Table"}
+# The columns Frappe gives a child table's rows (istable doctypes): which document, and which of
+# its Table fields, a row belongs to.
+CHILD_COLUMNS = ("parent", "parentfield", "parenttype")
 
 
 def table_name(doctype: str) -> str:
@@ -26,6 +31,10 @@ def load(doctype: str) -> dict:
 @cache
 def data_fields(doctype: str) -> tuple[dict, ...]:
 	return tuple(f for f in load(doctype)["fields"] if f["fieldtype"] not in LAYOUT_TYPES)
+
+
+def is_child_table(doctype: str) -> bool:
+	return bool(load(doctype).get("istable"))
 
 
 def composite_indexes(doctype: str) -> list[list[str]]:

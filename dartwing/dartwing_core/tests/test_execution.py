@@ -29,6 +29,54 @@ class TestExecution(DartwingTestCase):
 		self.assertTrue(history["chain_valid"])
 		self.assertEqual([e["to_status"] for e in history["entries"]], ["Queued", "Running", "Completed"])
 
+	def test_a_retry_reuses_a_step_committed_before_the_failure(self):
+		# Given a job whose first step writes a ToDo and whose second step fails once
+		note = f"dw-steps-{frappe.generate_hash(length=8)}"
+		job = self.submit_as(self.member_a, job_type="steps_job", note=note)
+		run_bench_worker()
+		failed = self.wait_for(job["job_id"], {"Failed", "Dead Letter", "Completed"}, timeout=10)
+		self.assertEqual(failed["status"], "Failed", failed["error_message"])
+		# the first step's ToDo was committed with its record, though the attempt then failed
+		self.assertEqual(frappe.db.count("ToDo", {"description": note}), 1)
+		steps = frappe.get_doc(JOB, job["job_id"]).steps  # the form's child table
+		self.assertEqual(
+			[(s.step_name, s.status) for s in steps], [("write", "Completed"), ("flaky", "Failed")]
+		)
+		self.assertEqual(steps[1].error, f"TransientError: {note}: flaky on attempt 1")
+
+		# When the retry runs
+		scheduler_tick()
+		run_bench_worker()
+
+		# Then the first step was not run again: one ToDo, whose name the retry reused
+		row = self.wait_for(job["job_id"], {"Completed", "Dead Letter"}, timeout=10)
+		self.assertEqual(row["status"], "Completed", row["error_message"])
+		todo = frappe.get_all("ToDo", filters={"description": note}, pluck="name")
+		self.assertEqual(len(todo), 1)
+		self.assertEqual(json.loads(row["result"]), {"todo": todo[0], "flaky_passed_on": 2})
+		self.assertEqual(row["progress"], 100)
+		steps = frappe.get_doc(JOB, job["job_id"]).steps
+		self.assertEqual(
+			[(s.step_name, s.status, s.attempt) for s in steps],
+			[("write", "Completed", 1), ("flaky", "Completed", 2), ("finish", "Completed", 2)],
+		)
+		history = self.engine.history(job["job_id"])
+		self.assertTrue(history["chain_valid"])
+		notes = [
+			e["message"].split(" in ")[0] for e in history["entries"] if e["from_status"] == e["to_status"]
+		]
+		self.assertEqual(
+			notes,
+			[
+				"Step write completed",
+				f"Step flaky failed: TransientError: {note}: flaky on attempt 1",
+				"Step flaky completed",
+				"Step finish completed",
+			],
+		)
+		frappe.db.delete("ToDo", {"description": note})
+		frappe.db.commit()
+
 	def test_the_job_runs_as_its_owner(self):
 		job = self.submit_as(self.member_a, job_type="whoami_job")
 		run_bench_worker()

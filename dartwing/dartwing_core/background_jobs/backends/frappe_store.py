@@ -395,6 +395,14 @@ class FrappeStore:
 			raise error
 		return outcome["changed"]
 
+	def commit_work(self) -> None:
+		"""In a handler, its transaction holds its own writes and the engine's (a step's record,
+		its history note): commit them together, as a handler's frappe.db.commit() would, so a
+		retry after a failure or a crash finds the step done with its effects. Elsewhere every
+		write of this store has committed already."""
+		if getattr(frappe.local, "dartwing_in_handler", False) and getattr(frappe.local, "db", None):
+			frappe.db.commit()
+
 	@_written
 	def delete(self, doctype: str, filters: Sequence[Filter]) -> int:
 		table = frappe.qb.DocType(doctype)

@@ -596,6 +596,10 @@ class SqlStore:
 		write already commits on its own."""
 		return self.update(doctype, name, values, expect)
 
+	def commit_work(self) -> None:
+		"""Every write outside transaction() has committed already, and handlers keep their own
+		connections: nothing is pending."""
+
 	def delete(self, doctype: str, filters: Sequence[Filter]) -> int:
 		shape, params = _filter_shape(filters)
 

@@ -26,6 +26,8 @@ class BackgroundJob(TenantDocument):
 	if TYPE_CHECKING:
 		from frappe.types import DF
 
+		from dartwing.dartwing_core.doctype.background_job_step.background_job_step import BackgroundJobStep
+
 		active_hash: DF.Data | None
 		cancel_requested_at: DF.Datetime | None
 		canceled_at: DF.Datetime | None
@@ -57,6 +59,7 @@ class BackgroundJob(TenantDocument):
 		status: DF.Literal[
 			"Pending", "Queued", "Running", "Completed", "Failed", "Timed Out", "Canceled", "Dead Letter"
 		]
+		steps: DF.Table[BackgroundJobStep]
 		timeout_seconds: DF.Int
 		transition_count: DF.Int
 		triggered_by: DF.Data | None
