@@ -52,6 +52,7 @@ permission_query_conditions = {
 	"Background Job": f"{_PERMISSIONS}.background_job_query",
 	"Job Execution Log": f"{_PERMISSIONS}.job_execution_log_query",
 	"Background Job Step": f"{_PERMISSIONS}.background_job_step_query",
+	"Background Job Item": f"{_PERMISSIONS}.background_job_item_query",
 	# Files attached to, and tags of, tenant documents; saved views over the tenant doctypes are
 	# their owner's (guards.py REFERENCES, SAVED_VIEWS)
 	**{doctype: f"{_GUARDS}.reference_query" for doctype in ("File", "Tag Link")},
@@ -63,6 +64,7 @@ has_permission = {
 	"Background Job": f"{_PERMISSIONS}.has_background_job_permission",
 	"Job Execution Log": f"{_PERMISSIONS}.has_job_execution_log_permission",
 	"Background Job Step": f"{_PERMISSIONS}.has_background_job_step_permission",
+	"Background Job Item": f"{_PERMISSIONS}.has_background_job_item_permission",
 	# Files attached to, and tags of, tenant documents (guards.py)
 	"File": f"{_GUARDS}.reference_permission",
 	"Tag Link": f"{_GUARDS}.reference_permission",

@@ -6,7 +6,7 @@ import signal
 import time
 from pathlib import Path
 
-from dartwing.dartwing_core.background_jobs import PermanentError, TransientError, job_handler
+from dartwing.dartwing_core.background_jobs import PermanentError, SkipItem, TransientError, job_handler
 
 
 @job_handler("t_echo", timeout=30, max_retries=2, base_delay=0, jitter=0, deduplication_window=300)
@@ -215,3 +215,69 @@ def t_step_timeout(ctx, marker: str, seconds: float = 5, timeout: float = 0.3):
 		return "slow done"
 
 	return {"slow": ctx.step("slow", slow, timeout=timeout)}
+
+
+def _rows(count: int) -> list[dict]:
+	return [{"id": f"r{n}", "n": n} for n in range(count)]
+
+
+def _items_handler(ctx, marker, count, fail, fail_attempts, skip, hang_at, pid_file, delay, fail_flag=""):
+	"""Processes `count` rows keyed by id, each call counted in `marker` as attempt:key:item_key.
+	Rows in `fail` fail in the first `fail_attempts` attempts, or while the file `fail_flag` exists."""
+
+	def process(row: dict):
+		_count_call(marker, f"{ctx.attempt}:{row['id']}:{ctx.item_key}")
+		if delay:
+			time.sleep(delay)
+		if row["n"] == hang_at and ctx.attempt == 1:
+			Path(pid_file).write_text(str(os.getpid()))
+			time.sleep(60)
+		if row["n"] in skip:
+			raise SkipItem(f"row {row['n']} is a duplicate")
+		failing = Path(fail_flag).exists() if fail_flag else ctx.attempt <= fail_attempts
+		if row["n"] in fail and failing:
+			raise ValueError(f"row {row['n']} has no amount")
+		return {"double": 2 * row["n"]}
+
+	return ctx.each(_rows(count), process, key=lambda row: row["id"])
+
+
+@job_handler("t_items", timeout=60, max_retries=2, base_delay=0, jitter=0, deduplication_window=0)
+def t_items(
+	ctx,
+	marker: str,
+	count: int = 10,
+	fail: tuple = (),
+	fail_attempts: int = 1,
+	skip: tuple = (),
+	hang_at: int = -1,
+	pid_file: str = "",
+	delay: float = 0,
+):
+	return _items_handler(ctx, marker, count, fail, fail_attempts, skip, hang_at, pid_file, delay)
+
+
+@job_handler("t_items_tolerant", timeout=60, max_retries=0, deduplication_window=0, max_failed_items=1)
+def t_items_tolerant(ctx, marker: str, count: int = 5, fail: tuple = (), fail_flag: str = ""):
+	return _items_handler(ctx, marker, count, fail, 1, (), -1, "", 0, fail_flag)
+
+
+@job_handler("t_items_misuse", timeout=30, max_retries=1, base_delay=0, deduplication_window=0)
+def t_items_misuse(ctx, misuse: str, count: int = 5):
+	"""Items the engine must refuse before writing any: keys that repeat, are empty or too long, an
+	item that is not JSON, a one-shot generator; or an item whose result is not JSON."""
+	rows = _rows(count)
+	key = lambda row: row["id"]  # noqa: E731
+	if misuse == "repeated_key":
+		key = lambda row: "same" if row["n"] in (1, 3) else row["id"]  # noqa: E731
+	elif misuse == "empty_key":
+		key = lambda row: "" if row["n"] == 3 else row["id"]  # noqa: E731
+	elif misuse == "long_key":
+		key = lambda row: "k" * 141 if row["n"] == 3 else row["id"]  # noqa: E731
+	elif misuse == "not_json":
+		rows[3]["when"] = {1, 2}
+	elif misuse == "generator":
+		return ctx.each((row for row in rows), lambda row: None, key=key)
+	elif misuse == "result_not_json":
+		return ctx.each(rows, lambda row: {row["n"]} if row["n"] == 2 else None, key=key)
+	return ctx.each(rows, lambda row: None, key=key)

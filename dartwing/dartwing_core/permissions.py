@@ -79,6 +79,10 @@ def job_execution_log_query(user: str | None = None) -> str:
 	return _of_reachable_jobs("`tabJob Execution Log`.`background_job`", user)
 
 
+def background_job_item_query(user: str | None = None) -> str:
+	return _of_reachable_jobs("`tabBackground Job Item`.`background_job`", user)
+
+
 def background_job_step_query(user: str | None = None) -> str:
 	"""Steps are read with their job's form; a list of them (Frappe lists a child table for a
 	reader of its parent doctype) holds only those of jobs the user may reach."""
@@ -102,3 +106,7 @@ def has_job_execution_log_permission(doc, ptype: str | None = None, user: str | 
 
 def has_background_job_step_permission(doc, ptype: str | None = None, user: str | None = None) -> bool:
 	return may_reach("Background Job Step", doc, user)
+
+
+def has_background_job_item_permission(doc, ptype: str | None = None, user: str | None = None) -> bool:
+	return may_reach("Background Job Item", doc, user)

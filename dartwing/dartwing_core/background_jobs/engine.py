@@ -21,9 +21,9 @@ from .errors import (
 )
 from .ports import Access, Events, Message, Queue, Store
 from .registry import Registry, registry
-from .serialize import job_to_api, log_to_api
+from .serialize import item_to_api, job_to_api, log_to_api
 from .settings import Settings
-from .transitions import JOB, LOG, Move, log_row, new_name, transition, transition_all
+from .transitions import ITEM, JOB, LOG, Move, log_row, new_name, transition, transition_all
 
 logger = logging.getLogger("dartwing.jobs")
 MAX_OFFSET = 2**31 - 1  # list offsets beyond this are bad input, not a database error
@@ -47,6 +47,13 @@ def check_name(field: str, value, *, required: bool = True) -> None:
 		value.encode()
 	except UnicodeEncodeError:
 		raise ValidationError(field, "is not valid Unicode text") from None
+
+
+def check_page(limit, offset) -> None:
+	if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 100:
+		raise ValidationError("limit", "must be an integer from 1 to 100")
+	if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset <= MAX_OFFSET:
+		raise ValidationError("offset", f"must be an integer from 0 to {MAX_OFFSET}")
 
 
 class AllowAll:
@@ -324,10 +331,7 @@ class Engine:
 		organizations: list[str] | None = None,
 	) -> dict:
 		"""One page of jobs, newest first. `organizations` bounds what the caller may see."""
-		if not isinstance(limit, int) or not 1 <= limit <= 100:
-			raise ValidationError("limit", "must be an integer from 1 to 100")
-		if not isinstance(offset, int) or not 0 <= offset <= MAX_OFFSET:
-			raise ValidationError("offset", f"must be an integer from 0 to {MAX_OFFSET}")
+		check_page(limit, offset)
 		check_name("organization", organization, required=False)
 		check_name("job_type", job_type, required=False)
 		if status is not None and status not in states.STATUSES:
@@ -371,6 +375,26 @@ class Engine:
 			"chain_problem": report.problem or None,
 		}
 
+	def job_items(self, job_id: str, status: str | None = None, limit: int = 20, offset: int = 0) -> dict:
+		"""One page of a job's items (ctx.each) in list order, of one status if given."""
+		from .items import ITEM_STATUSES
+
+		check_page(limit, offset)
+		if status is not None and status not in ITEM_STATUSES:
+			raise ValidationError("status", f"must be one of {', '.join(ITEM_STATUSES)}")
+		job = self.get_job(job_id)
+		filters = [("background_job", "=", job["name"])]
+		if status:
+			filters.append(("status", "=", status))
+		rows = self.store.get_all(ITEM, filters, order_by="item_index asc", limit=limit, offset=offset)
+		return {
+			"job_id": job["name"],
+			"items": [item_to_api(row, self.tz) for row in rows],
+			"total": self.store.count(ITEM, filters),
+			"limit": limit,
+			"offset": offset,
+		}
+
 	# -- actions ------------------------------------------------------------------------------
 
 	def cancel(self, job_id: str, user: str = "Administrator") -> dict:
@@ -405,16 +429,26 @@ class Engine:
 				return self.to_api(done)
 		raise InvalidState(f"job {job_id} kept changing; try again")
 
-	def retry(self, job_id: str, user: str = "Administrator") -> dict:
-		"""Admin retry of a Failed, Timed Out or Dead Letter job: queued now, with a fresh budget."""
+	def retry(self, job_id: str, user: str = "Administrator", failed_items_only: bool = False) -> dict:
+		"""Admin retry of a Failed, Timed Out or Dead Letter job: queued now, with a fresh budget.
+		It resumes from the job's saved steps and items (done ones are not run again);
+		`failed_items_only` asks for just that, and is refused when no item failed."""
 		check_name("user", user)
+		if not isinstance(failed_items_only, bool):
+			raise ValidationError("failed_items_only", "must be true or false")
 		job = self.get_job(job_id)
 		if job["status"] not in states.ADMIN_RETRYABLE:
 			raise InvalidState(
 				f"job {job_id} is {job['status']}; only {', '.join(states.ADMIN_RETRYABLE)} jobs can be retried"
 			)
+		message = f"Retried by {user}"
+		if failed_items_only:
+			failed = self.store.count(ITEM, [("background_job", "=", job_id), ("status", "=", "Failed")])
+			if not failed:
+				raise InvalidState(f"job {job_id} has no failed items to retry")
+			message = f"Retried by {user}: its {failed} failed items"
 		try:
-			done = self.requeue(job, actor=user, message=f"Retried by {user}", reset_retries=True)
+			done = self.requeue(job, actor=user, message=message, reset_retries=True)
 		except UniqueViolation:
 			self._raise_if_racer(job.get("job_hash"))
 			raise InvalidState(

@@ -149,7 +149,14 @@ def attempt(engine: "Engine", claimed: Claim) -> Outcome:
 	"""Run the handler once, as the job's owner and under its deadline; never raises."""
 	job, attempt_no = claimed.job, claimed.attempt
 	spec = engine.handlers.spec_for(job["job_type"], claimed.job_type.get("handler", ""))
-	ctx = JobContext(engine, job, attempt_no, logger, declared_steps=spec.steps if spec else ())
+	ctx = JobContext(
+		engine,
+		job,
+		attempt_no,
+		logger,
+		declared_steps=spec.steps if spec else (),
+		max_failed_items=spec.max_failed_items if spec else 0,
+	)
 	fields = {"job_id": job["name"], "job_type": job["job_type"], "attempt": attempt_no}
 	logger.info(
 		"Job started job_id=%s type=%s attempt=%d", job["name"], job["job_type"], attempt_no, extra=fields

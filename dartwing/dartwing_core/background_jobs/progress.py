@@ -9,6 +9,7 @@ from typing import Any
 
 from . import states
 from .errors import JobCanceled
+from .items import Items
 from .steps import Steps
 from .transitions import JOB
 
@@ -26,8 +27,10 @@ class JobContext:
 	attempt: int
 	logger: logging.Logger
 	declared_steps: tuple[str, ...] = ()
+	max_failed_items: int = 0
 	reports_own_progress: bool = False  # once the handler calls progress(), steps leave it alone
 	steps: Steps | None = None
+	items: Items | None = None
 	_last_publish: float = 0.0
 	_last_persist: float = 0.0
 	_last_check: float = field(default_factory=time.monotonic)
@@ -52,6 +55,23 @@ class JobContext:
 	def __post_init__(self) -> None:
 		if self.steps is None:
 			self.steps = Steps(self.engine, self.job, self.attempt, self.declared_steps)
+		if self.items is None:
+			self.items = Items(self.engine, self.job, self.attempt, self.max_failed_items)
+
+	@property
+	def item_key(self) -> str | None:
+		"""While ctx.each runs an item: `<job id>:<item key>`, the same in every attempt, for the
+		item's side effects to key on (an item may run again after a crash)."""
+		return self.items.current_key
+
+	def each(self, items, process: Callable[[Any], Any], key: Callable[[Any], Any] | None = None) -> dict:
+		"""Record every item once, then `process(item)` each one not yet done (see items.py): a
+		retry runs the failed ones, a run after a crash the unfinished ones. `items`: a list, a
+		range, or a function returning a fresh iterable (they are read twice, never held); `key`:
+		the item's key (a string or an integer, unique in the job), by default its position.
+		Returns the job's counts {total, done, failed, skipped}; raises ItemsFailed (transient)
+		after the other items ran when more failed than the handler's max_failed_items."""
+		return self.items.run(self, items, process, key)
 
 	def step(self, name: str, fn: Callable, *args, timeout: float | None = None, **kwargs) -> Any:
 		"""`fn(*args, **kwargs)` as the step `name`, unless an earlier attempt of this job completed

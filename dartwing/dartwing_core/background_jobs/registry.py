@@ -34,6 +34,8 @@ class JobTypeSpec:
 	# The step names the handler runs (ctx.step), in order: progress follows them, and a step of
 	# another name is an error. Empty: any name, and progress is the handler's own.
 	steps: tuple[str, ...] = ()
+	# Failed items (ctx.each) an attempt tolerates; beyond, it fails after the other items ran.
+	max_failed_items: int = 0
 
 	def as_job_type_row(self) -> dict:
 		return {
@@ -133,11 +135,13 @@ def job_handler(
 	retry_on: type[BaseException] | Iterable[type[BaseException]] = (),
 	give_up_on: type[BaseException] | Iterable[type[BaseException]] = (),
 	steps: Iterable[str] = (),
+	max_failed_items: int = 0,
 ) -> Callable[[Callable], Callable]:
 	"""Register `func(ctx, **params)` as the handler of job type `type_name` with its defaults.
 	`retry_on` / `give_up_on`: exception classes that make a failed attempt Transient (retried)
 	or Permanent (dead-lettered), checked before the built-in classification (retry.classify).
-	`steps`: the names of the handler's ctx.step calls, in order (progress follows them)."""
+	`steps`: the names of the handler's ctx.step calls, in order (progress follows them).
+	`max_failed_items`: failed items of ctx.each an attempt tolerates (default none)."""
 	retry_on, give_up_on = (
 		_exception_classes("retry_on", retry_on),
 		_exception_classes("give_up_on", give_up_on),
@@ -155,6 +159,8 @@ def job_handler(
 		}
 	)
 	steps = _step_names(steps)
+	if isinstance(max_failed_items, bool) or not isinstance(max_failed_items, int) or max_failed_items < 0:
+		problems.append(("max_failed_items", "must be a whole number, zero or more"))
 	if problems:
 		raise ValueError("; ".join(f"{field} {problem}" for field, problem in problems))
 
@@ -176,6 +182,7 @@ def job_handler(
 			retry_on=retry_on,
 			give_up_on=give_up_on,
 			steps=steps,
+			max_failed_items=max_failed_items,
 		)
 		registry.register(spec, func)
 		return func

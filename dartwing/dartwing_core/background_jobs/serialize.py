@@ -65,6 +65,12 @@ def job_to_api(job: dict, now: datetime, tz: tzinfo = timezone.utc) -> dict:
 		"timeout_seconds": job.get("timeout_seconds"),
 		"created_at": iso(job.get("creation"), tz),
 		"modified_at": iso(job.get("modified"), tz),
+		"items": {
+			"total": int(job.get("items_total") or 0),
+			"done": int(job.get("items_done") or 0),
+			"failed": int(job.get("items_failed") or 0),
+			"skipped": int(job.get("items_skipped") or 0),
+		},
 	}
 	for field in _TIMESTAMPS:
 		out[field] = iso(job.get(field), tz)
@@ -81,4 +87,17 @@ def log_to_api(log: dict, tz: tzinfo = timezone.utc) -> dict:
 		"message": log.get("message"),
 		"retry_attempt": log.get("retry_attempt"),
 		"entry_hash": log.get("entry_hash"),
+	}
+
+
+def item_to_api(item: dict, tz: tzinfo = timezone.utc) -> dict:
+	return {
+		"index": item["item_index"],
+		"key": item["item_key"],
+		"status": item["status"],
+		"attempt": item.get("attempt"),
+		"completed_at": iso(item.get("completed_at"), tz),
+		"result": _json(item.get("result")),
+		"error_type": item.get("error_type"),
+		"error_message": item.get("error_message"),
 	}

@@ -20,6 +20,8 @@ class Settings:
 	batch_size: int = 500
 	queue_prefix: str = "dartwing"
 	scheduler_interval: float = 1.0
+	max_items: int = 1_000_000  # items one ctx.each may record
+	item_flush_interval: float = 1.0  # item outcomes are written at least this often: a crash redoes them
 	# Submits a minute, per user and per organization (0: no limit). The Frappe app sets both.
 	submit_limit_per_user: int = 0
 	submit_limit_per_organization: int = 0

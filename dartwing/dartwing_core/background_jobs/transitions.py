@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 JOB = "Background Job"
 LOG = "Job Execution Log"
 STEP = "Background Job Step"  # a child table of JOB (steps.py)
+ITEM = "Background Job Item"  # a job's items, a doctype of their own (items.py)
 
 
 def new_name() -> str:

@@ -56,5 +56,7 @@ def build_metadata() -> tuple[sa.MetaData, dict[str, sa.Table]]:
 		)
 		for fields in schema.composite_indexes(doctype):
 			sa.Index(f"{'_'.join(fields)}_index", *(table.c[f] for f in fields), _table=table)
+		for fields in schema.unique_indexes(doctype):
+			sa.Index(f"{'_'.join(fields)}_unique", *(table.c[f] for f in fields), unique=True, _table=table)
 		tables[doctype] = table
 	return metadata, tables

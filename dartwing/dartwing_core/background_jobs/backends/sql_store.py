@@ -5,7 +5,7 @@ store's methods; the URL (sql_url.py), the tables (sql_schema.py), connection st
 import os
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
@@ -464,6 +464,17 @@ class SqlStore:
 		except sa.exc.IntegrityError as exc:
 			raise UniqueViolation(str(exc.orig)) from exc
 
+	def insert_many(self, doctype: str, rows: Sequence[dict]) -> None:
+		"""One executemany: SQLAlchemy sends it as multi-row INSERTs where the driver allows."""
+		if not rows:
+			return
+		values = [self._complete(doctype, row) for row in rows]
+		try:
+			with self._connection(write=True) as conn, self._savepoint(conn):
+				conn.execute(self.tables[doctype].insert(), values)
+		except sa.exc.IntegrityError as exc:
+			raise UniqueViolation(str(exc.orig)) from exc
+
 	def _insert_if_changed(self, doctype: str, columns: tuple[str, ...]) -> "Prepared":
 		"""INSERT ... SELECT ... FROM DUAL WHERE ROW_COUNT() = 1: in a batch, the row goes in only
 		when the UPDATE before it matched its row (ROW_COUNT() counts matched rows: SQLAlchemy
@@ -513,6 +524,20 @@ class SqlStore:
 
 		statement = self._statement(("update", doctype, fields, shape), build, fields)
 		return statement, {**values, **params, "p__name": name}
+
+	def update_all(self, doctype: str, filters: Sequence[Filter], values: dict) -> int:
+		shape, params = _filter_shape(filters)
+		fields = tuple(values)
+
+		def build() -> sa.Update:
+			table = self.tables[doctype]
+			for field in fields:
+				self._column(table, field)
+			return table.update().where(*self._where(table, shape))
+
+		statement = self._statement(("update_all", doctype, fields, shape), build, fields)
+		with self._connection(write=True) as conn:
+			return statement.rowcount(conn, {**values, **params})
 
 	def compare_and_set(
 		self,
@@ -595,6 +620,10 @@ class SqlStore:
 		"""Handlers never write through this store's connections: outside transaction() every
 		write already commits on its own."""
 		return self.update(doctype, name, values, expect)
+
+	def savepoint(self) -> AbstractContextManager[None]:
+		"""Handlers keep their own connections: nothing of theirs is in this store's."""
+		return nullcontext()
 
 	def commit_work(self) -> None:
 		"""Every write outside transaction() has committed already, and handlers keep their own
