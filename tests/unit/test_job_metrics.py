@@ -12,7 +12,7 @@ from dartwing.dartwing_core.background_jobs.dead_letter import send as dead_lett
 from dartwing.dartwing_core.background_jobs.executor import execute
 from dartwing.dartwing_core.background_jobs.transitions import JOB
 
-STATUSES = ("Pending", "Queued", "Running", "Completed", "Failed", "Timed Out", "Canceled", "Dead Letter")
+STATUSES = ("Pending", "Queued", "Running", "Completed", "Failed", "Timed Out", "Canceled", "Dead Letter", "Paused")
 # name{label="value",...} number, where a value escapes only backslash, double quote and newline
 SAMPLE_LINE = re.compile(
 	r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_]\w*="([^"\\\n]|\\["\\n])*",?)+\})? -?[0-9.e+-]+$'
@@ -76,6 +76,7 @@ def test_job_count_by_status_counts_each_status(engine):
 		"Timed Out": 0,
 		"Canceled": 1,
 		"Dead Letter": 0,
+		"Paused": 0,
 	}
 
 

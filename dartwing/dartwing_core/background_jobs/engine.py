@@ -429,6 +429,90 @@ class Engine:
 				return self.to_api(done)
 		raise InvalidState(f"job {job_id} kept changing; try again")
 
+	def pause(self, job_id: str, user: str = "Administrator") -> dict:
+		"""Pending, Queued and waiting jobs pause at once (a queue message that arrives later is
+		skipped); a Running one at its next checkpoint (a step, an item, progress), without
+		counting the attempt. Paused jobs wait for resume()."""
+		check_name("user", user)
+		for _ in range(5):
+			job = self.get_job(job_id)
+			if job["status"] == states.RUNNING:
+				if job.get("pause_requested_at"):
+					return self.to_api(job)
+				values = {"pause_requested_at": self.now(), "paused_by": user}
+				done = transition(
+					self, job, states.RUNNING, actor=user, message=f"Pause requested by {user}", values=values
+				)
+			elif job["status"] in states.PAUSABLE_AT_ONCE:
+				values = {"paused_at": self.now(), "paused_by": user, "next_retry_at": None}
+				done = transition(
+					self, job, states.PAUSED, actor=user, message=f"Paused by {user}", values=values
+				)
+			else:
+				raise InvalidState(
+					f"job {job_id} is {job['status']}; only {', '.join(states.PAUSABLE_AT_ONCE)} and "
+					"Running jobs can be paused"
+				)
+			if done:
+				return self.to_api(done)
+		raise InvalidState(f"job {job_id} kept changing; try again")
+
+	def resume(self, job_id: str, user: str = "Administrator") -> dict:
+		"""A Paused job goes back to the queue (or to Pending while its parent or its
+		organization's room waits) and continues from its saved steps and items."""
+		check_name("user", user)
+		job = self.get_job(job_id)
+		if job["status"] != states.PAUSED:
+			raise InvalidState(f"job {job_id} is {job['status']}; only Paused jobs can be resumed")
+		job_type = self.store.get("Job Type", job["job_type"]) or {}
+		if job_type.get("is_paused"):
+			raise InvalidState(f"job type {job['job_type']} is paused; resume the job type")
+		done = self._resume(job, user, f"Resumed by {user}")
+		if done is None:
+			raise InvalidState(f"job {job_id} changed while resuming; try again")
+		return self.to_api(done)
+
+	def _resume(self, job: dict, actor: str, message: str) -> dict | None:
+		org = self.store.get("Organization", job["organization"]) or {}
+		status = self._initial_status(job.get("depends_on"), job["organization"])
+		if status == states.QUEUED and (org.get("status") != "Active" or at_flight_limit(self, org)):
+			status = states.PENDING  # released as its organization's room (or its resumption) allows
+		if status == states.QUEUED:
+			return self.requeue(job, actor=actor, message=message)
+		values = {"paused_at": None, "paused_by": None, "pause_requested_at": None}
+		return transition(self, job, states.PENDING, actor=actor, message=message, values=values)
+
+	def pause_job_type(self, job_type: str, paused: bool = True, user: str = "Administrator") -> dict:
+		"""Pause a job type: its queued jobs wait (their messages are skipped, and the scheduler
+		leaves them alone), its running ones pause at their next checkpoint; submits are still
+		taken. Resuming sends its queued jobs again and resumes the jobs its pause paused."""
+		check_name("user", user)
+		check_name("job_type", job_type)
+		row = self.store.get("Job Type", job_type)
+		if row is None:
+			raise NotFound(f"job type {job_type!r} not found")
+		if bool(row.get("is_paused")) == paused:
+			raise InvalidState(f"job type {row['name']} is {'already' if paused else 'not'} paused")
+		self.store.update("Job Type", row["name"], {"is_paused": int(paused)})
+		logger.info("Job type %s %s by %s", row["name"], "paused" if paused else "resumed", user)
+		resumed = 0
+		if not paused:
+			queued = self.store.get_all(JOB, [("job_type", "=", row["name"]), ("status", "=", states.QUEUED)])
+			self.dispatch_all(queued)
+			waiting = self.store.get_all(
+				JOB,
+				[
+					("job_type", "=", row["name"]),
+					("status", "=", states.PAUSED),
+					("paused_by", "=", states.TYPE_PAUSE),
+				],
+			)
+			for job in waiting:
+				resumed += (
+					self._resume(job, user, f"Resumed with job type {row['name']} by {user}") is not None
+				)
+		return {"job_type": row["name"], "is_paused": paused, "resumed_jobs": resumed}
+
 	def retry(self, job_id: str, user: str = "Administrator", failed_items_only: bool = False) -> dict:
 		"""Admin retry of a Failed, Timed Out or Dead Letter job: queued now, with a fresh budget.
 		It resumes from the job's saved steps and items (done ones are not run again);
@@ -491,6 +575,9 @@ class Engine:
 			"queue_job_id": f"{job['name']}-{job['transition_count'] + 1}",
 			"next_retry_at": None,
 			"cancel_requested_at": None,
+			"pause_requested_at": None,
+			"paused_at": None,
+			"paused_by": None,
 			"worker_name": None,
 			"lease_expires_at": None,
 			"active_hash": job["job_hash"],

@@ -112,6 +112,11 @@ class JobTimedOut(JobInterrupt):
 	pass
 
 
+class JobPaused(JobInterrupt):
+	"""A pause was asked for (of the job, or of its job type): the run stops at its checkpoint
+	and the job waits, Paused, to be resumed; the attempt is not counted."""
+
+
 class StepTimedOut(JobTimedOut):
 	"""A step (ctx.step) ran past its own timeout: the attempt ends Timed Out, as for the job's."""
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import states
-from .errors import JobCanceled
+from .errors import JobCanceled, JobPaused
 from .items import Items
 from .steps import Steps
 from .transitions import JOB
@@ -34,6 +34,7 @@ class JobContext:
 	_last_publish: float = 0.0
 	_last_persist: float = 0.0
 	_last_check: float = field(default_factory=time.monotonic)
+	_cancel_seen: str = ""
 
 	@property
 	def job_id(self) -> str:
@@ -81,7 +82,9 @@ class JobContext:
 		return self.steps.run(self, name, fn, args, kwargs, timeout)
 
 	def progress(self, percent: float, message: str | None = None) -> None:
+		"""Also a place to pause (not to cancel: that stays checkpoint()'s)."""
 		self._report(percent, message)
+		self.checkpoint(cancel=False)
 
 	def _report(self, percent: float, message: str | None = None, own: bool = True) -> None:
 		"""progress(); `own` False for the engine's reports (steps), which yield to the handler's."""
@@ -113,15 +116,29 @@ class JobContext:
 		except Exception:
 			self.logger.warning("Saving progress failed job_id=%s", self.job_id, exc_info=True)
 
-	def checkpoint(self) -> None:
+	def checkpoint(self, cancel: bool = True) -> None:
 		"""Raise JobCanceled if a cancel was requested, or if this run no longer owns the job
-		(its lease lapsed and the scheduler gave the job to another worker)."""
+		(its lease lapsed and the scheduler gave the job to another worker); JobPaused if a pause
+		of the job or of its job type was. Reads the row (with its type's flag, in one query) at
+		most every checkpoint_interval. Steps and items call it; progress() too, for pauses."""
+		if cancel and self._cancel_seen:
+			raise JobCanceled(self._cancel_seen)
 		now = time.monotonic()
 		if now - self._last_check < self.engine.settings.checkpoint_interval:
 			return
 		self._last_check = now
-		row = self.engine.store.get(JOB, self.job_id)
+		row, linked = self.engine.store.get_with_links(JOB, self.job_id, _TYPE_PAUSED)
 		if row is None or row["status"] != states.RUNNING or row["queue_job_id"] != self.job["queue_job_id"]:
 			raise JobCanceled("this run no longer owns the job")
 		if row.get("cancel_requested_at"):
-			raise JobCanceled(f"canceled by {row.get('canceled_by') or 'a user'}")
+			# progress() reads for pauses only: the next checkpoint() cancels without a read
+			self._cancel_seen = f"canceled by {row.get('canceled_by') or 'a user'}"
+			if cancel:
+				raise JobCanceled(self._cancel_seen)
+		if row.get("pause_requested_at"):
+			raise JobPaused(f"paused by {row.get('paused_by') or 'a user'}")
+		if (linked["job_type"] or {}).get("is_paused"):
+			raise JobPaused(f"job type {row['job_type']} paused")
+
+
+_TYPE_PAUSED = {"job_type": ("Job Type", ["is_paused"])}

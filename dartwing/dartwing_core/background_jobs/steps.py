@@ -64,6 +64,7 @@ class Steps:
 		record = self._load().get(name)
 		if record is not None and record["status"] == COMPLETED:
 			return json.loads(record["result"])
+		ctx.checkpoint()  # a step is a place to stop: cancel, pause
 		record = self._start(name, record)
 		follows_steps = self.declared and not ctx.reports_own_progress
 		if follows_steps:
