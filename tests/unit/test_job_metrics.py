@@ -12,7 +12,17 @@ from dartwing.dartwing_core.background_jobs.dead_letter import send as dead_lett
 from dartwing.dartwing_core.background_jobs.executor import execute
 from dartwing.dartwing_core.background_jobs.transitions import JOB
 
-STATUSES = ("Pending", "Queued", "Running", "Completed", "Failed", "Timed Out", "Canceled", "Dead Letter", "Paused")
+STATUSES = (
+	"Pending",
+	"Queued",
+	"Running",
+	"Completed",
+	"Failed",
+	"Timed Out",
+	"Canceled",
+	"Dead Letter",
+	"Paused",
+)
 # name{label="value",...} number, where a value escapes only backslash, double quote and newline
 SAMPLE_LINE = re.compile(
 	r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_]\w*="([^"\\\n]|\\["\\n])*",?)+\})? -?[0-9.e+-]+$'
@@ -289,3 +299,19 @@ def test_metrics_computed_by_the_database_equal_the_python_reference(any_engine)
 		assert processing["count"] > 50
 		assert data["processing_time"] == processing
 		assert data["failure_rate_by_type"] == rates
+
+
+def test_items_processed_and_failed_per_type(engine, tmp_path):
+	job_id = engine.submit("t_items", "Acme", {"marker": str(tmp_path / "calls"), "fail": [1], "skip": [2]})[
+		"job_id"
+	]
+	assert execute(engine, job_id, engine.get_job(job_id)["queue_job_id"]) == "Failed"
+	engine.submit("t_echo", "Acme", {"value": "no items"})
+
+	data = metrics.collect(engine)
+	lines = metrics.to_prometheus(data).splitlines()
+
+	assert data["items_by_type"] == {"t_items": {"done": 8, "failed": 1, "skipped": 1}}
+	assert 'dartwing_items_processed{job_type="t_items"} 10' in lines
+	assert 'dartwing_items_failed{job_type="t_items"} 1' in lines
+	assert metrics.collect(engine, "Globex")["items_by_type"] == {}

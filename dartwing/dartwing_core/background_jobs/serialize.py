@@ -11,6 +11,8 @@ _TIMESTAMPS = (
 	"completed_at",
 	"canceled_at",
 	"cancel_requested_at",
+	"pause_requested_at",
+	"paused_at",
 	"next_retry_at",
 )
 
@@ -62,6 +64,7 @@ def job_to_api(job: dict, now: datetime, tz: tzinfo = timezone.utc) -> dict:
 		"owner_user": job.get("owner_user"),
 		"triggered_by": job.get("triggered_by"),
 		"canceled_by": job.get("canceled_by"),
+		"paused_by": job.get("paused_by"),
 		"timeout_seconds": job.get("timeout_seconds"),
 		"created_at": iso(job.get("creation"), tz),
 		"modified_at": iso(job.get("modified"), tz),
