@@ -71,3 +71,17 @@ def steps_job(ctx, note: str):
 	todo = ctx.step("write", write)
 	attempt = ctx.step("flaky", flaky)
 	return ctx.step("finish", lambda: {"todo": todo, "flaky_passed_on": attempt})
+
+
+@job_handler("items_job", timeout=60, max_retries=0, deduplication_window=0, max_failed_items=1)
+def items_job(ctx, note: str, count: int = 5, fail_at: int = 2):
+	"""Each item writes a ToDo; the item at `fail_at` fails after writing its own, which its
+	savepoint must take back while the other items' stay."""
+
+	def process(n: int):
+		frappe.get_doc({"doctype": "ToDo", "description": f"{note}-{n}"}).insert(ignore_permissions=True)
+		if n == fail_at:
+			raise ValueError(f"item {n} refused")
+		return {"item_key": ctx.item_key}
+
+	return ctx.each(range(count), process)

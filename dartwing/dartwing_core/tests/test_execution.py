@@ -77,6 +77,26 @@ class TestExecution(DartwingTestCase):
 		frappe.db.delete("ToDo", {"description": note})
 		frappe.db.commit()
 
+	def test_items_keep_their_writes_but_a_failed_items_writes_go(self):
+		note = f"dw-items-{frappe.generate_hash(length=8)}"
+		job = self.submit_as(self.member_a, job_type="items_job", note=note)
+		run_bench_worker()
+		row = self.wait_for(job["job_id"], {"Completed", "Dead Letter"}, timeout=10)
+		self.assertEqual(row["status"], "Completed", row["error_message"])  # max_failed_items 1
+		self.assertEqual(
+			(row["items_total"], row["items_done"], row["items_failed"], row["items_skipped"]), (5, 4, 1, 0)
+		)
+		todos = frappe.get_all("ToDo", filters={"description": ["like", f"{note}-%"]}, pluck="description")
+		self.assertEqual(sorted(todos), [f"{note}-{n}" for n in (0, 1, 3, 4)])  # item 2's rolled back
+		items = self.engine.job_items(job["job_id"])["items"]
+		self.assertEqual(
+			[i["status"] for i in items], ["Completed", "Completed", "Failed", "Completed", "Completed"]
+		)
+		self.assertEqual(items[2]["error_message"], "item 2 refused")
+		self.assertEqual(items[0]["result"], {"item_key": f"{job['job_id']}:0"})
+		frappe.db.delete("ToDo", {"description": ["like", f"{note}-%"]})
+		frappe.db.commit()
+
 	def test_the_job_runs_as_its_owner(self):
 		job = self.submit_as(self.member_a, job_type="whoami_job")
 		run_bench_worker()

@@ -37,7 +37,7 @@ class DartwingTestCase(FrappeAPITestCase):
 		cls.outsider = make_user(f"dw-outsider-{tag}@example.com", "Dartwing User")
 		cls.engine = get_engine()
 		import_handler_modules([TEST_HANDLERS])
-		for job_type in ("whoami_job", "writer_job", "hostile_job", "steps_job"):
+		for job_type in ("whoami_job", "writer_job", "hostile_job", "steps_job", "items_job"):
 			if not frappe.db.exists("Job Type", job_type):
 				row = registry.specs[job_type].as_job_type_row()
 				frappe.get_doc({"doctype": "Job Type", **row}).insert()
@@ -57,6 +57,7 @@ class DartwingTestCase(FrappeAPITestCase):
 		if jobs:
 			frappe.db.delete(LOG, {"background_job": ["in", jobs]})
 			frappe.db.delete(STEP, {"parent": ["in", jobs]})
+			frappe.db.delete("Background Job Item", {"background_job": ["in", jobs]})
 			frappe.db.delete(JOB, {"name": ["in", jobs]})
 		for user in (cls.admin, cls.member_a, cls.member_b, cls.outsider):
 			frappe.db.delete("User Permission", {"user": user["name"]})
