@@ -41,7 +41,7 @@ fixtures = [
 			[
 				"type_name",
 				"in",
-				["sample_job", "flaky_job", "broken_job", "slow_job", "long_job", "noop"],
+				["sample_job", "flaky_job", "broken_job", "slow_job", "long_job", "noop", "import_rows"],
 			]
 		],
 	},

@@ -233,3 +233,29 @@ def test_job_items_pages_and_checks_its_input(engine, tmp_path):
 		engine.job_items(job_id, status="Done")
 	with pytest.raises(ValidationError, match="limit: must be an integer from 1 to 100"):
 		engine.job_items(job_id, limit=0)
+
+
+def test_the_sample_import_runs_its_rows_through_steps_and_items(engine, tmp_path):
+	ledger = tmp_path / "ledger"
+	ledger.mkdir()
+	job_id = engine.submit("import_rows", "Acme", {"rows": 30, "delay": 0, "ledger": str(ledger)})["job_id"]
+
+	run_worker_burst(engine)
+
+	job = engine.status(job_id)
+	assert job["status"] == "Completed", job["error_message"]
+	assert job["result"] == {
+		"total": 30,
+		"done": 30,
+		"failed": 0,
+		"skipped": 0,
+		"output_reference": f"/files/import-{job_id}.csv",
+	}
+	assert job["progress"] == 100
+	assert sorted(path.name for path in ledger.iterdir()) == sorted(f"{job_id}-row-{n}" for n in range(30))
+	steps = engine.store.get_all("Background Job Step", [("parent", "=", job_id)], order_by="step_order asc")
+	assert [(s["step_name"], s["status"]) for s in steps] == [
+		("fetch", "Completed"),
+		("import", "Completed"),
+		("report", "Completed"),
+	]

@@ -52,9 +52,13 @@ def item_key(key: Callable[[Any], Any] | None, item: Any, index: int) -> str:
 	return value
 
 
+# One encoder for every item (json.dumps with options builds a new one per call).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+
+
 def checksum(item: Any, index: int) -> str:
 	try:
-		encoded = json.dumps(item, sort_keys=True, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+		encoded = _CANONICAL.encode(item)
 	except (TypeError, ValueError, RecursionError) as exc:
 		raise ValidationError(f"item {index}", f"is not JSON-serializable: {exc}") from None
 	return hashlib.sha256(encoded.encode("utf-8", "surrogatepass")).hexdigest()
@@ -80,14 +84,16 @@ class Items:
 		source = _source(items)
 		if not callable(process):
 			raise ValidationError("process", "must be a function of one item")
-		if not self.job.get("items_total") and not self._recorded():
+		recorded_now = not self.job.get("items_total") and not self._recorded()
+		if recorded_now:
 			self._record(source(), key)
 		counts = {field: int(self.job.get(field) or 0) for field in ("items_total", *COUNTERS.values())}
 		buffer: list[tuple[str, str, dict]] = []  # (row name, status before, values)
 		last_write = time.monotonic()
 		try:
 			for index, item, row in self._paired(source(), key):
-				digest = checksum(item, index)
+				# Recorded moments ago from this very list: its checksums are this list's.
+				digest = row["checksum"] if recorded_now else checksum(item, index)
 				if row["status"] in (COMPLETED, SKIPPED) and row["checksum"] == digest:
 					continue
 				ctx.checkpoint()
@@ -198,7 +204,8 @@ class Items:
 		try:
 			with self.engine.store.savepoint():
 				result = process(item)
-				values.update(status=COMPLETED, result=encode_result("item result", result))
+				encoded = None if result is None else encode_result("item result", result)
+				values.update(status=COMPLETED, result=encoded)
 		except SkipItem as exc:
 			values.update(status=SKIPPED, error_message=str(exc)[:10000])
 		except Exception as exc:
@@ -209,11 +216,10 @@ class Items:
 		"""A batch of outcomes and the job's counts in one transaction: one UPDATE per distinct
 		outcome (no-op items share one), chunked so IN lists stay short."""
 		now = self.engine.now()
-		groups: dict[str, tuple[dict, list[str]]] = {}
+		groups: dict[tuple, tuple[dict, list[str]]] = {}
 		for name, _before, values in buffer:
 			values = {**values, "completed_at": now}
-			signature = json.dumps(values, sort_keys=True, default=str)
-			groups.setdefault(signature, (values, []))[1].append(name)
+			groups.setdefault(tuple(values.items()), (values, []))[1].append(name)
 		with self.engine.store.transaction():
 			for values, names in groups.values():
 				for start in range(0, len(names), PAGE):
