@@ -1,5 +1,5 @@
-"""What a handler sees while it runs: progress reporting, cooperative cancellation and named
-steps (steps.py)."""
+"""What a handler sees while it runs: progress reporting, cooperative cancellation and pausing,
+named steps (steps.py) and items (items.py)."""
 
 import logging
 import time

@@ -97,6 +97,23 @@ class TestExecution(DartwingTestCase):
 		frappe.db.delete("ToDo", {"description": ["like", f"{note}-%"]})
 		frappe.db.commit()
 
+	def test_a_paused_job_is_skipped_by_the_worker_and_runs_once_resumed(self):
+		job = self.submit_as(self.member_a, steps=1, delay=0, label="paused")
+		self.engine.pause(job["job_id"], user=self.member_a["name"])
+		run_bench_worker()  # its message arrives and is skipped
+		self.assertEqual(self.row(job["job_id"])["status"], "Paused")
+		self.engine.resume(job["job_id"], user=self.member_a["name"])
+		run_bench_worker()
+		row = self.wait_for(job["job_id"], {"Completed", "Dead Letter"}, timeout=10)
+		self.assertEqual(row["status"], "Completed", row["error_message"])
+		self.assertEqual(row["retry_count"], 0)
+		history = self.engine.history(job["job_id"])
+		self.assertTrue(history["chain_valid"])
+		self.assertEqual(
+			[e["to_status"] for e in history["entries"]],
+			["Queued", "Paused", "Queued", "Running", "Completed"],
+		)
+
 	def test_the_job_runs_as_its_owner(self):
 		job = self.submit_as(self.member_a, job_type="whoami_job")
 		run_bench_worker()
