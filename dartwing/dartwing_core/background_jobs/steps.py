@@ -94,6 +94,7 @@ class Steps:
 			ctx._report(progress["progress"], progress["progress_message"], own=False)
 		note_run(self.engine, self.job, f"Step {name} completed in {duration:.3f}s", progress)
 		self.engine.store.commit_work()  # the step's own writes and its record, durable together
+		self.engine.publish("job_progress", self.job)  # watchers (the desk form) see the step at once
 		return json.loads(encoded)
 
 	def record_failure(self, message: str, timed_out: bool) -> None:

@@ -132,6 +132,13 @@ function on_job_event(frm, job) {
 
 	frm._dw_live = job;
 	update_progress(frm, job);
+	// A step's completion (a history note) changes the row's modified time without a status
+	// change: reload, so the Steps table and the details follow the job live.
+	const seen = frm._dw_modified_at;
+	frm._dw_modified_at = job.modified_at;
+	if (seen && job.modified_at && job.modified_at !== seen && is_form_visible(frm)) {
+		(frm.debounced_reload_doc || frm.reload_doc).call(frm);
+	}
 }
 
 function is_form_visible(frm) {
