@@ -281,3 +281,14 @@ def t_items_misuse(ctx, misuse: str, count: int = 5):
 	elif misuse == "result_not_json":
 		return ctx.each(rows, lambda row: {row["n"]} if row["n"] == 2 else None, key=key)
 	return ctx.each(rows, lambda row: None, key=key)
+
+
+@job_handler("t_fails_after_pause", timeout=30, max_retries=3, base_delay=0, jitter=0, deduplication_window=0)
+def t_fails_after_pause(ctx, wait: float = 20):
+	"""Never reaches a checkpoint: waits (up to `wait` s) for a pause request, then fails transiently."""
+	deadline = time.monotonic() + wait
+	while time.monotonic() < deadline:
+		if ctx.engine.store.get("Background Job", ctx.job_id).get("pause_requested_at"):
+			break
+		time.sleep(0.05)
+	raise TransientError("upstream unavailable")

@@ -137,3 +137,37 @@ def test_pause_and_resume_refuse_states_that_do_not_allow_them(engine):
 	with pytest.raises(NotFound, match="job type 'nope' not found"):
 		engine.pause_job_type("nope")
 	assert engine.history(job_id)["chain_valid"]
+
+
+def test_an_attempt_that_fails_after_a_pause_request_waits_paused_instead_of_retrying(engine, live_worker):
+	job_id = engine.submit("t_fails_after_pause", "Acme")["job_id"]
+	live_worker()
+	wait_until(lambda: engine.status(job_id)["status"] == "Running", 30, "the job to start")
+
+	engine.pause(job_id, user="ops@example.com")
+
+	job = wait_until(
+		lambda: (j := engine.get_job(job_id))["status"] == "Paused" and j,
+		10,
+		"the failed attempt to pause the job",
+	)
+	assert (job["retry_count"], job["next_retry_at"], job["pause_requested_at"]) == (1, None, None)
+	assert job["error_message"] == "TransientError: upstream unavailable"
+	assert engine.history(job_id)["entries"][-1]["message"] == (
+		"Paused as requested; the attempt failed: TransientError: upstream unavailable"
+	)
+	assert scheduler.tick(engine)["requeue_due_retries"] == 0  # no retry while paused
+
+
+def test_a_job_canceled_mid_items_keeps_the_outcomes_of_the_items_it_ran(engine, live_worker, tmp_path):
+	marker = tmp_path / "calls"
+	job_id = engine.submit("t_items", "Acme", {"marker": str(marker), "count": 40, "delay": 0.05})["job_id"]
+	live_worker()
+	wait_until(lambda: marker.exists() and len(marker.read_text().split()) >= 5, 30, "five items to run")
+
+	engine.cancel(job_id)
+
+	wait_until(lambda: engine.status(job_id)["status"] == "Canceled", 10, "the job to stop")
+	ran = len(marker.read_text().split())
+	assert engine.get_job(job_id)["items_done"] == ran < 40
+	assert engine.store.count(ITEM, [("background_job", "=", job_id), ("status", "=", "Completed")]) == ran
