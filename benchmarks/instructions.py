@@ -12,8 +12,9 @@ share moves by up to about 2 M per job, because RQ's worker also does housekeepi
 which ticks more often per job under valgrind.
 
 Modes: raw RQ `Worker` (fork per job) and `SimpleWorker` (no fork); the engine's default worker
-(one long-lived child) and `--fork-per-job`. Not counted: the kernel's work (fork, page faults,
-I/O), which throughput.py's CPU figures include.
+(one long-lived child) and `--fork-per-job`; with `--otel absent,api,sdk`, each mode again without
+OpenTelemetry installed, with the API alone, and with an SDK recording spans. Not counted: the
+kernel's work (fork, page faults, I/O), which throughput.py's CPU figures include.
 
 	.venv/bin/python benchmarks/instructions.py --jobs 10 --db sqlite
 """
@@ -75,13 +76,16 @@ def counted_drain(mode: str, raw_queue: str, env: dict, out: Path) -> tuple[int,
 	return own, list(by_pid.values())
 
 
-def measure(kind: str, jobs: int, modes: Sequence[str] = MODES) -> dict | None:
+OTEL = ("absent", "api", "sdk")
+
+
+def measure(kind: str, jobs: int, modes: Sequence[str] = MODES, otel: str | None = None) -> dict | None:
 	prefix = f"dwinstr-{uuid.uuid4().hex[:6]}"
 	with tempfile.TemporaryDirectory() as tmp, bench_engine(kind, Path(tmp), prefix) as ready:
 		if ready is None:
 			return None
 		engine, env = ready
-		env = {**env, "DARTWING_LOG_LEVEL": "WARNING"}
+		env = {**env, "DARTWING_LOG_LEVEL": "WARNING", **({"BENCH_OTEL": otel} if otel else {})}
 		raw = Queue(f"{prefix}-raw", connection=engine.queue.redis)
 		results = {}
 		for mode in modes:
@@ -115,26 +119,39 @@ def main() -> None:
 	parser.add_argument(
 		"--modes", default=",".join(MODES), help="a comma-separated subset of " + ",".join(MODES)
 	)
+	parser.add_argument(
+		"--otel",
+		default="",
+		help="repeat each mode with OpenTelemetry: a comma-separated subset of "
+		+ ",".join(OTEL)
+		+ " (not installed; the API without an SDK; an SDK recording every span, exporting none)",
+	)
 	args = parser.parse_args()
 	modes = [mode.strip() for mode in args.modes.split(",")]
+	otel_settings = [setting.strip() for setting in args.otel.split(",") if setting.strip()] or [None]
+	if not set(otel_settings) <= {None, *OTEL}:
+		raise SystemExit(f"--otel: choose from {', '.join(OTEL)}")
 	if shutil.which("valgrind") is None:
 		raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind); nothing measured")
 	import_handler_modules(["dartwing.dartwing_core.background_jobs.samples"])
 	print(f"{args.jobs} no-op jobs per mode, one worker under callgrind; millions of instructions per job")
 	print(
-		f"{'database':<11}{'mode':<13}{'work-horse':>11}{'worker':>9}{'supervisor':>11}{'total':>9}"
+		f"{'database':<11}{'mode':<20}{'work-horse':>11}{'worker':>9}{'supervisor':>11}{'total':>9}"
 		f"{'SimpleWorker / mode':>21}{'Worker / mode':>15}"
 	)
 	for kind in args.db.split(","):
-		results = measure(kind.strip(), args.jobs, modes)
-		if not results:
-			continue
-		totals = {mode: sum(parts) for mode, parts in results.items()}
-		for mode, (horse, worker, supervisor) in results.items():
-			print(
-				f"{kind:<11}{mode:<13}{horse / 1e6:>11.2f}{worker / 1e6:>9.2f}{supervisor / 1e6:>11.2f}"
-				f"{totals[mode] / 1e6:>9.2f}{_ratio(totals, 'raw-simple', mode):>21}{_ratio(totals, 'raw', mode):>15}"
-			)
+		for otel in otel_settings:
+			results = measure(kind.strip(), args.jobs, modes, otel)
+			if not results:
+				continue
+			totals = {mode: sum(parts) for mode, parts in results.items()}
+			for mode, (horse, worker, supervisor) in results.items():
+				label = f"{mode} otel={otel}" if otel else mode
+				print(
+					f"{kind:<11}{label:<20}{horse / 1e6:>11.2f}{worker / 1e6:>9.2f}{supervisor / 1e6:>11.2f}"
+					f"{totals[mode] / 1e6:>9.2f}{_ratio(totals, 'raw-simple', mode):>21}"
+					f"{_ratio(totals, 'raw', mode):>15}"
+				)
 
 
 def _ratio(totals: dict, baseline: str, mode: str) -> str:

@@ -9,8 +9,8 @@ end (unless --keep).
 
 The fill does not go through submit: rows are written as TSV files bucketed by name, sorted, and
 bulk-loaded (LOAD DATA LOCAL INFILE on MariaDB, COPY on PostgreSQL) with the secondary indexes
-dropped, which create_schema() then rebuilds. Names stay random (uncorrelated with time), as
-the engine makes them, so no read is helped by rows of one day sharing pages.
+dropped, which create_schema() then rebuilds. Each row is named from its creation time, as the
+engine names rows (transitions.new_name: time-ordered, then random).
 
 	.venv/bin/python benchmarks/million.py --db mariadb
 	.venv/bin/python benchmarks/million.py --db mariadb --jobs 2000 --purge 600   # a smoke run
@@ -22,7 +22,6 @@ import json
 import math
 import os
 import random
-import secrets
 import signal
 import statistics
 import subprocess
@@ -34,7 +33,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -45,7 +44,7 @@ from dartwing.dartwing_core.background_jobs.backends.standalone import build_eng
 from dartwing.dartwing_core.background_jobs.engine import utcnow
 from dartwing.dartwing_core.background_jobs.registry import import_handler_modules
 from dartwing.dartwing_core.background_jobs.settings import Settings
-from dartwing.dartwing_core.background_jobs.transitions import JOB, LOG
+from dartwing.dartwing_core.background_jobs.transitions import JOB, LOG, new_name
 
 SAMPLES = "dartwing.dartwing_core.background_jobs.samples"
 import_handler_modules([SAMPLES])
@@ -72,6 +71,10 @@ TARGETS_MS = {
 }
 
 
+def _epoch(naive_utc: datetime) -> float:
+	return naive_utc.replace(tzinfo=timezone.utc).timestamp()
+
+
 def nearest_rank(values: list[float], percent: int) -> float:
 	ordered = sorted(values)
 	return ordered[max(0, math.ceil(percent * len(ordered) / 100) - 1)]
@@ -81,16 +84,18 @@ def nearest_rank(values: list[float], percent: int) -> float:
 
 
 class Buckets:
-	"""TSV files of rows bucketed by the first two hex digits of their (random) name, so each
-	bucket can be sorted in memory and loaded in primary-key order."""
+	"""TSV files of rows bucketed by the time in their (time-ordered) name, 256 slices of the
+	fill's span, so each bucket can be sorted in memory and loaded in primary-key order."""
 
-	def __init__(self, folder: Path, table: str):
+	def __init__(self, folder: Path, table: str, first: datetime, last: datetime):
 		self.folder = folder / table
 		self.folder.mkdir()
-		self.files = {f"{i:02x}": open(self.folder / f"{i:02x}.tsv", "w") for i in range(256)}
+		self.first, self.span = _epoch(first) * 1000, max(1.0, (_epoch(last) - _epoch(first)) * 1000)
+		self.files = {f"{i:03d}": open(self.folder / f"{i:03d}.tsv", "w") for i in range(256)}
 
 	def write(self, values: list) -> None:
-		self.files[values[0][:2]].write("\t".join(map(_tsv, values)) + "\n")
+		slice_ = int((int(values[0][:11], 16) - self.first) * 256 // self.span)
+		self.files[f"{min(255, max(0, slice_)):03d}"].write("\t".join(map(_tsv, values)) + "\n")
 
 	def sorted_files(self) -> Iterator[Path]:
 		for key, handle in self.files.items():
@@ -134,7 +139,8 @@ class Filler:
 		self.due_candidates: list[str] = []  # Failed jobs the tick benchmark makes due
 
 	def run(self, folder: Path) -> None:
-		job_files, log_files = Buckets(folder, "jobs"), Buckets(folder, "logs")
+		first = self.now - timedelta(days=self.days)
+		job_files, log_files = (Buckets(folder, table, first, self.now) for table in ("jobs", "logs"))
 		self.job_files, self.log_files = job_files, log_files
 		plan = [s for s, n in UNFINISHED.items() if s != "Pending" for _ in range(self._scaled(n))]
 		plan += ["Pending"] * self._scaled(UNFINISHED["Pending"])  # after Running: they wait on one
@@ -171,7 +177,7 @@ class Filler:
 		canonical = json.dumps(params, sort_keys=True, separators=(",", ":"))
 		job_hash = hashlib.sha256(f"{job_type}\0{org}\0{canonical}".encode()).hexdigest()
 		user = f"user{rng.randrange(20)}@{org}"
-		name = secrets.token_hex(8)
+		name = new_name(_epoch(created))
 		job = {
 			"name": name,
 			"creation": created,
@@ -208,7 +214,7 @@ class Filler:
 			if unfinished:
 				t = min(t, now - timedelta(seconds=1))
 			row = {
-				"name": secrets.token_hex(8),
+				"name": new_name(_epoch(t)),
 				"background_job": name,
 				"sequence": len(entries) + 1,
 				"from_status": previous,
@@ -242,7 +248,7 @@ class Filler:
 			job.update(completed_at=t, error_type=rng.choice(("Transient", "Permanent")))
 			job.update(error_message="upstream refused: 503", error_traceback=_TRACEBACK)
 		elif status == "Canceled":
-			job.update(canceled_at=t, canceled_by=user, completed_at=None)
+			job.update(canceled_at=t, canceled_by=user, completed_at=t)
 		elif status in ("Failed", "Timed Out"):
 			job.update(error_type="Transient", error_message="upstream busy", completed_at=t)
 			job["next_retry_at"] = now + timedelta(hours=rng.uniform(2, 12))  # not due during the run
@@ -561,7 +567,9 @@ def run(kind: str, args) -> None:
 			print(
 				f"{'':{len(kind) + 2}}purge: {purged['deleted']} jobs in {purged['seconds']:.1f} s, "
 				f"{purged['batches']} batches; meanwhile {purged['submitted_during']} jobs submitted "
-				f"and {purged['completed_during']} completed by the worker",
+				f"and {purged['completed_during']} completed by the worker; batches p99 "
+				f"{nearest_rank(batches, 99):.1f} ms, {sum(b > 100 for b in batches)} over 100 ms, "
+				f"longest five {', '.join(f'{b:.0f}' for b in sorted(batches)[-5:])} ms",
 				flush=True,
 			)
 			if args.keep:

@@ -2,6 +2,7 @@
 `raw` (stock rq.Worker, a forked work-horse per job) and `raw-simple` (rq.SimpleWorker, no fork)
 drain the raw RQ queue; `engine` runs exactly what `dartwing-jobs worker --burst -n COUNT` runs
 (long-lived children) and `engine-fork` what `--fork-per-job` runs, over the engine's queues.
+BENCH_OTEL (below) says whether OpenTelemetry is there.
 
 With BENCH_REPORT set, the worker appends one JSON line to that file describing its work loop
 alone (`Worker.work`, after imports and the engine's warm-up): when it started and ended
@@ -13,6 +14,12 @@ import os
 import resource
 import sys
 import time
+
+# BENCH_OTEL (instructions.py --otel): "absent" runs as if opentelemetry were not installed, "api"
+# with the API and no SDK (what an install of the [otel] extra alone gives), "sdk" with an SDK
+# that records every span and exports none (what creating the spans costs).
+if os.environ.get("BENCH_OTEL") == "absent":
+	sys.modules["opentelemetry"] = None  # type: ignore[assignment]  # its import raises ImportError
 
 from rq import Queue, SimpleWorker, Worker
 
@@ -82,6 +89,11 @@ if __name__ == "__main__":
 	if os.environ.get("BENCH_REPORT"):
 		reporting(worker_class)
 	import_handler_modules(["dartwing.dartwing_core.background_jobs.samples"])
+	if os.environ.get("BENCH_OTEL") == "sdk":
+		from opentelemetry import trace
+		from opentelemetry.sdk.trace import TracerProvider
+
+		trace.set_tracer_provider(TracerProvider())
 	engine = build_engine()
 	if mode.startswith("raw"):  # a stock RQ worker, as `rq worker --burst [-w rq.SimpleWorker]` runs it
 		queue = Queue(raw_queue, connection=engine.queue.redis)

@@ -19,8 +19,8 @@ _GUARDS = "dartwing.dartwing_core.guards"
 # dartwing_job_handlers = ["myapp.jobs"]
 dartwing_job_handlers = ["dartwing.dartwing_core.background_jobs.samples"]
 
-# Due retries, pending releases, orphan rescue, lost-message redispatch and hard stops: every
-# minute, each under a Redis lock so any number of bench schedulers act once. Cleanup: daily.
+# Due retries, pending releases, orphan rescue, lost-message redispatch, hard stops, due delayed
+# jobs and Job Schedules: every minute, each under a Redis lock so any number of bench schedulers act once. Cleanup: daily.
 scheduler_events = {
 	"cron": {"* * * * *": [f"{_TASKS}.scheduler_tick"]},
 	"daily": [f"{_TASKS}.purge_daily"],
@@ -53,6 +53,7 @@ permission_query_conditions = {
 	"Job Execution Log": f"{_PERMISSIONS}.job_execution_log_query",
 	"Background Job Step": f"{_PERMISSIONS}.background_job_step_query",
 	"Background Job Item": f"{_PERMISSIONS}.background_job_item_query",
+	"Job Schedule": f"{_PERMISSIONS}.job_schedule_query",
 	# Files attached to, and tags of, tenant documents; saved views over the tenant doctypes are
 	# their owner's (guards.py REFERENCES, SAVED_VIEWS)
 	**{doctype: f"{_GUARDS}.reference_query" for doctype in ("File", "Tag Link")},
@@ -65,6 +66,7 @@ has_permission = {
 	"Job Execution Log": f"{_PERMISSIONS}.has_job_execution_log_permission",
 	"Background Job Step": f"{_PERMISSIONS}.has_background_job_step_permission",
 	"Background Job Item": f"{_PERMISSIONS}.has_background_job_item_permission",
+	"Job Schedule": f"{_PERMISSIONS}.has_job_schedule_permission",
 	# Files attached to, and tags of, tenant documents (guards.py)
 	"File": f"{_GUARDS}.reference_permission",
 	"Tag Link": f"{_GUARDS}.reference_permission",

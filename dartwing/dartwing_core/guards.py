@@ -1,5 +1,5 @@
 """Tenancy on Frappe's own endpoints, for the tenant doctypes (Organization, Background Job,
-Job Execution Log).
+Job Execution Log, Job Schedule).
 
 `permission_query_conditions` and `has_permission` (permissions.py) hold wherever Frappe asks them.
 Some v15 endpoints do not ask: they load a document before checking, count or search with
@@ -38,13 +38,14 @@ from dartwing.dartwing_core.background_jobs.backends.frappe_events import emit, 
 from dartwing.dartwing_core.background_jobs.transitions import JOB, LOG
 from dartwing.dartwing_core.permissions import (
 	ORGANIZATION,
+	SCHEDULE,
 	is_admin,
 	may_reach,
 	organization_of,
 	organizations_sql,
 )
 
-TENANT_DOCTYPES = frozenset({ORGANIZATION, JOB, LOG})
+TENANT_DOCTYPES = frozenset({ORGANIZATION, JOB, LOG, SCHEDULE})
 _TENANT_DOCTYPES_FOLDED = frozenset(d.lower() for d in TENANT_DOCTYPES)
 
 
@@ -142,7 +143,7 @@ class TenantDocument(Document):
 def _exists_and_reachable(doctype: str, name: str, user: str | None = None) -> bool:
 	if doctype == ORGANIZATION:
 		row = frappe.db.get_value(doctype, name, ["name"], as_dict=True)
-	elif doctype == JOB:
+	elif doctype in (JOB, SCHEDULE):
 		row = frappe.db.get_value(doctype, name, ["name", "organization"], as_dict=True)
 	else:
 		row = frappe.db.get_value(doctype, name, ["name", "background_job"], as_dict=True)
@@ -558,11 +559,13 @@ def _unreachable_excluded(type_column: str, name_column: str, user: str | None) 
 		return ""
 	jobs = f"select `name` from `tabBackground Job` where `organization` in ({orgs})"
 	return (
-		f"(ifnull({type_column}, '') not in ('{ORGANIZATION}', '{JOB}', '{LOG}')"
+		f"(ifnull({type_column}, '') not in ('{ORGANIZATION}', '{JOB}', '{LOG}', '{SCHEDULE}')"
 		f" or ({type_column} = '{ORGANIZATION}' and {name_column} in ({orgs}))"
 		f" or ({type_column} = '{JOB}' and {name_column} in ({jobs}))"
 		f" or ({type_column} = '{LOG}' and {name_column} in"
-		f" (select `name` from `tabJob Execution Log` where `background_job` in ({jobs}))))"
+		f" (select `name` from `tabJob Execution Log` where `background_job` in ({jobs})))"
+		f" or ({type_column} = '{SCHEDULE}' and {name_column} in"
+		f" (select `name` from `tabJob Schedule` where `organization` in ({orgs}))))"
 	)
 
 

@@ -1,12 +1,13 @@
 """Tenancy: a user sees the organizations their User Permissions reach, and those organizations'
-jobs and job logs; System Manager and Dartwing Admin see all. Used by hooks.py for lists and
-documents."""
+jobs (with their logs, steps and items) and job schedules; System Manager and Dartwing Admin see
+all. Used by hooks.py for lists and documents."""
 
 import frappe
 
 from dartwing.dartwing_core.background_jobs.transitions import JOB
 
 ORGANIZATION = "Organization"
+SCHEDULE = "Job Schedule"  # background_jobs.schedules.SCHEDULE
 ADMIN_ROLES = ("System Manager", "Dartwing Admin")
 
 
@@ -38,7 +39,7 @@ def organization_of(doctype: str, row) -> str | None:
 	"""The organization a tenant document belongs to (a log or step row: its job's)."""
 	if doctype == ORGANIZATION:
 		return row.get("name")
-	if doctype == JOB:
+	if doctype in (JOB, SCHEDULE):
 		return row.get("organization")
 	return frappe.db.get_value(JOB, row.get(JOB_FIELD.get(doctype, "background_job")), "organization")
 
@@ -110,3 +111,19 @@ def has_background_job_step_permission(doc, ptype: str | None = None, user: str 
 
 def has_background_job_item_permission(doc, ptype: str | None = None, user: str | None = None) -> bool:
 	return may_reach("Background Job Item", doc, user)
+
+
+def job_schedule_query(user: str | None = None) -> str:
+	return _in_organizations("`tabJob Schedule`.`organization`", user)
+
+
+def has_job_schedule_permission(doc, ptype: str | None = None, user: str | None = None) -> bool:
+	"""Members of its organization see a schedule; only the user its jobs run as (owner_user) and
+	the admins change or delete it: an edit decides what runs under the owner's name."""
+	if doc.is_new():
+		return True  # the controller checks the organization (the engine's rules) on insert
+	if not may_reach(SCHEDULE, doc, user):
+		return False
+	if ptype in ("write", "delete", "submit", "cancel", "amend"):
+		return doc.get("owner_user") == (user or frappe.session.user) or is_admin(user)
+	return True

@@ -14,7 +14,8 @@ def run_job(background_job: str, message_id: str) -> str:
 
 
 def scheduler_tick() -> dict:
-	"""Per-minute cron: due retries, pending releases, orphan rescue, lost messages, hard stops."""
+	"""Per-minute cron: due retries, pending releases, orphan rescue, lost messages, hard stops,
+	due delayed jobs and Job Schedules (one job per schedule and due time, whatever runs it)."""
 	from dartwing.dartwing_core.background_jobs.scheduler import tick
 
 	read_committed()

@@ -5,6 +5,7 @@ import json
 import subprocess
 import time
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -154,6 +155,10 @@ def test_submit_duplicate_exits_3_naming_the_existing_job(engine):
 		(["t_echo", "--org", "Acme", "--priority", "Urgent"], "priority"),
 		(["t_echo", "--org", "Umbrella"], "organization"),
 		(["t_echo", "--org", "Acme", "--depends-on", "nosuchjob"], "depends_on"),
+		(["t_echo", "--org", "Acme", "--at", "noon"], "run_at"),
+		(["t_echo", "--org", "Acme", "--at", "2099-01-01T00:00:00Z"], "run_at"),
+		(["t_echo", "--org", "Acme", "--in", "10 parsecs"], "delay"),
+		(["t_echo", "--org", "Acme", "--in", "400d"], "delay"),
 	],
 )
 def test_bad_input_exits_2_names_the_field_and_writes_nothing(engine, args, field):
@@ -166,6 +171,69 @@ def test_bad_input_exits_2_names_the_field_and_writes_nothing(engine, args, fiel
 	assert f"{field}:" in result.stderr
 	assert rows(engine) == before
 	assert sum(engine.queue.depth().values()) == 0
+
+
+def test_submit_in_and_at_schedule_the_job(engine):
+	delayed = cli_json(engine, "submit", "t_echo", "--org", "Acme", "--in", "10m")
+	due = (datetime.now(timezone.utc) + timedelta(days=30)).replace(microsecond=0)
+	text = due.astimezone(timezone(timedelta(hours=1))).isoformat()
+	at = cli_json(engine, "submit", "t_echo", "--org", "Globex", "--at", text)
+
+	assert delayed["status"] == at["status"] == "Scheduled"
+	assert (
+		timedelta(minutes=9)
+		< parse_iso(delayed["run_at"]) - datetime.now(timezone.utc)
+		<= timedelta(minutes=10)
+	)
+	assert parse_iso(at["run_at"]) == due
+	assert sum(engine.queue.depth().values()) == 0
+	listed = cli_json(engine, "list", "--status", "Scheduled")
+	assert listed["total"] == 2
+
+
+def test_schedule_commands(engine):
+	added = cli_json(
+		engine, "schedule", "add", "t_echo", "--org", "Acme", "--cron", "0 6 * * 1-5", "--tz", "Europe/Paris"
+	)
+	schedule_id = added["schedule_id"]
+	every = cli_json(
+		engine, "schedule", "add", "t_echo", "--org", "Globex", "--every", "15m", "--overlap", "allow"
+	)
+
+	assert len(added["upcoming"]) == 5 and added["next_run_at"] == added["upcoming"][0]
+	assert all(
+		datetime.fromisoformat(t).astimezone(ZoneInfo("Europe/Paris")).hour == 6 for t in added["upcoming"]
+	)
+	assert every["interval_seconds"] == 900 and every["overlap_policy"] == "Allow"
+	assert {s["schedule_id"] for s in cli_json(engine, "schedule", "list", "--org", "Acme")["schedules"]} == {
+		schedule_id
+	}
+	assert cli_json(engine, "schedule", "pause", schedule_id)["enabled"] is False
+	assert cli_json(engine, "schedule", "resume", schedule_id)["enabled"] is True
+	job = cli_json(engine, "schedule", "run-now", schedule_id)
+	assert job["status"] == "Queued" and job["triggered_by"] == "schedule"
+	shown = cli_json(engine, "schedule", "show", schedule_id)
+	assert [j["job_id"] for j in shown["jobs"]] == [job["job_id"]]
+	assert cli_json(engine, "schedule", "delete", schedule_id) == {"deleted": schedule_id}
+	assert cli_json(engine, "schedule", "pause", schedule_id, expect=EXIT_NOT_FOUND)["error"] == "NotFound"
+
+
+@pytest.mark.parametrize(
+	("args", "field"),
+	[
+		(["--cron", "0 0 30 2 *"], "cron"),
+		(["--cron", "0 0 * *"], "cron"),
+		(["--cron", "0 * * * *", "--tz", "Nowhere/Special"], "time_zone"),
+		(["--every", "0.1s"], "interval_seconds"),
+		(["--every", "soon"], "interval_seconds"),
+		(["--cron", "0 * * * *", "--params", '{"nope": 1}'], "parameters"),
+	],
+)
+def test_bad_schedules_exit_2_naming_the_field(engine, args, field):
+	document = cli_json(engine, "schedule", "add", "t_echo", "--org", "Acme", *args, expect=EXIT_BAD_INPUT)
+
+	assert document["field"] == field
+	assert engine.store.count("Job Schedule") == 0
 
 
 # -- status, cancel, retry ----------------------------------------------------------------------
@@ -345,6 +413,8 @@ def test_scheduler_once_prints_a_report_and_requeues_due_retries(engine):
 	assert set(report) == {
 		"rescue_orphans",
 		"stop_canceled",
+		"run_schedules",
+		"queue_scheduled",
 		"requeue_due_retries",
 		"release_pending",
 		"redispatch_lost",

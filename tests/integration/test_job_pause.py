@@ -2,10 +2,12 @@
 and its queue message is skipped, a running one at its next checkpoint without using an attempt,
 and a resumed job continues from its saved items."""
 
+from datetime import timedelta
+
 import pytest
 
 from dartwing.dartwing_core.background_jobs import InvalidState, NotFound, scheduler
-from dartwing.dartwing_core.background_jobs.transitions import ITEM
+from dartwing.dartwing_core.background_jobs.transitions import ITEM, JOB
 from tests.conftest import run_worker_burst, statuses, wait_until
 
 
@@ -136,6 +138,34 @@ def test_pause_and_resume_refuse_states_that_do_not_allow_them(engine):
 		engine.pause_job_type("t_echo", paused=False)
 	with pytest.raises(NotFound, match="job type 'nope' not found"):
 		engine.pause_job_type("nope")
+	assert engine.history(job_id)["chain_valid"]
+
+
+def test_a_scheduled_job_pauses_only_once_due_and_a_paused_types_due_job_waits_queued(engine):
+	# Given a job to run in an hour, of a job type then paused
+	job_id = engine.submit("t_echo", "Acme", {"value": "later"}, delay="1h")["job_id"]
+	engine.pause_job_type("t_echo")
+
+	# A Scheduled job holds nothing yet: a pause is refused (cancel it, or pause it once due)
+	with pytest.raises(
+		InvalidState, match=f"job {job_id} is Scheduled; only Pending, Queued, Failed, Timed Out"
+	):
+		engine.pause(job_id)
+	assert engine.status(job_id)["status"] == "Scheduled"
+
+	# Once due, the scheduler queues it as any other, and it waits with its type's queued jobs
+	engine.store.update(JOB, job_id, {"run_at": engine.now() - timedelta(seconds=1)})
+	assert scheduler.queue_scheduled(engine) == 1
+	run_worker_burst(engine)  # its message arrives and is skipped
+	assert engine.status(job_id)["status"] == "Queued"
+
+	# Queued, it can be paused; the type's resume leaves a job its user paused to them
+	assert engine.pause(job_id)["status"] == "Paused"
+	assert engine.pause_job_type("t_echo", paused=False)["resumed_jobs"] == 0
+	engine.resume(job_id)
+	run_worker_burst(engine)
+
+	assert statuses(engine, job_id) == ["Scheduled", "Queued", "Paused", "Queued", "Running", "Completed"]
 	assert engine.history(job_id)["chain_valid"]
 
 

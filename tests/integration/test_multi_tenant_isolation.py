@@ -107,6 +107,7 @@ def test_metrics_of_one_organization_count_only_its_jobs(engine, tenants):
 
 	assert acme["organization"] == "Acme"
 	assert acme["job_count_by_status"] == {
+		"Scheduled": 0,
 		"Pending": 0,
 		"Queued": 2,
 		"Running": 0,

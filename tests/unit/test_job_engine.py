@@ -20,7 +20,7 @@ from dartwing.dartwing_core.background_jobs.errors import (
 	ValidationError,
 )
 from dartwing.dartwing_core.background_jobs.executor import execute
-from dartwing.dartwing_core.background_jobs.transitions import JOB, LOG
+from dartwing.dartwing_core.background_jobs.transitions import JOB, LOG, new_name
 from tests.conftest import registered_types
 
 NO_TRACE = (0, 0, 0)
@@ -49,6 +49,18 @@ def assert_refused(engine, field: str, **overrides) -> ValidationError:
 	assert str(info.value).startswith(f"{field}: ")
 	assert traces(engine) == before
 	return info.value
+
+
+def test_names_sort_by_time_and_do_not_repeat(engine):
+	"""Time-ordered names keep new rows on the primary key's newest (cached) pages."""
+	assert new_name(at=1_700_000_000.001) < new_name(at=1_700_000_000.002)
+	same_millisecond = [new_name(at=1_700_000_000.5) for _ in range(100_000)]
+	assert len(set(same_millisecond)) == len(same_millisecond)
+	assert all(len(name) == 20 and int(name, 16) >= 0 for name in same_millisecond[:100])
+	before, job_id, after = new_name(), submit(engine)["job_id"], new_name()
+	assert before[:11] <= job_id[:11] <= after[:11]
+	log_names = [row["name"] for row in engine.store.get_all(LOG, [("background_job", "=", job_id)])]
+	assert all(before[:11] <= name[:11] <= after[:11] for name in log_names) and log_names
 
 
 # -- validation -------------------------------------------------------------------------------

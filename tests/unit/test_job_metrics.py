@@ -13,6 +13,7 @@ from dartwing.dartwing_core.background_jobs.executor import execute
 from dartwing.dartwing_core.background_jobs.transitions import JOB
 
 STATUSES = (
+	"Scheduled",
 	"Pending",
 	"Queued",
 	"Running",
@@ -35,7 +36,9 @@ def completed(engine, job_type: str, params: dict, seconds: float, ended_ago=tim
 	assert execute(engine, job_id, engine.get_job(job_id)["queue_job_id"]) == "Completed"
 	ended = engine.now() - ended_ago
 	engine.store.update(
-		JOB, job_id, {"started_at": ended - timedelta(seconds=seconds), "completed_at": ended}
+		JOB,
+		job_id,
+		{"started_at": ended - timedelta(seconds=seconds), "completed_at": ended, "modified": ended},
 	)
 	return job_id
 
@@ -46,7 +49,8 @@ def dead_lettered(engine, job_type: str, params: dict, ended_ago=None) -> str:
 		engine, engine.get_job(job_id), error_type="Permanent", error_message="x", actor="test"
 	)
 	if ended_ago:
-		engine.store.update(JOB, job_id, {"completed_at": engine.now() - ended_ago})
+		ended = engine.now() - ended_ago
+		engine.store.update(JOB, job_id, {"completed_at": ended, "modified": ended})
 	return job_id
 
 
@@ -74,10 +78,12 @@ def test_job_count_by_status_counts_each_status(engine):
 	engine.cancel(engine.submit("t_echo", "Acme", {"value": "x1"})["job_id"])
 	failed = engine.submit("t_flaky", "Acme", {"failures": 5})["job_id"]
 	assert execute(engine, failed, engine.get_job(failed)["queue_job_id"]) == "Failed"
+	engine.submit("t_echo", "Acme", {"value": "later"}, delay="1h")
 
 	counts = metrics.collect(engine)["job_count_by_status"]
 
 	assert counts == {
+		"Scheduled": 1,
 		"Pending": 1,
 		"Queued": 4,
 		"Running": 0,
@@ -163,6 +169,9 @@ def test_window_excludes_jobs_that_ended_before_it(engine):
 	recent = completed(engine, "t_echo", {"value": "recent"}, 2)
 	completed(engine, "t_echo", {"value": "old"}, 50, ended_ago=timedelta(hours=30))
 	dead_lettered(engine, "t_echo", {"value": "old-dead"}, ended_ago=timedelta(hours=30))
+	waiting = engine.submit("t_flaky", "Acme", {"failures": 5})["job_id"]
+	assert execute(engine, waiting, engine.get_job(waiting)["queue_job_id"]) == "Failed"
+	engine.store.update(JOB, waiting, {"modified": engine.now() - timedelta(hours=30)})
 
 	day = metrics.collect(engine)
 	three_days = metrics.collect(engine, window_hours=72)
@@ -171,9 +180,12 @@ def test_window_excludes_jobs_that_ended_before_it(engine):
 	assert day["processing_time"]["count"] == 1
 	assert day["processing_time"]["average_seconds"] == pytest.approx(2)
 	assert day["failure_rate_by_type"] == {"t_echo": 0.0}
-	# counts by status are of every job there is, not only of the window
-	assert day["job_count_by_status"]["Completed"] == 2
-	assert day["job_count_by_status"]["Dead Letter"] == 1
+	# ended jobs are counted by status when they ended in the window; unfinished ones always
+	assert day["job_count_by_status"]["Completed"] == 1
+	assert day["job_count_by_status"]["Dead Letter"] == 0
+	assert three_days["job_count_by_status"]["Completed"] == 2
+	assert three_days["job_count_by_status"]["Dead Letter"] == 1
+	assert day["job_count_by_status"]["Failed"] == 1  # unfinished: counted however old
 	assert three_days["processing_time"]["count"] == 2
 	assert three_days["processing_time"]["average_seconds"] == pytest.approx(26)
 	assert three_days["failure_rate_by_type"] == {"t_echo": pytest.approx(1 / 3, abs=1e-4)}

@@ -92,15 +92,20 @@ def submit_job(
 	parameters: dict | str | None = None,
 	priority: str | None = None,
 	depends_on: str | None = None,
+	run_at: str | None = None,
+	delay: float | str | None = None,
 ) -> dict:
 	"""Missing fields are the engine's 400s naming them; the priority defaults to the job
 	type's. Rate limits (per user and per organization) are the engine's too, so every URL to
-	this method and every header are counted alike."""
-	return submit_for_session_user(job_type, organization, parameters, priority, depends_on, "api")
+	this method and every header are counted alike. `run_at` (ISO 8601 with offset) or `delay`
+	(seconds, or "10m"): the job stays Scheduled until then."""
+	return submit_for_session_user(
+		job_type, organization, parameters, priority, depends_on, "api", run_at=run_at, delay=delay
+	)
 
 
 def submit_for_session_user(
-	job_type, organization, parameters, priority, depends_on, triggered_by: str
+	job_type, organization, parameters, priority, depends_on, triggered_by: str, *, run_at=None, delay=None
 ) -> dict:
 	"""A submit the session user asked for (API, desk form, REST insert): their role, their
 	organizations, their roles for the engine's rules (job type role, Critical, rate limits)."""
@@ -118,6 +123,8 @@ def submit_for_session_user(
 		user=frappe.session.user,
 		triggered_by=triggered_by,
 		roles=set(frappe.get_roles()),
+		run_at=run_at or None,
+		delay=delay if delay not in (None, "") else None,
 	)
 
 

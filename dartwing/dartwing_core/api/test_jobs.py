@@ -52,6 +52,35 @@ class TestJobsAPI(DartwingTestCase):
 			self.assertIn(field, response.json["exception"])
 		self.assertEqual(frappe.db.count(JOB, {"organization": self.org_a}), before)
 
+	def test_submit_later_is_scheduled_and_bad_times_are_400(self):
+		later = self.call(
+			"submit_job",
+			self.member_a,
+			"POST",
+			job_type="sample_job",
+			organization=self.org_a,
+			parameters={"label": "api-later"},
+			delay="10m",
+		)
+		self.assertEqual(later.status_code, 200, later.json)
+		job = later.json["message"]
+		self.assertEqual(job["status"], "Scheduled")
+		self.assertRegex(job["run_at"], r"[+-]\d\d:\d\d$")
+		before = frappe.db.count(JOB, {"organization": self.org_a})
+		for override, field in [
+			({"run_at": "next tuesday"}, "run_at"),
+			({"run_at": "2030-01-01 10:00:00"}, "run_at"),  # no offset
+			({"run_at": "2099-01-01T00:00:00Z"}, "run_at"),  # more than a year ahead
+			({"delay": "soon"}, "delay"),
+		]:
+			body = {"job_type": "sample_job", "organization": self.org_a, "parameters": {"label": "x"}}
+			response = self.call("submit_job", self.member_a, "POST", **body, **override)
+			self.assertEqual(response.status_code, 400, (override, response.json))
+			self.assertIn(field, response.json["exception"])
+		self.assertEqual(frappe.db.count(JOB, {"organization": self.org_a}), before)
+		cancel = self.call("cancel_job", self.member_a, "POST", job_id=job["job_id"])
+		self.assertEqual(cancel.json["message"]["status"], "Canceled", cancel.json)
+
 	def test_submit_to_an_unknown_organization_is_400(self):
 		response = self.call(
 			"submit_job", self.admin, "POST", job_type="sample_job", organization="dw-no-such-org"

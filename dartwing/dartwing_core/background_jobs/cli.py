@@ -1,10 +1,9 @@
 """`dartwing-jobs`: the standalone command line. Every command takes --json and prints one JSON
-document; exit codes: 0 ok, 2 bad input, 3 duplicate, 4 not found, 5 not allowed now."""
+document; exit codes: 0 ok, 2 bad input, 3 duplicate, 4 not found, 5 not allowed now; `submit --wait`
+1 when the job ended Dead Letter or Canceled, 124 when it had not ended by --timeout."""
 
 import functools
 import json
-import logging
-import os
 import sys
 from datetime import datetime, timezone
 
@@ -13,13 +12,19 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Column, Table
 
-from . import admin, cleanup, dead_letter, metrics, runtime, scheduler, states
-from .errors import DartwingError, DuplicateJob, ValidationError
+from . import admin, cleanup, dead_letter, logs, metrics, runtime, scheduler, schedules, states
+from .errors import DartwingError, DuplicateJob, JobFailed, ValidationError
 from .registry import env_imports, import_handler_modules
+from .serialize import schedule_to_api
+from .timing import parse_duration
+from .waiting import check_timeout
 
 SAMPLES = "dartwing.dartwing_core.background_jobs.samples"
 console = Console()
-err_console = Console(stderr=True)
+EXIT_COMPLETED = 0
+EXIT_WAIT_TIMED_OUT = 124  # submit --wait: the job had not ended by --timeout (as timeout(1) exits)
+# Errors stay on one line whatever the terminal (or pipe) width: scripts grep them.
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 class Context:
@@ -101,11 +106,11 @@ def _utc(value: datetime | None) -> datetime | None:
 @click.group(help=__doc__)
 @click.version_option(package_name="dartwing")
 def cli():
-	logging.basicConfig(
-		level=os.environ.get("DARTWING_LOG_LEVEL", "INFO"),
-		format="%(asctime)s %(levelname)s %(name)s %(message)s",
-		stream=sys.stderr,
-	)
+	try:
+		logs.configure()
+	except ValidationError as exc:
+		err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+		sys.exit(exc.exit_code)
 
 
 @command(cli)
@@ -168,10 +173,148 @@ def _org_api(row: dict) -> dict:
 @click.option("--priority", default=None, help="Low, Normal, High or Critical (default: the job type's).")
 @click.option("--depends-on", default=None, help="Job that must complete first.")
 @click.option("--user", default="Administrator", show_default=True)
-def submit(ctx, job_type, organization, params, priority, depends_on, user):
-	"""Submit a job; prints it at once, without waiting for it to run."""
-	job = ctx.engine.submit(job_type, organization, params, priority, depends_on, user, triggered_by="cli")
-	ctx.emit(job, _render_job)
+@click.option("--at", "run_at", default=None, help="Run at this time: ISO 8601 with offset (…Z, …+02:00).")
+@click.option("--in", "delay", default=None, help="Run after this long: seconds, or 90s, 10m, 1h30m, 2d.")
+@click.option("--wait", "wait_", is_flag=True, help="Wait for the job to end; exit 0 only if it completed.")
+@click.option("--timeout", type=float, default=None, help="With --wait: give up after this many seconds.")
+def submit(ctx, job_type, organization, params, priority, depends_on, user, run_at, delay, wait_, timeout):
+	"""Submit a job; prints it at once, or with --wait once it has ended. With --at or --in it
+	stays Scheduled until then (a running `scheduler` queues it).
+
+	With --wait the exit code says how it ended: 0 Completed, 1 Dead Letter or Canceled,
+	124 still unfinished when --timeout passed (as timeout(1)); the job is printed in each case."""
+	if timeout is not None and not wait_:
+		raise ValidationError("timeout", "only applies with --wait")
+	if wait_:
+		check_timeout(timeout)  # before anything is submitted
+	job = ctx.engine.submit(
+		job_type,
+		organization,
+		params,
+		priority,
+		depends_on,
+		user,
+		triggered_by="cli",
+		run_at=run_at,
+		delay=delay,
+	)
+	if not wait_:
+		ctx.emit(job, _render_job)
+		return
+	try:
+		ctx.engine.wait(job["job_id"], timeout)
+		code = EXIT_COMPLETED
+	except JobFailed as exc:
+		err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+		code = exc.exit_code
+	except TimeoutError as exc:
+		err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+		code = EXIT_WAIT_TIMED_OUT
+	ctx.emit(ctx.engine.status(job["job_id"]), _render_job)
+	sys.exit(code)
+
+
+@cli.group()
+def schedule():
+	"""Recurring jobs: a cron expression in a time zone, or an interval."""
+
+
+@command(schedule, "add")
+@click.argument("job_type")
+@click.option("--org", "organization", required=True, help="Organization the jobs belong to.")
+@click.option("--params", default=None, help="Parameters as a JSON object, for every job.")
+@click.option("--cron", default=None, help='5 fields: minute hour day month weekday, e.g. "0 6 * * 1-5".')
+@click.option("--every", default=None, help="Instead of --cron: an interval (seconds, or 90s, 10m, 1h, 2d).")
+@click.option("--tz", "time_zone", default="UTC", show_default=True, help="IANA time zone of the cron times.")
+@click.option("--overlap", type=click.Choice(["skip", "allow"]), default="skip", show_default=True)
+@click.option("--misfire", type=click.Choice(["run-once", "skip"]), default="run-once", show_default=True)
+@click.option("--paused", is_flag=True, help="Create it disabled.")
+@click.option("--user", default="Administrator", show_default=True, help="Its jobs run as this user.")
+def schedule_add(ctx, job_type, organization, params, cron, every, time_zone, overlap, misfire, paused, user):
+	"""Create a schedule; prints it with its next five run times."""
+	values = {
+		"job_type": job_type,
+		"organization": organization,
+		"parameters": params,
+		"cron": cron,
+		"interval_seconds": None if every is None else _whole_seconds(every),
+		"time_zone": time_zone,
+		"enabled": 0 if paused else 1,
+		"overlap_policy": overlap.capitalize(),
+		"misfire_policy": "Run Once" if misfire == "run-once" else "Skip",
+	}
+	ctx.emit(_schedule_api(ctx, schedules.add(ctx.engine, values, user=user)), _render_job)
+
+
+def _whole_seconds(every: str) -> int | float:
+	seconds = parse_duration("interval_seconds", every)
+	return int(seconds) if seconds.is_integer() else seconds
+
+
+@command(schedule, "list")
+@click.option("--org", "organization")
+def schedule_list(ctx, organization):
+	rows = schedules.list_schedules(ctx.engine, organization)
+	ctx.emit({"schedules": [schedule_to_api(r, ctx.engine.tz) for r in rows]}, _render_schedules)
+
+
+@command(schedule, "show")
+@click.argument("schedule_id")
+def schedule_show(ctx, schedule_id):
+	"""The schedule, its next five run times and its latest jobs."""
+	document = _schedule_api(ctx, schedules.get(ctx.engine, schedule_id))
+	document["jobs"] = [ctx.engine.to_api(j) for j in schedules.jobs_of(ctx.engine, schedule_id)]
+	ctx.emit(document)
+
+
+@command(schedule, "pause")
+@click.argument("schedule_id")
+def schedule_pause(ctx, schedule_id):
+	ctx.emit(_schedule_api(ctx, schedules.set_enabled(ctx.engine, schedule_id, False)), _render_job)
+
+
+@command(schedule, "resume")
+@click.argument("schedule_id")
+def schedule_resume(ctx, schedule_id):
+	"""Enable again; runs due while it was paused are not made up."""
+	ctx.emit(_schedule_api(ctx, schedules.set_enabled(ctx.engine, schedule_id, True)), _render_job)
+
+
+@command(schedule, "delete")
+@click.argument("schedule_id")
+def schedule_delete(ctx, schedule_id):
+	"""Delete the schedule; the jobs it created stay."""
+	schedules.delete(ctx.engine, schedule_id)
+	ctx.emit({"deleted": schedule_id})
+
+
+@command(schedule, "run-now")
+@click.argument("schedule_id")
+@click.option("--user", default="Administrator", show_default=True)
+def schedule_run_now(ctx, schedule_id, user):
+	"""Create one job of the schedule now (its next run time does not change)."""
+	ctx.emit(schedules.run_now(ctx.engine, schedule_id, user=user), _render_job)
+
+
+def _schedule_api(ctx, row: dict) -> dict:
+	return schedule_to_api(row, ctx.engine.tz, schedules.upcoming(ctx.engine, row))
+
+
+def _render_schedules(document: dict) -> None:
+	table = Table(
+		Column("schedule_id", no_wrap=True), "job_type", "organization", "when", "enabled", "next run"
+	)
+	for s in document["schedules"]:
+		when = s["cron"] or f"every {s['interval_seconds']} s"
+		table.add_row(
+			s["schedule_id"],
+			s["job_type"],
+			s["organization"],
+			f"{when} ({s['time_zone']})",
+			"yes" if s["enabled"] else "paused",
+			(s["next_run_at"] or "")[:19].replace("T", " "),
+		)
+	console.print(table)
 
 
 @command(cli)

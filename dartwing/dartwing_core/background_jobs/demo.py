@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from . import admin, states
+from . import admin, schedules, states
 from .audit import verify_chain
 from .transitions import ITEM, JOB, LOG
 
@@ -107,11 +107,15 @@ def run_demo(ctx, worker_count: int = 2) -> int:
 		jobs = _submit_plan(engine)
 		canceler = threading.Thread(target=_cancel_when_running, args=(engine, jobs["long"]), daemon=True)
 		canceler.start()
+		recurring = schedules.add(engine, RECURRING, user="demo")["name"]
+		pauser = threading.Thread(target=_pause_after, args=(engine, recurring, RECURRING_RUNS), daemon=True)
+		pauser.start()
 		from .watch import watch_jobs
 
 		watch_jobs(engine, organization="Acme Corp", timeout=120)
 		canceler.join()
-		ok = _summary(engine, jobs) == 0
+		pauser.join()
+		ok = _summary(engine, jobs, recurring) == 0
 		console.rule("[bold]Resumable jobs")
 		ok &= _crash_mid_items(engine, processes, start_workers, workdir)
 		ok &= _pause_and_resume(engine, workdir)
@@ -133,6 +137,24 @@ def run_demo(ctx, worker_count: int = 2) -> int:
 			queue.delete(delete_jobs=True)
 		log.close()
 		console.print(f"\nworker and scheduler output: {workdir / 'processes.log'}")
+
+
+# A Job Schedule every 2 s, paused by the demo after RECURRING_RUNS jobs.
+RECURRING = {
+	"job_type": "sample_job",
+	"organization": "Acme Corp",
+	"parameters": {"steps": 4, "delay": 0.05, "label": "recurring"},
+	"interval_seconds": 2,
+}
+RECURRING_RUNS = 3
+LATER_SECONDS = 4
+
+
+def _pause_after(engine: "Engine", schedule: str, runs: int, deadline: float = 60) -> None:
+	stop_at = time.monotonic() + deadline
+	while time.monotonic() < stop_at and len(schedules.jobs_of(engine, schedule)) < runs:
+		time.sleep(0.2)
+	schedules.set_enabled(engine, schedule, False, user="demo")
 
 
 def _wait(engine: "Engine", job_id: str, until, what: str, timeout: float = 90) -> dict:
@@ -232,10 +254,19 @@ def _submit_plan(engine: "Engine") -> dict[str, str]:
 			job_type, "Acme Corp", params, priority, depends_on, user="demo", triggered_by="demo"
 		)
 		jobs[label] = job["job_id"]
+	later = engine.submit(
+		"sample_job",
+		"Acme Corp",
+		{"steps": 5, "delay": 0.1, "label": "later"},
+		user="demo",
+		triggered_by="demo",
+		delay=LATER_SECONDS,
+	)
+	jobs["later"] = later["job_id"]
 	return jobs
 
 
-def _summary(engine: "Engine", jobs: dict[str, str]) -> int:
+def _summary(engine: "Engine", jobs: dict[str, str], recurring: str) -> int:
 	table = Table("job", "what it shows", "final status", "tries", "result or error", "audit")
 	ok = True
 	for label, job_type, _params, _priority, expected, what in PLAN:
@@ -260,6 +291,29 @@ def _summary(engine: "Engine", jobs: dict[str, str]) -> int:
 			detail[:60],
 			"intact" if chain.ok else "BROKEN",
 		)
+	later = engine.get_job(jobs["later"])
+	waited = (later["started_at"] - later["creation"]).total_seconds() if later["started_at"] else 0
+	good = later["status"] == states.COMPLETED and waited >= LATER_SECONDS
+	ok &= good
+	table.add_row(
+		"later (sample_job)",
+		f"Scheduled {LATER_SECONDS} s, then queued by the scheduler",
+		f"[{'green' if good else 'red'}]{later['status']}",
+		"1",
+		f"started {waited:.1f} s after submit",
+		"",
+	)
+	runs = schedules.jobs_of(engine, recurring)
+	good = len(runs) >= RECURRING_RUNS and all(job["status"] == states.COMPLETED for job in runs)
+	ok &= good
+	table.add_row(
+		"recurring (sample_job)",
+		"a Job Schedule every 2 s, paused after 3 runs",
+		f"[{'green' if good else 'red'}]{len(runs)} jobs " + ", ".join(sorted({j["status"] for j in runs})),
+		"",
+		"one job per due time (unique schedule_key)",
+		"",
+	)
 	child, parent = engine.get_job(jobs["child"]), engine.get_job(jobs["parent"])
 	ordered = bool(
 		child["started_at"] and parent["completed_at"] and child["started_at"] >= parent["completed_at"]

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta, timezone, tzinfo
 
-from . import states, throttle
+from . import states, throttle, tracing
 from .dependencies import at_flight_limit
 from .errors import (
 	DuplicateJob,
@@ -21,9 +21,11 @@ from .errors import (
 )
 from .ports import Access, Events, Message, Queue, Store
 from .registry import Registry, registry
-from .serialize import item_to_api, job_to_api, log_to_api
+from .serialize import iso, item_to_api, job_to_api, log_to_api
 from .settings import Settings
+from .timing import due_time
 from .transitions import ITEM, JOB, LOG, Move, log_row, new_name, transition, transition_all
+from .waiting import wait
 
 logger = logging.getLogger("dartwing.jobs")
 MAX_OFFSET = 2**31 - 1  # list offsets beyond this are bad input, not a database error
@@ -56,6 +58,27 @@ def check_page(limit, offset) -> None:
 		raise ValidationError("offset", f"must be an integer from 0 to {MAX_OFFSET}")
 
 
+def canonical_json(params: dict) -> str:
+	"""Parameters as stored and hashed: one text for equal objects."""
+	return json.dumps(params, sort_keys=True, separators=(",", ":"))
+
+
+def hash_job(job_type: str, organization: str, canonical: str, key: str = "") -> str:
+	"""The duplicate guard's hash; `key` sets apart runs that are distinct on purpose (a
+	schedule's due time), which must not count as duplicates of each other."""
+	text = f"{job_type}\0{organization}\0{canonical}" + (f"\0{key}" if key else "")
+	return hashlib.sha256(text.encode()).hexdigest()
+
+
+def first_log(job: dict, status: str, now: datetime, actor: str, message: str) -> dict:
+	"""Give a new job row its status and return its first log row (a Queued one its message id)."""
+	if status == states.QUEUED:
+		job.update(queued_at=now, queue_job_id=f"{job['name']}-1")
+	log = log_row(job, status, now, actor, message, 0)
+	job.update(status=status, transition_count=1, chain_head=log["entry_hash"])
+	return log
+
+
 class AllowAll:
 	"""The standalone access policy: whoever may call the engine may run its jobs."""
 
@@ -80,6 +103,7 @@ class Engine:
 		lock_client=None,
 		access: Access | None = None,
 		tz: tzinfo = timezone.utc,
+		on_transition: Sequence[Callable[["Engine", dict, dict], None]] = (),
 	):
 		self.store = store
 		self.queue = queue
@@ -90,6 +114,9 @@ class Engine:
 		self.lock_client = lock_client  # a redis client for periodic-task locks
 		self.access = access or AllowAll()
 		self.tz = tz  # the zone of the naive datetimes `clock` returns and the store keeps
+		# Called with (engine, row before, row after) once a status change is written (the Frappe
+		# backend runs the site's Notifications and Webhooks there); never fails the transition.
+		self.on_transition = tuple(on_transition)
 
 	def to_api(self, job: dict) -> dict:
 		return job_to_api(job, self.now(), self.tz)
@@ -106,64 +133,97 @@ class Engine:
 		user: str = "Administrator",
 		triggered_by: str = "api",
 		roles: set[str] | None = None,
+		*,
+		run_at: datetime | str | None = None,
+		delay: float | str | None = None,
 	) -> dict:
 		"""Validate everything, then write the job and its first log row in one transaction and
 		hand it to the queue. Returns at once; nothing is written when a check fails.
 
 		`roles` are the submitting user's, given for a submit a user asked for (API, desk): then
 		the job type's role, the Critical roles and the submit rate limits apply. Trusted code
-		(the CLI, a feature's own Python) passes None."""
+		(the CLI, a feature's own Python) passes None. With an OpenTelemetry SDK configured, it
+		runs in a producer span whose traceparent the job keeps (tracing.py).
+
+		`run_at` (a datetime, naive in the engine's zone, or ISO 8601 text with its offset) or
+		`delay` (seconds, or text like "10m"): the job stays Scheduled until then, and the
+		scheduler queues it; a time already past runs now."""
+		with tracing.producing(job_type, organization) as span:
+			return self._submit(
+				job_type,
+				organization,
+				parameters,
+				priority,
+				depends_on,
+				user,
+				triggered_by,
+				roles,
+				span,
+				run_at,
+				delay,
+			)
+
+	def _submit(
+		self,
+		job_type,
+		organization,
+		parameters,
+		priority,
+		depends_on,
+		user,
+		triggered_by,
+		roles,
+		span,
+		run_at,
+		delay,
+	) -> dict:
 		with self.store.session():  # one connection for the checks and the write
-			job_type_row = self._job_type_for_submit(job_type, roles)
+			job_type_row = self.job_type_for_submit(job_type, roles)
 			# The row's own spelling: the database's collation also matches other cases and
 			# trailing spaces, which would otherwise hash (and slip past the duplicate guard) apart.
 			job_type = job_type_row["name"]
-			params = self._parameters(parameters, job_type_row)
-			priority = self._priority(priority, job_type_row, roles)
+			params = self.checked_parameters(parameters, job_type_row)
+			priority = self.priority_for_submit(priority, job_type_row, roles)
 			check_name("user", user)
 			check_name("triggered_by", triggered_by)
 			check_name("organization", organization or None, required=False)
 			check_name("depends_on", depends_on or None, required=False)
-			canonical = json.dumps(params, sort_keys=True, separators=(",", ":"))
+			canonical = canonical_json(params)
 			now = self.now()
-			job = {
-				"name": new_name(),
-				"job_type": job_type,
-				"owner_user": user,
-				"owner": user,
-				"modified_by": user,
-				"triggered_by": triggered_by,
-				"priority": priority,
-				"input_parameters": canonical,
-				"max_retries": int(job_type_row["max_retries"]),
-				"timeout_seconds": int(job_type_row["default_timeout"]),
-				"retry_count": 0,
-				"progress": 0,
-				"depends_on": depends_on or None,
-				"transition_count": 0,
-				"creation": now,
-				"modified": now,
-			}
+			due = due_time(run_at, delay, now, self.tz)
+			job = self.new_job(
+				job_type_row,
+				canonical,
+				priority,
+				user,
+				triggered_by,
+				now,
+				depends_on=depends_on or None,
+				run_at=due,
+			)
+			job["traceparent"] = tracing.traceparent(span, job)
 			counted = None
 			try:
 				with self.store.transaction():
-					org = self._organization_for_submit(organization)
+					org = self.organization_for_submit(organization)
 					# The row's own spelling, as for the job type: the rate limit, the hash and the
 					# stored job all name the organization one way however the caller spelled it.
 					organization = org["name"]
 					if roles is not None:
 						counted = throttle.admit(self, user, organization)
-					job_hash = hashlib.sha256(f"{job_type}\0{organization}\0{canonical}".encode()).hexdigest()
+					job_hash = hash_job(job_type, organization, canonical)
 					job.update(organization=organization, job_hash=job_hash, active_hash=job_hash)
 					self._refuse_duplicate(job_hash, job_type_row, now)
-					self._refuse_full_queue(org)
+					self.refuse_full_queue(org)
 					status = self._initial_status(depends_on, organization)
-					if status == states.QUEUED and at_flight_limit(self, org):
+					if due is not None and due > now:
+						status = states.SCHEDULED  # queued by the scheduler once due
+					elif status == states.QUEUED and at_flight_limit(self, org):
 						status = states.PENDING  # released as the organization's earlier jobs end
-					if status == states.QUEUED:
-						job.update(queued_at=now, queue_job_id=f"{job['name']}-1")
-					log = log_row(job, status, now, user, f"Submitted by {user}", 0)
-					job.update(status=status, transition_count=1, chain_head=log["entry_hash"])
+					message = f"Submitted by {user}"
+					if status == states.SCHEDULED:
+						message += f" to run at {iso(due, self.tz)}"
+					log = first_log(job, status, now, user, message)
 					self.store.insert(JOB, job)
 					self.store.insert(LOG, log)
 			except BaseException as exc:
@@ -176,7 +236,38 @@ class Engine:
 			self.dispatch(job)
 		return self.to_api(job)
 
-	def _job_type_for_submit(self, job_type, roles) -> dict:
+	@staticmethod
+	def new_job(
+		job_type_row: dict,
+		canonical: str,
+		priority: str,
+		user: str,
+		triggered_by: str,
+		now: datetime,
+		**values,
+	) -> dict:
+		"""A job row before its organization, hash and status: what submit and the schedules'
+		tick both write (`values`: depends_on, run_at, schedule, ...)."""
+		return {
+			"name": new_name(),
+			"job_type": job_type_row["name"],
+			"owner_user": user,
+			"owner": user,
+			"modified_by": user,
+			"triggered_by": triggered_by,
+			"priority": priority,
+			"input_parameters": canonical,
+			"max_retries": int(job_type_row["max_retries"]),
+			"timeout_seconds": int(job_type_row["default_timeout"]),
+			"retry_count": 0,
+			"progress": 0,
+			"transition_count": 0,
+			"creation": now,
+			"modified": now,
+			**values,
+		}
+
+	def job_type_for_submit(self, job_type, roles) -> dict:
 		if not isinstance(job_type, str) or not job_type:
 			raise ValidationError("job_type", "is required")
 		check_name("job_type", job_type)
@@ -194,7 +285,7 @@ class Engine:
 			raise PermissionDenied(f"job type {job_type!r} requires the role {required_role!r}")
 		return row
 
-	def _priority(self, priority, job_type_row: dict, roles: set[str] | None) -> str:
+	def priority_for_submit(self, priority, job_type_row: dict, roles: set[str] | None) -> str:
 		"""The given priority or the job type's default; Critical only for the roles the job
 		type names (by default the admin roles). `roles` None: a trusted caller (CLI, Python)."""
 		priority = priority or job_type_row.get("default_priority") or "Normal"
@@ -212,7 +303,7 @@ class Engine:
 				)
 		return priority
 
-	def _parameters(self, parameters, job_type_row: dict) -> dict:
+	def checked_parameters(self, parameters, job_type_row: dict) -> dict:
 		if parameters is None or parameters == "":
 			parameters = {}
 		if isinstance(parameters, str):
@@ -239,7 +330,7 @@ class Engine:
 			) from None
 		return parameters
 
-	def _organization_for_submit(self, organization) -> dict:
+	def organization_for_submit(self, organization) -> dict:
 		if not isinstance(organization, str) or not organization:
 			raise ValidationError("organization", "is required")
 		org = self.store.get("Organization", organization, for_update=True)
@@ -281,7 +372,7 @@ class Engine:
 		if found:
 			raise DuplicateJob(found[0]["name"], found[0]["status"])
 
-	def _refuse_full_queue(self, org: dict) -> None:
+	def refuse_full_queue(self, org: dict) -> None:
 		limit = int(org.get("max_queued_jobs") or 0)  # 0 means no limit
 		if limit:
 			unfinished = self.store.count(
@@ -394,6 +485,12 @@ class Engine:
 			"limit": limit,
 			"offset": offset,
 		}
+
+	def wait(self, job_id: str, timeout: float | None = None):
+		"""What the Completed job's handler returned (its result dict, output reference or None);
+		JobFailed when it ended Dead Letter or Canceled; TimeoutError after `timeout` seconds.
+		Listens to the job's events rather than polling its row (waiting.py)."""
+		return wait(self, job_id, timeout)
 
 	# -- actions ------------------------------------------------------------------------------
 
@@ -546,7 +643,12 @@ class Engine:
 
 	def requeue(self, job: dict, *, actor: str, message: str, reset_retries: bool = False) -> dict | None:
 		done = transition(
-			self, job, states.QUEUED, actor=actor, message=message, values=self._requeued(job, reset_retries)
+			self,
+			job,
+			states.QUEUED,
+			actor=actor,
+			message=message,
+			values=self.requeued_values(job, reset_retries),
 		)
 		if done:
 			self.dispatch(done)
@@ -561,7 +663,7 @@ class Engine:
 				"to_status": states.QUEUED,
 				"actor": actor,
 				"message": message,
-				"values": self._requeued(job),
+				"values": self.requeued_values(job),
 			}
 			for job, message in jobs
 		]
@@ -569,7 +671,7 @@ class Engine:
 		self.dispatch_all(done)
 		return done
 
-	def _requeued(self, job: dict, reset_retries: bool = False) -> dict:
+	def requeued_values(self, job: dict, reset_retries: bool = False) -> dict:
 		values = {
 			"queued_at": self.now(),
 			"queue_job_id": f"{job['name']}-{job['transition_count'] + 1}",
@@ -616,8 +718,25 @@ class Engine:
 				exc_info=True,
 			)
 
+	def transitioned(self, before: dict, after: dict) -> None:
+		"""Run the on_transition observers of one status change: a courtesy, like events."""
+		for observer in self.on_transition:
+			try:
+				observer(self, before, after)
+			except Exception:
+				logger.warning("After-transition hook failed job_id=%s", after.get("name"), exc_info=True)
+
 	def publish_status(self, job: dict) -> None:
 		self.publish("job_status_changed", job)
+
+	def publish_all_status(self, jobs: list[dict]) -> None:
+		"""Status events of a batch's jobs in one round trip; a courtesy, as publish()."""
+		if not jobs:
+			return
+		try:
+			self.events.publish_many([("job_status_changed", self.to_api(job)) for job in jobs])
+		except Exception:
+			logger.warning("Publishing the status of %d jobs failed", len(jobs), exc_info=True)
 
 	def publish(self, event: str, job: dict, **extra) -> None:
 		"""Events are a courtesy to watchers; losing one must never fail the job."""

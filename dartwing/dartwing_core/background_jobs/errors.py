@@ -84,6 +84,22 @@ class RateLimited(DartwingError):
 		super().__init__(f"{message}; retry after {retry_after} s")
 
 
+class JobFailed(DartwingError):
+	"""What waiting for a job raises when it ended without completing (Dead Letter, Canceled):
+	its status, error type and message, and the whole job as the API shows it."""
+
+	exit_code = 1
+
+	def __init__(self, job: dict):
+		self.job = job
+		self.job_id = job["job_id"]
+		self.status = job["status"]
+		self.error_type = job.get("error_type")
+		self.error_message = job.get("error_message")
+		reason = self.error_message or (f"canceled by {job['canceled_by']}" if job.get("canceled_by") else "")
+		super().__init__(f"job {self.job_id} ended {self.status}" + (f": {reason}" if reason else ""))
+
+
 class UniqueViolation(Exception):
 	"""A store refused a row for a unique index; the engine turns it into DuplicateJob."""
 

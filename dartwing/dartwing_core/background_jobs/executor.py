@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from . import dead_letter, runtime, states
+from . import dead_letter, logs, runtime, states, tracing
 from .dependencies import release_one_waiting
 from .errors import JobCanceled, JobPaused, JobTimedOut, PermanentError, PermissionDenied
 from .progress import JobContext
@@ -151,7 +151,16 @@ def claim(engine: "Engine", job_id: str, queue_job_id: str) -> Claim | str:
 
 
 def attempt(engine: "Engine", claimed: Claim) -> Outcome:
-	"""Run the handler once, as the job's owner and under its deadline; never raises."""
+	"""Run the handler once, as the job's owner and under its deadline; never raises. In a
+	consumer span when tracing, with the run's fields and trace id on every log line."""
+	with tracing.consuming(claimed.job, claimed.attempt) as span:
+		with logs.run_context(claimed.job, claimed.attempt, tracing.trace_id(span, claimed.job)):
+			outcome = _attempt(engine, claimed, span)
+		tracing.ended(span, outcome)
+		return outcome
+
+
+def _attempt(engine: "Engine", claimed: Claim, span) -> Outcome:
 	job, attempt_no = claimed.job, claimed.attempt
 	spec = engine.handlers.spec_for(job["job_type"], claimed.job_type.get("handler", ""))
 	ctx = JobContext(
@@ -180,6 +189,7 @@ def attempt(engine: "Engine", claimed: Claim) -> Outcome:
 		rules = (spec.retry_on, spec.give_up_on) if spec else ((), ())
 		failure = Failure.of(exc, traceback.format_exc(), rules)
 		_record_step_failure(ctx, failure.error_message, failure.timed_out)
+		tracing.failed(span, exc)
 		log_failure(claimed, time.monotonic() - started, failure)
 		return Outcome(states.FAILED, failure=failure)
 	duration = time.monotonic() - started

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from rq.job import Job
 from rq.worker import WorkerStatus
 
-from . import runtime, states
+from . import runtime, states, tracing
 from .backends.rq_queue import EXECUTE, PriorityQueue
 from .executor import Claim, Failure, Outcome, attempt, claim, extend_lease, log_failure, settle
 from .prefork import _STOP_SIGNALS, QuickExitWorker
@@ -76,6 +76,7 @@ class Handoff:
 			os._exit(71)
 		outcome = attempt(engine, self.claimed)
 		_write_report(self.report_fd, outcome)
+		tracing.flush()  # the horse ends with os._exit
 		return outcome.status
 
 

@@ -36,7 +36,7 @@ from typing import NamedTuple
 from rq import SimpleWorker, Worker
 from rq.worker import WorkerStatus
 
-from . import runtime
+from . import runtime, tracing
 
 logger = logging.getLogger("dartwing.jobs")
 RECYCLED = 3  # a child's exit code: it served its jobs or its memory; replace it
@@ -225,7 +225,9 @@ def _child(supervisor: int, run_child: Callable[[Slot], int], slot: Slot) -> Non
 	signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 	_die_with_worker(supervisor)
 	runtime.lost_lease_exit_code = STOPPED
-	os._exit(run_child(slot))
+	code = run_child(slot)
+	tracing.flush()  # os._exit skips the SDK's flush at exit
+	os._exit(code)
 
 
 def supervise(

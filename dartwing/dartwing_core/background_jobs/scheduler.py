@@ -11,6 +11,7 @@ from . import states
 from .dependencies import Room, settle_pending
 from .executor import Failure, settle_failure
 from .locks import distributed_lock
+from .schedule_tick import run_schedules
 from .transitions import JOB, Move, transition, transition_all
 
 if TYPE_CHECKING:
@@ -34,30 +35,82 @@ def requeue_due_retries(engine: "Engine") -> int:
 		order_by="next_retry_at asc",
 		limit=engine.settings.batch_size,
 	)
-	if not due:
-		return 0
-	# The batch's organizations in one read, and its transitions committed together with one
-	# dispatch per chunk, where a read, a commit and an enqueue per retry cost 100 retries ~230 ms.
-	orgs = {
-		org["name"]: org
-		for org in engine.store.get_all(
-			"Organization", [("name", "in", sorted({job["organization"] for job in due}))]
-		)
-	}
-	room, going, chosen = Room(engine), Counter(), []
-	for job in due:
-		if room.known_full(job["organization"]):
-			continue
-		org = orgs.get(job["organization"])
-		# Those already chosen count as in flight: they will be when the batch commits.
-		if org is not None and not room.has_room(org, adding=going[org["name"]]):
-			continue
-		going[job["organization"]] += 1
-		chosen.append((job, f"Retry {job['retry_count']}/{job['max_retries']}"))
+	chosen = [(job, f"Retry {job['retry_count']}/{job['max_retries']}") for job in with_room(engine, due)]
 	return sum(
 		len(engine.requeue_all(chosen[i : i + COMMIT_EVERY], actor="scheduler"))
 		for i in range(0, len(chosen), COMMIT_EVERY)
 	)
+
+
+def with_room(engine: "Engine", jobs: list[dict]) -> list[dict]:
+	"""The jobs, in order, that their organizations have room in flight for; the others wait
+	(still due) for a later tick. The batch's organizations are read at once, and those already
+	chosen count as in flight: they will be when the batch commits."""
+	if not jobs:
+		return []
+	orgs = {
+		org["name"]: org
+		for org in engine.store.get_all(
+			"Organization", [("name", "in", sorted({job["organization"] for job in jobs}))]
+		)
+	}
+	room, going, chosen = Room(engine), Counter(), []
+	for job in jobs:
+		if room.known_full(job["organization"]):
+			continue
+		org = orgs.get(job["organization"])
+		if org is not None and not room.has_room(org, adding=going[org["name"]]):
+			continue
+		going[job["organization"]] += 1
+		chosen.append(job)
+	return chosen
+
+
+@distributed_lock("queue_scheduled", ttl=120)
+def queue_scheduled(engine: "Engine") -> int:
+	"""Scheduled jobs whose run_at has come are queued (as the organization's in-flight limit
+	allows), or become Pending while the job they depend on has not completed. One indexed
+	read (status, run_at) of a page, transitions committed together, one dispatch per chunk."""
+	due = engine.store.get_all(
+		JOB,
+		[("status", "=", states.SCHEDULED), ("run_at", "<=", engine.now())],
+		order_by="run_at asc, name asc",
+		limit=engine.settings.batch_size,
+	)
+	waited_on = sorted({job["depends_on"] for job in due if job.get("depends_on")})
+	completed = {
+		row["name"]
+		for row in engine.store.get_all(JOB, [("name", "in", waited_on)], ["name", "status"])
+		if row["status"] == states.COMPLETED
+	}
+	waiting = [job for job in due if job.get("depends_on") and job["depends_on"] not in completed]
+	ready = with_room(
+		engine, [job for job in due if not job.get("depends_on") or job["depends_on"] in completed]
+	)
+	moves: list[Move] = [
+		{
+			"job": job,
+			"to_status": states.PENDING,
+			"actor": "scheduler",
+			"message": "Due; waiting for its parent",
+		}
+		for job in waiting
+	] + [
+		{
+			"job": job,
+			"to_status": states.QUEUED,
+			"actor": "scheduler",
+			"message": "Due",
+			"values": engine.requeued_values(job),
+		}
+		for job in ready
+	]
+	moved = 0
+	for i in range(0, len(moves), COMMIT_EVERY):
+		done = [job for job in transition_all(engine, moves[i : i + COMMIT_EVERY]) if job]
+		engine.dispatch_all([job for job in done if job["status"] == states.QUEUED])
+		moved += len(done)
+	return moved
 
 
 @distributed_lock("release_pending", ttl=120)
@@ -68,24 +121,51 @@ def release_pending(engine: "Engine") -> int:
 	room = Room(engine)  # a full organization's other jobs wait too
 	while True:
 		page = engine.store.get_all(
-			JOB, [("status", "=", states.PENDING)], order_by="creation asc", limit=batch, offset=offset
+			JOB,
+			[("status", "=", states.PENDING)],
+			["name", "depends_on", "organization"],
+			order_by="creation asc",
+			limit=batch,
+			offset=offset,
 		)
-		# The page's parents in one read, not one each: most Pending jobs wait on a parent still
-		# running, and a backlog of thousands would cost as many round trips every pass.
-		waited_on = sorted({job["depends_on"] for job in page if job.get("depends_on")})
+		# The page's parents in one read, not one each, and only the jobs that may move read whole:
+		# most Pending jobs wait on a parent still running, and a backlog of thousands would
+		# otherwise cost as many round trips, or whole rows, every pass.
+		waited_on = sorted({job["depends_on"] for job in page if job["depends_on"]})
 		parents = {
 			r["name"]: r for r in engine.store.get_all(JOB, [("name", "in", waited_on)], ["name", "status"])
 		}
-		settled = sum(
-			1
+		movable = [
+			job["name"]
 			for job in page
 			if not room.known_full(job["organization"])
-			and settle_pending(engine, job, parents.get(job.get("depends_on")), room=room)
+			and (not job["depends_on"] or parents.get(job["depends_on"], {}).get("status") in _PARENT_ENDED)
+		]
+		whole = (
+			{
+				row["name"]: row
+				for row in engine.store.get_all(
+					JOB, [("name", "in", movable), ("status", "=", states.PENDING)]
+				)
+			}
+			if movable
+			else {}
+		)
+		settled = sum(
+			1
+			for name in movable
+			if name in whole
+			and not room.known_full(whole[name]["organization"])
+			and settle_pending(engine, whole[name], parents.get(whole[name]["depends_on"]), room=room)
 		)
 		moved += settled
 		offset += len(page) - settled
 		if len(page) < batch:
 			return moved
+
+
+# A Pending job's parent in these statuses (or purged) lets it move: queued, or canceled with it.
+_PARENT_ENDED = (None, *states.TERMINAL)
 
 
 @distributed_lock("rescue_orphans", ttl=120)
@@ -210,7 +290,15 @@ def stop_canceled(engine: "Engine") -> int:
 	return stopped
 
 
-TASKS = (rescue_orphans, stop_canceled, requeue_due_retries, release_pending, redispatch_lost)
+TASKS = (
+	rescue_orphans,
+	stop_canceled,
+	run_schedules,
+	queue_scheduled,
+	requeue_due_retries,
+	release_pending,
+	redispatch_lost,
+)
 
 
 def tick(engine: "Engine") -> dict:

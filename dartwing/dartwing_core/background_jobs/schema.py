@@ -14,6 +14,7 @@ DOCTYPES = (
 	"Job Type",
 	"Background Job",
 	"Job Execution Log",
+	"Job Schedule",
 	"Background Job Step",
 	"Background Job Item",
 )

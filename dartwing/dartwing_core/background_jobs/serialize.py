@@ -14,6 +14,7 @@ _TIMESTAMPS = (
 	"pause_requested_at",
 	"paused_at",
 	"next_retry_at",
+	"run_at",
 )
 
 
@@ -104,3 +105,29 @@ def item_to_api(item: dict, tz: tzinfo = timezone.utc) -> dict:
 		"error_type": item.get("error_type"),
 		"error_message": item.get("error_message"),
 	}
+
+
+def schedule_to_api(
+	schedule: dict, tz: tzinfo = timezone.utc, upcoming: list[datetime] | None = None
+) -> dict:
+	"""A Job Schedule as the API, the CLI and the desk show it."""
+	out = {
+		"schedule_id": schedule["name"],
+		"job_type": schedule.get("job_type"),
+		"organization": schedule.get("organization"),
+		"parameters": _json(schedule.get("parameters")) or {},
+		"cron": schedule.get("cron") or None,
+		"interval_seconds": schedule.get("interval_seconds") or None,
+		"time_zone": schedule.get("time_zone"),
+		"enabled": bool(schedule.get("enabled")),
+		"overlap_policy": schedule.get("overlap_policy"),
+		"misfire_policy": schedule.get("misfire_policy"),
+		"next_run_at": iso(schedule.get("next_run_at"), tz),
+		"last_run_at": iso(schedule.get("last_run_at"), tz),
+		"last_job": schedule.get("last_job") or None,
+		"owner_user": schedule.get("owner_user"),
+		"created_at": iso(schedule.get("creation"), tz),
+	}
+	if upcoming is not None:
+		out["upcoming"] = [iso(t, tz) for t in upcoming]
+	return out

@@ -4,7 +4,12 @@ import math
 import os
 from dataclasses import Field, dataclass, fields
 
-_ZERO_ALLOWED = {"purge_after_days", "submit_limit_per_user", "submit_limit_per_organization"}
+_ZERO_ALLOWED = {
+	"purge_after_days",
+	"submit_limit_per_user",
+	"submit_limit_per_organization",
+	"notify_after_seconds",
+}
 
 
 @dataclass(frozen=True)
@@ -22,9 +27,15 @@ class Settings:
 	scheduler_interval: float = 1.0
 	max_items: int = 1_000_000  # items one ctx.each may record
 	item_flush_interval: float = 1.0  # item outcomes are written at least this often: a crash redoes them
+	# A schedule's run found later than this (or twice the scheduler interval) after its due time
+	# was missed (downtime): its misfire policy decides whether it still runs.
+	misfire_grace_seconds: float = 60
 	# Submits a minute, per user and per organization (0: no limit). The Frappe app sets both.
 	submit_limit_per_user: int = 0
 	submit_limit_per_organization: int = 0
+	# The owner hears of a job that completed after running at least this long (0: never), as of
+	# every job that ends in Dead Letter (notices.py; on Frappe, the desk's bell).
+	notify_after_seconds: float = 60
 
 	@classmethod
 	def from_env(cls, environ=os.environ, **overrides) -> "Settings":

@@ -7,6 +7,7 @@ class Status(str, Enum):
 	"""A job's status (its `status` column), and SKIPPED: what a run reports when its queue
 	message was stale, which no job is ever in. Members are strings, equal to the stored text."""
 
+	SCHEDULED = "Scheduled"
 	PENDING = "Pending"
 	QUEUED = "Queued"
 	RUNNING = "Running"
@@ -23,6 +24,7 @@ class Status(str, Enum):
 	__format__ = str.__format__
 
 
+SCHEDULED = Status.SCHEDULED
 PENDING = Status.PENDING
 QUEUED = Status.QUEUED
 RUNNING = Status.RUNNING
@@ -34,7 +36,7 @@ DEAD_LETTER = Status.DEAD_LETTER
 PAUSED = Status.PAUSED
 SKIPPED = Status.SKIPPED
 
-STATUSES = (PENDING, QUEUED, RUNNING, COMPLETED, FAILED, TIMED_OUT, CANCELED, DEAD_LETTER, PAUSED)
+STATUSES = (SCHEDULED, PENDING, QUEUED, RUNNING, COMPLETED, FAILED, TIMED_OUT, CANCELED, DEAD_LETTER, PAUSED)
 # Failed and Timed Out wait for their next attempt; only these three never change on their own.
 TERMINAL = frozenset({COMPLETED, CANCELED, DEAD_LETTER})
 UNFINISHED = tuple(s for s in STATUSES if s not in TERMINAL)
@@ -45,7 +47,10 @@ PAUSABLE_AT_ONCE = (PENDING, QUEUED, FAILED, TIMED_OUT)
 TYPE_PAUSE = "Job Type"  # paused_by of the jobs that their job type's pause stopped at a checkpoint
 
 ALLOWED = {
-	None: {PENDING, QUEUED},
+	None: {SCHEDULED, PENDING, QUEUED},
+	# Due (run_at reached): queued, or Pending while its parent has not completed. Not pausable:
+	# a Scheduled job holds nothing yet (cancel it, or pause it once it is due and queued).
+	SCHEDULED: {QUEUED, PENDING, CANCELED},
 	PENDING: {QUEUED, CANCELED, PAUSED},
 	QUEUED: {RUNNING, PENDING, CANCELED, DEAD_LETTER, PAUSED},
 	RUNNING: {COMPLETED, FAILED, TIMED_OUT, CANCELED, DEAD_LETTER, PAUSED},

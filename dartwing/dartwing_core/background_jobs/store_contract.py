@@ -146,6 +146,7 @@ def check_unset_fields_take_the_doctype_defaults(store: Store) -> None:
 def check_a_missing_row_reads_as_none(store: Store) -> None:
 	assert store.get(JOB, "ct-nope") is None
 	assert store.get(JOB, "ct-nope", for_update=True) is None
+	assert store.get(JOB, "ct-nope", latest=True) is None
 
 
 def check_a_row_reads_with_the_rows_its_links_point_at(store: Store) -> None:
@@ -538,6 +539,35 @@ def check_many_compare_and_sets_with_a_refused_record_write_none(store: Store) -
 	assert [r["status"] for r in committed] == ["Pending"] * 3
 	assert names(store.get_all(LOG, OUR_LOGS)) == ["ct-z"]
 	assert _queue_many(store, ("ct-a", "ct-b", "ct-c")) == [True] * 3, "the store stays usable"
+
+
+def check_many_compare_and_sets_write_their_further_records_for_the_winners_only(store: Store) -> None:
+	# A Job Schedule's move with the job it creates and that job's first log row: here ct-r1 and
+	# ct-r2 move, creating ct-r3 and ct-r4, each with two log rows.
+	for name in ("ct-r1", "ct-r2"):
+		store.insert(JOB, job_row(name, status="Pending", transition_count=5 if name == "ct-r2" else 0))
+	created = {"ct-r1": ("ct-r3", "ct-a", "ct-b"), "ct-r2": ("ct-r4", "ct-c", "ct-d")}
+	changes = [
+		Change(
+			name,
+			{"transition_count": 1},
+			[("transition_count", "=", 0)],
+			(JOB, job_row(child, job_hash=f"{child}-h", active_hash=f"{child}-h")),
+			((LOG, log(first, 1, job=child)), (LOG, log(second, 2, job=child))),
+		)
+		for name, (child, first, second) in created.items()
+	]
+
+	assert store.compare_and_set_many(JOB, changes) == [True, False]
+
+	jobs, logs = _elsewhere(
+		lambda: (
+			names(store.get_all(JOB, OUR_JOBS, order_by="name")),
+			store.get_all(LOG, OUR_LOGS, order_by="name"),
+		)
+	)
+	assert jobs == ["ct-r1", "ct-r2", "ct-r3"], "no record for a loser"
+	assert [(r["name"], r["background_job"]) for r in logs] == [("ct-a", "ct-r3"), ("ct-b", "ct-r3")]
 
 
 def check_a_compare_and_set_after_a_read_in_a_session_commits(store: Store) -> None:

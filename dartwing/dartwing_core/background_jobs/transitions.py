@@ -2,6 +2,7 @@
 Job Execution Log row. A transition that loses a race changes nothing and returns None."""
 
 import secrets
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, TypedDict
@@ -19,10 +20,15 @@ STEP = "Background Job Step"  # a child table of JOB (steps.py)
 ITEM = "Background Job Item"  # a job's items, a doctype of their own (items.py)
 
 
-def new_name() -> str:
-	"""Random names, like Frappe's `autoname: hash` but 64 bits: at millions of rows kept, 40
-	bits would collide every day."""
-	return secrets.token_hex(8)
+def new_name(at: float | None = None) -> str:
+	"""Time-ordered names: 11 hex digits of Unix milliseconds (`at`, default now), then 36 random
+	bits. New rows land on the primary key's newest pages, which the database keeps cached, and a
+	job's rows and log rows sit near others of its time, so a transition, an insert and a purge
+	batch read few pages of a table many times the cache; random names scattered each over all of
+	it. 36 random bits per millisecond keep collisions out of reach (1,000 names in one millisecond
+	collide once in 140,000 such bursts); Frappe's `autoname: hash` has 40 bits in all."""
+	millis = int((time.time() if at is None else at) * 1000)
+	return f"{millis:011x}{secrets.randbits(36):09x}"
 
 
 class JobRow(TypedDict, total=False):
@@ -67,6 +73,7 @@ class JobRow(TypedDict, total=False):
 	cancel_requested_at: datetime | None
 	canceled_at: datetime | None
 	canceled_by: str | None
+	traceparent: str | None  # W3C trace context of the submit (tracing.py)
 
 
 def log_row(job: JobRow, to_status: str, now: datetime, actor: str, message: str, retry_count: int) -> dict:
@@ -153,14 +160,19 @@ def transition_all(engine: "Engine", moves: Sequence[Move]) -> list[JobRow | Non
 			for m, (changes, log, _) in zip(moves, planned, strict=True)
 		],
 	)
-	written = [
-		({**m["job"], **changes}, []) if ok else None
+	updated = [
+		{**m["job"], **changes} if ok else None
 		for m, (changes, _, _), ok in zip(moves, planned, won, strict=True)
 	]
-	return [
-		None if w is None else _after_commit(engine, m["job"], *w, m["actor"])
-		for m, w in zip(moves, written, strict=True)
+	# No job ended, so no children to release: what follows the commit is the status events (in
+	# one round trip) and the on_transition observers, as after a single transition.
+	moved = [
+		(m["job"], u) for m, u in zip(moves, updated, strict=True) if u and u["status"] != m["job"]["status"]
 	]
+	engine.publish_all_status([after for _, after in moved])
+	for before, after in moved:
+		engine.transitioned(before, after)
+	return updated
 
 
 def _write(
@@ -188,6 +200,9 @@ def _plan(
 	)
 	if to_status in states.TERMINAL:
 		changes["active_hash"] = None
+		if to_status != job["status"]:
+			# When it ended, whichever way: metrics count ended jobs by it, off the covering indexes.
+			changes.setdefault("completed_at", now)
 	return changes, log, to_status in states.TERMINAL and to_status != job["status"]
 
 
@@ -219,6 +234,7 @@ def _after_commit(engine: "Engine", job: JobRow, updated: JobRow, children: list
 	"""What a committed transition sets off: its event, and the release of its Pending children."""
 	if updated["status"] != job["status"]:
 		engine.publish_status(updated)
+		engine.transitioned(job, updated)
 	if children:  # they move as soon as their parent ends
 		from .dependencies import settle_children  # imports this module
 

@@ -11,7 +11,7 @@ import os
 import signal
 from typing import TYPE_CHECKING
 
-from . import runtime
+from . import runtime, tracing
 from .backends.rq_queue import PriorityQueue
 from .executor import execute, settle_lost_run
 from .forking_worker import _our_message, _prctl
@@ -119,7 +119,7 @@ def _warm_up(engine: "Engine") -> None:
 		jobs_logger = logging.getLogger("dartwing.jobs")
 		muted, jobs_logger.disabled = jobs_logger.disabled, True
 		try:
-			with rehearsal():
+			with rehearsal(), tracing.muted():
 				job = _rehearsal_job(engine)
 				execute(engine, job["name"], job["queue_job_id"])
 		except Exception:

@@ -228,6 +228,32 @@ class TestExecution(DartwingTestCase):
 		self.engine.cancel(job["job_id"], user="Administrator")
 
 
+class TestWait(DartwingTestCase):
+	def test_wait_hears_the_end_of_a_job_a_bench_worker_runs(self):
+		job = self.submit_as(self.member_a, steps=3, delay=0.3, label="waited")
+		worker = start_bench_worker()
+		try:
+			# Frappe's realtime events for the job's room, and reads on a connection of its own
+			result = self.engine.wait(job["job_id"], timeout=60)
+		finally:
+			worker.communicate(timeout=120)  # --burst: it exits once the queues are empty
+		self.assertEqual(result["steps"], 3)
+		self.assertEqual(result["output_reference"], f"/files/waited-{job['job_id']}.txt")
+
+	def test_wait_raises_job_failed_for_a_dead_letter(self):
+		from dartwing.dartwing_core.background_jobs import JobFailed
+
+		job = self.submit_as(self.member_a, job_type="hostile_job", reason="no", outcome="hostile_dead")
+		worker = start_bench_worker()
+		try:
+			with self.assertRaises(JobFailed) as failed:
+				self.engine.wait(job["job_id"], timeout=60)
+		finally:
+			worker.communicate(timeout=120)
+		self.assertEqual(failed.exception.status, "Dead Letter")
+		self.assertEqual(failed.exception.error_type, "Permanent")
+
+
 class TestRealtime(DartwingTestCase):
 	def test_events_go_to_the_job_room_and_its_owner_only_while_it_runs(self):
 		pubsub = get_redis_connection_without_auth().pubsub(ignore_subscribe_messages=True)

@@ -53,6 +53,7 @@ class DartwingTestCase(FrappeAPITestCase):
 		frappe.set_user("Administrator")
 		frappe.db.rollback()
 		orgs = [cls.org_a, cls.org_b]
+		frappe.db.delete("Job Schedule", {"organization": ["in", orgs]})
 		jobs = frappe.get_all(JOB, filters={"organization": ["in", orgs]}, pluck="name")
 		if jobs:
 			frappe.db.delete(LOG, {"background_job": ["in", jobs]})
@@ -76,16 +77,17 @@ class DartwingTestCase(FrappeAPITestCase):
 		frappe.set_user("Administrator")
 		frappe.db.rollback()
 
-	def call(self, method: str, user: dict, http: str = "GET", **params):
-		"""A real HTTP request through Frappe's app, authenticated with the user's API key."""
+	def call(self, method: str, user: dict, http: str = "GET", *, api: str = API, **params):
+		"""A real HTTP request through Frappe's app, authenticated with the user's API key, to a
+		method of `api` (the job API unless given)."""
 		headers = {"Authorization": f"token {user['api_key']}:{user['api_secret']}"}
 		if http == "GET":
 			query = {k: v if isinstance(v, str) else json.dumps(v) for k, v in params.items()}
 			return make_request(
-				self.TEST_CLIENT.get, args=(API + method,), kwargs={"query_string": query, "headers": headers}
+				self.TEST_CLIENT.get, args=(api + method,), kwargs={"query_string": query, "headers": headers}
 			)
 		return make_request(
-			self.TEST_CLIENT.post, args=(API + method,), kwargs={"json": params, "headers": headers}
+			self.TEST_CLIENT.post, args=(api + method,), kwargs={"json": params, "headers": headers}
 		)
 
 	def submit_over_http(self, user: dict, organization: str, job_type: str = "sample_job", **parameters):

@@ -10,6 +10,7 @@ Object.assign(dartwing.jobs, {
 
 	// The one status -> indicator colour map (list, form indicator, monitor cards).
 	STATUS_COLORS: {
+		Scheduled: "purple",
 		Pending: "gray",
 		Queued: "blue",
 		Running: "orange",
@@ -23,7 +24,8 @@ Object.assign(dartwing.jobs, {
 	// The engine's own state rules (states.py), sent with the desk's boot (dartwing_core/boot.py):
 	// no copy here to drift from what the engine accepts.
 	STATUSES: frappe.boot.dartwing_jobs.statuses,
-	// Pending, Queued, Running, and Failed/Timed Out waiting for a retry: may change, may be canceled.
+	// Scheduled, Pending, Queued, Running, Paused, and Failed/Timed Out waiting for a retry: may change,
+	// may be canceled.
 	UNFINISHED_STATUSES: frappe.boot.dartwing_jobs.unfinished,
 	RETRYABLE_STATUSES: frappe.boot.dartwing_jobs.admin_retryable,
 	PAUSABLE_STATUSES: frappe.boot.dartwing_jobs.pausable,

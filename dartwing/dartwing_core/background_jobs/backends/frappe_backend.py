@@ -14,6 +14,7 @@ from ..engine import Engine
 from ..errors import ValidationError
 from ..registry import env_imports, import_handler_modules
 from ..settings import Settings
+from . import frappe_notify
 from .frappe_access import FrappeAccess
 from .frappe_events import FrappeEvents
 from .frappe_queue import FrappeQueue
@@ -37,6 +38,8 @@ def site_settings() -> Settings:
 		"queue_prefix": f"dartwing:{frappe.local.site}",
 		"submit_limit_per_user": frappe.conf.get("dartwing_submit_rate_limit") or 300,
 		"submit_limit_per_organization": 1200,
+		# hooks.py runs the tick every minute: a Job Schedule's interval cannot be shorter.
+		"scheduler_interval": 60,
 	}
 	try:
 		return Settings.from_env(**{**site_defaults, **overrides})
@@ -63,6 +66,7 @@ def get_engine() -> Engine:
 			lock_client=get_redis_conn(),
 			access=FrappeAccess(),
 			tz=zone,
+			on_transition=[frappe_notify.on_transition],
 		)
 	return _engines[site]
 

@@ -5,6 +5,7 @@ import contextlib
 import functools
 import json
 import time
+from collections.abc import Sequence
 
 import frappe
 import redis
@@ -18,25 +19,56 @@ from ..transitions import JOB
 from .frappe_store import in_open_transaction
 
 EVENTS = {"job_status_changed": "dartwing_job_status", "job_progress": "dartwing_job_progress"}
+ENGINE_EVENTS = {name: event for event, name in EVENTS.items()}
 
 
 class FrappeEvents:
 	"""Socket.IO through Frappe: to the job's document room and its owner, never the whole site."""
 
 	def publish(self, event: str, payload: dict) -> None:
-		name = EVENTS.get(event, f"dartwing_{event}")
+		self.publish_many([(event, payload)])
+
+	def publish_many(self, events: Sequence[tuple[str, dict]]) -> None:
+		messages = [m for event, payload in events for m in _messages(event, payload)]
 		# A status change is news only once committed; progress is saved apart, so it goes now.
-		after_commit = event != "job_progress" and in_open_transaction()
-		job_id = payload["job_id"]
-		messages = [(name, payload, get_doc_room(JOB, job_id))]
-		if payload.get("owner_user"):
-			messages.append((name, payload, get_user_room(payload["owner_user"])))
-		if event == "job_status_changed":
-			messages += list_update_messages(JOB, job_id, payload.get("organization"))
+		after_commit = any(event != "job_progress" for event, _ in events) and in_open_transaction()
 		emit(messages, after_commit)
 
-	def subscribe(self, job_id=None, organization=None):
-		raise NotImplementedError("on Frappe, watch jobs in the desk: events arrive over Socket.IO")
+	def subscribe(self, job_id=None, organization=None, idle: float = 0.5):
+		"""One job's events, read off Frappe's realtime channel (what Socket.IO relays) for its
+		document room: for engine.wait in Python code. An organization's are for the desk."""
+		if not job_id:
+			raise NotImplementedError("on Frappe, watch an organization's jobs in the desk (Socket.IO)")
+		site, room = frappe.local.site, get_doc_room(JOB, job_id)
+		pubsub = get_redis_connection_without_auth().pubsub()
+		pubsub.subscribe("events")
+		try:
+			while True:
+				message = pubsub.get_message(timeout=idle)
+				if message is None or message["type"] == "subscribe":
+					yield None  # subscribed (or silent): the caller reads the row
+					continue
+				if message["type"] != "message":
+					continue
+				data = json.loads(message["data"])
+				event = ENGINE_EVENTS.get(data.get("event"))
+				if event and data.get("namespace") == site and data.get("room") == room:
+					yield {"event": event, **data["message"]}
+		finally:
+			pubsub.close()
+
+
+def _messages(event: str, payload: dict) -> list[tuple]:
+	"""(event, message, room) triples of one event: the job's room, its owner's, and for a status
+	change the list update of each user who may see it."""
+	name = EVENTS.get(event, f"dartwing_{event}")
+	job_id = payload["job_id"]
+	messages = [(name, payload, get_doc_room(JOB, job_id))]
+	if payload.get("owner_user"):
+		messages.append((name, payload, get_user_room(payload["owner_user"])))
+	if event == "job_status_changed":
+		messages += list_update_messages(JOB, job_id, payload.get("organization"))
+	return messages
 
 
 AUDIENCE_SECONDS = 30

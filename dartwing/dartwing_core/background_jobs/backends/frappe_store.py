@@ -21,9 +21,11 @@ from pypika.terms import Case, Field, LiteralValue
 from .. import schema
 from ..errors import UniqueViolation, ValidationError
 from ..ports import (
+	GROUP_INDEX,
 	Change,
 	Filter,
 	Measure,
+	aggregate_by_group_index,
 	compare_and_set_in_steps,
 	compare_and_set_many_in_steps,
 	measured,
@@ -172,7 +174,11 @@ class FrappeStore:
 		return nullcontext()  # as session(): frappe.db already is
 
 	@_in_site
-	def get(self, doctype: str, name: str, *, for_update: bool = False) -> dict | None:
+	def get(self, doctype: str, name: str, *, for_update: bool = False, latest: bool = False) -> dict | None:
+		"""`latest`: read on a connection of its own unless this session reads committed rows
+		already: a web request's REPEATABLE READ snapshot would hide a job's later transitions."""
+		if latest and not getattr(frappe.db, "_dartwing_read_committed", False):
+			return self._apart(lambda: self.get(doctype, name))
 		table = frappe.qb.DocType(doctype)
 		query = frappe.qb.from_(table).select("*").where(table.name == name)
 		if for_update:
@@ -253,27 +259,46 @@ class FrappeStore:
 		filters: Sequence[Filter] = (),
 		group_by: Sequence[str] = (),
 	) -> list[dict]:
+		return aggregate_by_group_index(self._aggregate_once, doctype, measures, filters, group_by)
+
+	def _aggregate_once(
+		self,
+		doctype: str,
+		measures: Mapping[str, Measure],
+		filters: Sequence[Filter],
+		group_by: Sequence[str],
+		groups: Sequence[tuple] | None = None,
+	) -> list[dict]:
 		"""The SQL store's query in frappe.qb: plain aggregates in one GROUP BY; a percentile ranks
 		each group's values with window functions (MariaDB 10.6 and PostgreSQL have them) in a
-		subquery, and keeps the first value with rank * 100 >= p * count (nearest rank)."""
+		subquery, and keeps the first value with rank * 100 >= p * count (nearest rank). With
+		`groups`, rows are grouped by their group's index in it (GROUP_INDEX)."""
 		table = frappe.qb.DocType(doctype)
-		groups = [self._field(table, doctype, f) for f in group_by]
+		groups_by = [self._field(table, doctype, f) for f in group_by]
+		keys = tuple(group_by)
+		if groups is not None:
+			# Each group by its index among the known ones: a window sorts integers, not text.
+			index = Case()
+			for number, group in enumerate(groups):
+				same = [f.isnull() if v is None else f == v for f, v in zip(groups_by, group, strict=True)]
+				index = index.when(functools.reduce(lambda a, b: a & b, same), LiteralValue(str(number)))
+			groups_by, keys = [index], (GROUP_INDEX,)
 		spec = [
 			(label, function, field, percentile_of(function)) for label, (function, field) in measures.items()
 		]
 		values = [self._measured_value(table, doctype, function, field) for _, function, field, _ in spec]
 		query = self._where(frappe.qb.from_(table), table, doctype, filters)
 		if any(percent for *_, percent in spec):
-			columns = [g.as_(f"g{i}") for i, g in enumerate(groups)]
+			columns = [g.as_(f"g{i}") for i, g in enumerate(groups_by)]
 			columns += [v.as_(f"v{i}") for i, v in enumerate(values)]
 			for i, (*_, percent) in enumerate(spec):
 				if percent:
 					# NULLs rank apart (their own partition) and are not counted.
-					rank = analytics.RowNumber().over(*groups, values[i].isnull()).orderby(values[i])
-					columns += [rank.as_(f"r{i}"), analytics.Count(values[i]).over(*groups).as_(f"n{i}")]
+					rank = analytics.RowNumber().over(*groups_by, values[i].isnull()).orderby(values[i])
+					columns += [rank.as_(f"r{i}"), analytics.Count(values[i]).over(*groups_by).as_(f"n{i}")]
 			inner = query.select(*columns)
 			query = frappe.qb.from_(inner)
-			groups = [Field(f"g{i}", table=inner) for i in range(len(groups))]
+			groups_by = [Field(f"g{i}", table=inner) for i in range(len(groups_by))]
 			values = [Field(f"v{i}", table=inner) for i in range(len(values))]
 		selected = []
 		for i, (_, function, field, percent) in enumerate(spec):
@@ -288,13 +313,13 @@ class FrappeStore:
 				aggregate = {"count": functions.Count, "sum": functions.Sum, "avg": functions.Avg}
 				aggregate |= {"min": functions.Min, "max": functions.Max}
 				selected.append(aggregate[function](values[i]))
-		query = query.select(*groups, *selected)
-		if groups:
-			query = query.groupby(*groups)
+		query = query.select(*groups_by, *selected)
+		if groups_by:
+			query = query.groupby(*groups_by)
 		out = []
 		for row in query.run():
-			found = dict(zip(group_by, row, strict=False))
-			for (label, function, field, _), value in zip(spec, row[len(groups) :], strict=True):
+			found = dict(zip(keys, row, strict=False))
+			for (label, function, field, _), value in zip(spec, row[len(groups_by) :], strict=True):
 				found[label] = measured(function, field, value)
 			out.append(found)
 		return out
@@ -402,28 +427,33 @@ class FrappeStore:
 		so they neither wait for the handler's commit nor lock the job row until it."""
 		if getattr(frappe.local, "db", None) is None or not in_open_transaction():
 			return self.update(doctype, name, values, expect)
+		try:
+			return self._apart(lambda: self.update(doctype, name, values, expect))
+		except frappe.QueryTimeoutError:
+			# This very transaction holds the row (a job run inline, inside an open transaction):
+			# the write can only go in it.
+			return self.update(doctype, name, values, expect)
+
+	def _apart(self, work):
+		"""`work()` on a site connection of its own (a thread, which has no frappe.local: _site
+		opens one and commits), waiting up to 3 s for a row lock; its answer or its error."""
 		outcome: dict = {}
 
-		def write() -> None:  # a new thread has no frappe.local: _site opens its own connection
+		def run() -> None:
 			try:
 				with self._site():
 					if frappe.db.db_type == "mariadb":
 						frappe.db.sql("set session innodb_lock_wait_timeout = 3")
-					outcome["changed"] = self.update(doctype, name, values, expect)
+					outcome["answer"] = work()
 			except BaseException as exc:
 				outcome["error"] = exc
 
-		thread = threading.Thread(target=write, name="dartwing-apart", daemon=True)
+		thread = threading.Thread(target=run, name="dartwing-apart", daemon=True)
 		thread.start()
 		thread.join()
-		error = outcome.get("error")
-		if isinstance(error, frappe.QueryTimeoutError):
-			# This very transaction holds the row (a job run inline, inside an open transaction):
-			# the write can only go in it.
-			return self.update(doctype, name, values, expect)
-		if error is not None:
-			raise error
-		return outcome["changed"]
+		if "error" in outcome:
+			raise outcome["error"]
+		return outcome["answer"]
 
 	@contextmanager
 	def savepoint(self) -> Iterator[None]:

@@ -3,7 +3,7 @@ job's watchers and its organization's watchers (pattern subscriptions) hear one 
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from urllib.parse import quote
 
 from redis import Redis
@@ -32,19 +32,29 @@ class RedisEvents:
 		return f"{_glob_escape(self.channel(organization, ''))}*"
 
 	def publish(self, event: str, payload: dict) -> None:
-		message = json.dumps({"event": event, **payload}, default=str)
-		self.redis.publish(self.channel(payload.get("organization"), payload["job_id"]), message)
+		self.publish_many([(event, payload)])
+
+	def publish_many(self, events: Sequence[tuple[str, dict]]) -> None:
+		pipe = self.redis.pipeline(transaction=False)
+		for event, payload in events:
+			message = json.dumps({"event": event, **payload}, default=str)
+			pipe.publish(self.channel(payload.get("organization"), payload["job_id"]), message)
+		pipe.execute()
 
 	def subscribe(
 		self, job_id: str | None = None, organization: str | None = None, idle: float = 0.5
 	) -> Iterator[dict | None]:
-		"""Yield events as they come, and None after each `idle` seconds of silence so the caller
-		can re-check the database (pub/sub drops messages nobody was listening for)."""
-		pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+		"""Yield events as they come, and None once the server has confirmed the subscription
+		(and again after a reconnection) and after each `idle` seconds of silence: the caller's cue
+		to re-read the database, since pub/sub drops messages nobody was listening for."""
+		pubsub = self.redis.pubsub()
 		pubsub.psubscribe(self.job_pattern(job_id) if job_id else self.org_pattern(organization))
 		try:
 			while True:
 				message = pubsub.get_message(timeout=idle)
-				yield json.loads(message["data"]) if message else None
+				if message is None or message["type"] == "psubscribe":
+					yield None
+				elif message["type"] == "pmessage":
+					yield json.loads(message["data"])
 		finally:
 			pubsub.close()

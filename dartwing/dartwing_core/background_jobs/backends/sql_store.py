@@ -14,9 +14,11 @@ from sqlalchemy.engine import make_url
 from .. import schema
 from ..errors import UniqueViolation, ValidationError
 from ..ports import (
+	GROUP_INDEX,
 	Change,
 	Filter,
 	Measure,
+	aggregate_by_group_index,
 	compare_and_set_in_steps,
 	compare_and_set_many_in_steps,
 	measured,
@@ -249,7 +251,9 @@ class SqlStore:
 				if self._local.kept is not None:
 					self._local.kept.read_open = False  # the commit or rollback ended it
 
-	def get(self, doctype: str, name: str, *, for_update: bool = False) -> dict | None:
+	def get(self, doctype: str, name: str, *, for_update: bool = False, latest: bool = False) -> dict | None:
+		"""`latest` changes nothing here: sessions read committed rows (READ COMMITTED; SQLite
+		takes a snapshot per statement outside a transaction, and writes lock the file in one)."""
 		locking = for_update and self.dialect != "sqlite"  # SQLite's writer lock covers the file
 
 		def build() -> sa.Select:
@@ -371,31 +375,61 @@ class SqlStore:
 		filters: Sequence[Filter] = (),
 		group_by: Sequence[str] = (),
 	) -> list[dict]:
+		return aggregate_by_group_index(self._aggregate_once, doctype, measures, filters, group_by)
+
+	def _aggregate_once(
+		self,
+		doctype: str,
+		measures: Mapping[str, Measure],
+		filters: Sequence[Filter],
+		group_by: Sequence[str],
+		groups: Sequence[tuple] | None = None,
+	) -> list[dict]:
 		"""Plain aggregates in one GROUP BY. A percentile ranks each group's values with window
 		functions (MariaDB 10.2+, PostgreSQL, SQLite 3.25+) in a subquery and keeps the value
-		whose rank is the first with rank * 100 >= p * count: nearest rank, in integers."""
+		whose rank is the first with rank * 100 >= p * count: nearest rank, in integers. With
+		`groups`, rows are grouped by their group's index in it (GROUP_INDEX)."""
 		shape, params = _filter_shape(filters)
 		group_by, spec = (
 			tuple(group_by),
 			tuple((k, f, tuple(v) if isinstance(v, list) else v) for k, (f, v) in measures.items()),
 		)
+		known = None if groups is None else len(groups)
+		for index, group in enumerate(groups or ()):
+			params |= {f"k{index}_{i}": value for i, value in enumerate(group)}
 		statement = self._statement(
-			("aggregate", doctype, shape, group_by, spec),
-			lambda: self._aggregate(doctype, shape, group_by, spec),
+			("aggregate", doctype, shape, group_by, spec, known),
+			lambda: self._aggregate(doctype, shape, group_by, spec, known),
 		)
 		with self._connection(write=False) as conn:
 			rows = statement.tuples(conn, params)
+		keys = group_by if known is None else (GROUP_INDEX,)
 		out = []
 		for row in rows:
-			found = dict(zip(group_by, row, strict=False))
-			for (label, function, field), value in zip(spec, row[len(group_by) :], strict=True):
+			found = dict(zip(keys, row, strict=False))
+			for (label, function, field), value in zip(spec, row[len(keys) :], strict=True):
 				found[label] = measured(function, field, value)
 			out.append(found)
 		return out
 
-	def _aggregate(self, doctype: str, shape: tuple, group_by: tuple, spec: tuple) -> sa.Select:
+	def _aggregate(
+		self, doctype: str, shape: tuple, group_by: tuple, spec: tuple, known: int | None = None
+	) -> sa.Select:
 		table = self.tables[doctype]
 		keys = [self._column(table, field).label(f"g{i}") for i, field in enumerate(group_by)]
+		if known is not None:
+			# Each group by its index among the `known` ones: a window sorts integers, not text.
+			columns = [k.element for k in keys]
+			same = [
+				(
+					sa.and_(
+						*(c.is_not_distinct_from(sa.bindparam(f"k{g}_{i}")) for i, c in enumerate(columns))
+					),
+					sa.literal_column(str(g)),  # a literal: a bound value would make the key text
+				)
+				for g in range(known)
+			]
+			keys = [sa.case(*same).label("g0")]
 		values = [
 			self._measured_value(table, function, field).label(f"v{i}")
 			for i, (_, function, field) in enumerate(spec)
@@ -415,7 +449,7 @@ class SqlStore:
 						sa.func.count(value).over(partition_by=groups or None).label(f"n{i}"),
 					]
 			source = sa.select(*keys, *values, *ranks).where(*where).subquery()
-			keys = [source.c[f"g{i}"] for i in range(len(group_by))]
+			keys = [source.c[f"g{i}"] for i in range(len(keys))]
 			values = [source.c[f"v{i}"] for i in range(len(spec))]
 			where = []
 		columns = []
@@ -582,16 +616,19 @@ class SqlStore:
 		or inside a transaction, the same as separate calls in one transaction."""
 		if not self._batches or not changes:
 			return compare_and_set_many_in_steps(self, doctype, changes)
-		parts = []
+		parts, updates = [], []
 		for change in changes:
-			record_doctype, row = change.record
-			row = self._complete(record_doctype, row)
+			updates.append(len(parts))
 			parts.append(self._update(doctype, change.name, change.values, change.expect))
-			parts.append((self._insert_if_changed(record_doctype, tuple(row)), row))
+			# Each INSERT runs only when the statement before it changed one row: the UPDATE, then
+			# the record, then each `also` row, so a lost UPDATE inserts none of them.
+			for record_doctype, row in (change.record, *change.also):
+				row = self._complete(record_doctype, row)
+				parts.append((self._insert_if_changed(record_doctype, tuple(row)), row))
 		results = self._batch_alone(parts, commit_if=lambda results: True)  # a lost one wrote nothing
 		if results is None:
 			return compare_and_set_many_in_steps(self, doctype, changes)
-		return [results[2 * n][1] == 1 for n in range(len(changes))]
+		return [results[n][1] == 1 for n in updates]
 
 	def _batch_alone(self, parts: list, commit_if) -> list | None:
 		"""Run `parts` as one multi-statement batch in a transaction of its own, then COMMIT when

@@ -181,6 +181,8 @@ function render_progress_section(frm) {
 					started_at: frm.doc.started_at,
 					completed_at: frm.doc.completed_at,
 					cancel_requested_at: frm.doc.cancel_requested_at,
+					pause_requested_at: frm.doc.pause_requested_at,
+					run_at: frm.doc.run_at,
 				}
 	);
 }
@@ -218,6 +220,8 @@ function eta_text(job) {
 			return __("Estimating time left…");
 		case "Queued":
 			return __("Waiting for a worker");
+		case "Scheduled":
+			return __("Runs at {0} ({1})", [jobs.format_time(job.run_at), jobs.relative_time(job.run_at)]);
 		case "Paused":
 			return __("Paused; Resume continues from its saved steps and items");
 		case "Pending":

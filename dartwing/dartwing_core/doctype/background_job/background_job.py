@@ -3,6 +3,7 @@
 
 import frappe
 from frappe import _
+from frappe.utils import get_datetime
 
 from dartwing.dartwing_core.api.errors import throw
 from dartwing.dartwing_core.background_jobs import schema
@@ -59,12 +60,22 @@ class BackgroundJob(TenantDocument):
 		queued_at: DF.Datetime | None
 		result: DF.Code | None
 		retry_count: DF.Int
+		run_at: DF.Datetime | None
 		started_at: DF.Datetime | None
 		status: DF.Literal[
-			"Pending", "Queued", "Running", "Completed", "Failed", "Timed Out", "Canceled", "Dead Letter"
+			"Scheduled",
+			"Pending",
+			"Queued",
+			"Running",
+			"Completed",
+			"Failed",
+			"Timed Out",
+			"Canceled",
+			"Dead Letter",
 		]
 		steps: DF.Table[BackgroundJobStep]
 		timeout_seconds: DF.Int
+		traceparent: DF.Data | None
 		transition_count: DF.Int
 		triggered_by: DF.Data | None
 		worker_name: DF.Data | None
@@ -106,6 +117,8 @@ class BackgroundJob(TenantDocument):
 				self.priority,
 				self.depends_on,
 				"desk",
+				# The desk's naive wall time, in the site's zone as the engine reads a naive datetime.
+				run_at=get_datetime(self.run_at) if self.run_at else None,
 			)
 		except DartwingError as exc:
 			throw(exc)  # the API's statuses: REST inserts answer 400/409/429 like submit_job

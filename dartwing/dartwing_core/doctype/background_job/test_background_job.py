@@ -15,7 +15,7 @@ class TestBackgroundJob(DartwingTestCase):
 		frappe.set_user(self.member_a["name"])
 		doc = self.new(input_parameters='{"label": "desk", "steps": 1}').insert()
 		frappe.db.commit()
-		self.assertEqual(len(doc.name), 16)
+		self.assertEqual(len(doc.name), 20)  # named by the engine (transitions.new_name)
 		self.assertEqual(doc.status, "Queued")
 		self.assertEqual(doc.owner_user, self.member_a["name"])
 		self.assertEqual(doc.triggered_by, "desk")

@@ -87,12 +87,23 @@ dartwing.jobs.JobMonitor = class JobMonitor {
 		});
 		this.$body.on("click", ".dw-status-tile", (e) => {
 			const status = $(e.currentTarget).attr("data-status");
-			frappe.set_route("List", "Background Job", { ...this.route_filters(), status });
+			const filters = { ...this.route_filters(), status };
+			if (!dartwing.jobs.UNFINISHED_STATUSES.includes(status)) {
+				// Ended jobs are counted when they ended in the window: list those.
+				filters.completed_at = [">=", this.window_start()];
+			}
+			frappe.set_route("List", "Background Job", filters);
 		});
 	}
 
 	organization() {
 		return this.org_field.get_value() || null;
+	}
+
+	window_start() {
+		return moment(frappe.datetime.now_datetime())
+			.subtract(this.window_hours || 24, "hours")
+			.format("YYYY-MM-DD HH:mm:ss");
 	}
 
 	route_filters() {
@@ -205,6 +216,7 @@ dartwing.jobs.JobMonitor = class JobMonitor {
 	// --- rendering ------------------------------------------------------------------------
 
 	render(metrics, dead) {
+		this.window_hours = metrics.window_hours;
 		this.render_status_cards(metrics.job_count_by_status || {});
 		this.render_depth(metrics.queue_depth_by_priority || {});
 		this.render_failure_rate(metrics.failure_rate_by_type || {}, metrics.window_hours);
@@ -222,7 +234,15 @@ dartwing.jobs.JobMonitor = class JobMonitor {
 			Object.keys(counts).filter((s) => !jobs.STATUSES.includes(s))
 		);
 		const tile = (status) => {
-			const title = esc(__("Open {0} jobs", [__(status)]));
+			const ended = !jobs.UNFINISHED_STATUSES.includes(status);
+			const title = esc(
+				ended
+					? __("Open {0} jobs that ended in the last {1} hours", [__(status), this.window_hours])
+					: __("Open {0} jobs", [__(status)])
+			);
+			const note = ended
+				? `<div class="text-muted small">${esc(__("last {0} h", [this.window_hours]))}</div>`
+				: "";
 			const count = esc(cint(counts[status]).toLocaleString());
 			return `<div class="widget number-widget-box dw-status-tile"
 				data-status="${esc(status)}" title="${title}">
@@ -230,7 +250,7 @@ dartwing.jobs.JobMonitor = class JobMonitor {
 					<span class="indicator ${jobs.status_color(status)}">${esc(__(status))}</span>
 				</div></div></div>
 				<div class="widget-body"><div class="widget-content">
-					<div class="number">${count}</div>
+					<div class="number">${count}</div>${note}
 				</div></div>
 			</div>`;
 		};
