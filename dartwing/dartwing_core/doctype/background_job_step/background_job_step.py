@@ -1,15 +1,16 @@
 # Copyright (c) 2026, Dartwing and contributors
 # License: MIT. See license.txt
 
-from frappe.model.document import Document
-
 from dartwing.dartwing_core.doctype.background_job.background_job import add_composite_indexes
+from dartwing.dartwing_core.guards import TenantDocument
 
 
-class BackgroundJobStep(Document):
+class BackgroundJobStep(TenantDocument):
 	"""A named step of a job (ctx.step): its outcome and saved result, written by the engine only.
 	A child table of Background Job, so the job's form shows its steps; the job's own rule (saves
-	of an existing job are refused) keeps the rows as the engine wrote them."""
+	of an existing job are refused) keeps the rows as the engine wrote them. Loaded on its own (by
+	name: REST, client.get, getdoc), a step of a job the user may not reach is not there: Frappe
+	checks a child row against its parent doctype only, not against its parent document."""
 
 	# begin: auto-generated types
 	# This code is auto-generated. Do not modify anything in this block.
