@@ -313,6 +313,35 @@ def test_metrics_computed_by_the_database_equal_the_python_reference(any_engine)
 		assert data["failure_rate_by_type"] == rates
 
 
+def test_durations_are_exact_when_a_time_is_within_a_millisecond_of_the_next_second(any_engine):
+	# SQLite's strftime rounds a time with a fraction to the millisecond: .9997 s read as the next
+	# second made a duration a second off, at random (the reference test above, now and then)
+	engine = any_engine
+	base = (engine.now() - timedelta(hours=1)).replace(microsecond=0)
+	for i, (job_type, started, took) in enumerate(
+		(
+			("t_echo", base.replace(microsecond=999_700), timedelta(microseconds=1_000_400)),
+			("t_flaky", base.replace(microsecond=200), timedelta(microseconds=2_999_600)),
+		)
+	):
+		engine.store.insert(
+			JOB,
+			{
+				"name": f"edge{i}",
+				"job_type": job_type,
+				"organization": "Acme",
+				"status": "Completed",
+				"job_hash": f"edge{i}",
+				"started_at": started,
+				"completed_at": started + took,
+			},
+		)
+
+	by_type = metrics.collect(engine)["processing_time"]["by_job_type"]
+
+	assert {t: by_type[t]["average_seconds"] for t in by_type} == {"t_echo": 1.0004, "t_flaky": 2.9996}
+
+
 def test_items_processed_and_failed_per_type(engine, tmp_path):
 	job_id = engine.submit("t_items", "Acme", {"marker": str(tmp_path / "calls"), "fail": [1], "skip": [2]})[
 		"job_id"

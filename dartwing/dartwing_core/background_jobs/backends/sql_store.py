@@ -481,8 +481,10 @@ class SqlStore:
 		if self.dialect == "postgresql":
 			return sa.cast(sa.extract("epoch", end - start) * 1000000, sa.BigInteger)
 		# SQLite keeps "YYYY-MM-DD HH:MM:SS.ffffff": whole seconds from strftime, then the digits.
-		seconds = sa.cast(sa.func.strftime("%s", end), sa.BigInteger) - sa.cast(
-			sa.func.strftime("%s", start), sa.BigInteger
+		# strftime reads the text without its fraction: given one, it rounds to the millisecond,
+		# and .9995 s or more became the next second (a duration a second off).
+		seconds = sa.cast(sa.func.strftime("%s", sa.func.substr(end, 1, 19)), sa.BigInteger) - sa.cast(
+			sa.func.strftime("%s", sa.func.substr(start, 1, 19)), sa.BigInteger
 		)
 		micros = sa.cast(sa.func.substr(end, 21, 6), sa.BigInteger) - sa.cast(
 			sa.func.substr(start, 21, 6), sa.BigInteger
