@@ -41,7 +41,7 @@ fixtures = [
 			[
 				"type_name",
 				"in",
-				["sample_job", "flaky_job", "broken_job", "slow_job", "long_job", "noop"],
+				["sample_job", "flaky_job", "broken_job", "slow_job", "long_job", "noop", "import_rows"],
 			]
 		],
 	},
@@ -51,6 +51,8 @@ permission_query_conditions = {
 	"Organization": f"{_PERMISSIONS}.organization_query",
 	"Background Job": f"{_PERMISSIONS}.background_job_query",
 	"Job Execution Log": f"{_PERMISSIONS}.job_execution_log_query",
+	"Background Job Step": f"{_PERMISSIONS}.background_job_step_query",
+	"Background Job Item": f"{_PERMISSIONS}.background_job_item_query",
 	"Job Schedule": f"{_PERMISSIONS}.job_schedule_query",
 	# Files attached to, and tags of, tenant documents; saved views over the tenant doctypes are
 	# their owner's (guards.py REFERENCES, SAVED_VIEWS)
@@ -62,6 +64,8 @@ has_permission = {
 	"Organization": f"{_PERMISSIONS}.has_organization_permission",
 	"Background Job": f"{_PERMISSIONS}.has_background_job_permission",
 	"Job Execution Log": f"{_PERMISSIONS}.has_job_execution_log_permission",
+	"Background Job Step": f"{_PERMISSIONS}.has_background_job_step_permission",
+	"Background Job Item": f"{_PERMISSIONS}.has_background_job_item_permission",
 	"Job Schedule": f"{_PERMISSIONS}.has_job_schedule_permission",
 	# Files attached to, and tags of, tenant documents (guards.py)
 	"File": f"{_GUARDS}.reference_permission",

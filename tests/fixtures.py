@@ -6,7 +6,7 @@ import signal
 import time
 from pathlib import Path
 
-from dartwing.dartwing_core.background_jobs import PermanentError, TransientError, job_handler
+from dartwing.dartwing_core.background_jobs import PermanentError, SkipItem, TransientError, job_handler
 
 
 @job_handler("t_echo", timeout=30, max_retries=2, base_delay=0, jitter=0, deduplication_window=300)
@@ -145,3 +145,150 @@ def t_pid(ctx, n: int = 0, hold_mb: int = 0):
 		block[::4096] = b"x" * len(block[::4096])  # touch every page: resident, not just mapped
 		_HELD.append(block)
 	return {"pid": os.getpid()}
+
+
+def _count_call(marker: str, what: str) -> None:
+	"""One line per call of `what` in the file `marker`: tests count how often a step ran."""
+	with open(marker, "a") as calls:
+		calls.write(what + "\n")
+
+
+def _call(marker: str, what: str, value=None):
+	_count_call(marker, what)
+	return value
+
+
+@job_handler(
+	"t_steps",
+	timeout=30,
+	max_retries=3,
+	base_delay=0,
+	jitter=0,
+	deduplication_window=0,
+	steps=["fetch", "classify", "file"],
+)
+def t_steps(
+	ctx, marker: str, fail_in: str = "", fail_attempts: int = 1, hang_in: str = "", pid_file: str = ""
+):
+	"""Three declared steps; each call is counted in `marker`. `fail_in`: that step raises a
+	transient error in the first `fail_attempts` attempts; `hang_in`: that step writes the
+	process id to `pid_file` and hangs in the first attempt (to be killed)."""
+
+	def work(name: str, value):
+		_count_call(marker, name)
+		if name == fail_in and ctx.attempt <= fail_attempts:
+			raise TransientError(f"{name} failed on attempt {ctx.attempt}")
+		if name == hang_in and ctx.attempt == 1:
+			Path(pid_file).write_text(str(os.getpid()))
+			time.sleep(60)
+		return value
+
+	rows = ctx.step("fetch", work, "fetch", {"rows": [1, 2, 3]})
+	kinds = ctx.step("classify", work, "classify", [len(rows["rows"]), "invoice"])
+	ctx.step("file", work, "file", None)
+	return {"rows": rows, "kinds": kinds}
+
+
+@job_handler("t_step_misuse", timeout=30, max_retries=2, base_delay=0, deduplication_window=0, steps=["one"])
+def t_step_misuse(ctx, misuse: str, marker: str = ""):
+	"""A handler that misuses steps: an undeclared name, a name twice, a result that is not JSON."""
+	if misuse == "undeclared":
+		ctx.step("two", _call, marker, "two")
+	elif misuse == "twice":
+		ctx.step("one", _call, marker, "one")
+		ctx.step("one", _call, marker, "one")
+	elif misuse == "not_json":
+		ctx.step("one", _call, marker, "one", {1, 2})
+	return "misused"
+
+
+@job_handler("t_step_timeout", timeout=30, max_retries=1, base_delay=0, jitter=0, deduplication_window=0)
+def t_step_timeout(ctx, marker: str, seconds: float = 5, timeout: float = 0.3):
+	"""Undeclared steps (any name); the second sleeps past its timeout in the first attempt."""
+	ctx.step("quick", _call, marker, "quick", "ok")
+	ctx.progress(50, "my own progress")
+
+	def slow():
+		_count_call(marker, "slow")
+		if ctx.attempt == 1:
+			time.sleep(seconds)
+		return "slow done"
+
+	return {"slow": ctx.step("slow", slow, timeout=timeout)}
+
+
+def _rows(count: int) -> list[dict]:
+	return [{"id": f"r{n}", "n": n} for n in range(count)]
+
+
+def _items_handler(ctx, marker, count, fail, fail_attempts, skip, hang_at, pid_file, delay, fail_flag=""):
+	"""Processes `count` rows keyed by id, each call counted in `marker` as attempt:key:item_key.
+	Rows in `fail` fail in the first `fail_attempts` attempts, or while the file `fail_flag` exists."""
+
+	def process(row: dict):
+		_count_call(marker, f"{ctx.attempt}:{row['id']}:{ctx.item_key}")
+		if delay:
+			time.sleep(delay)
+		if row["n"] == hang_at and ctx.attempt == 1:
+			Path(pid_file).write_text(str(os.getpid()))
+			time.sleep(60)
+		if row["n"] in skip:
+			raise SkipItem(f"row {row['n']} is a duplicate")
+		failing = Path(fail_flag).exists() if fail_flag else ctx.attempt <= fail_attempts
+		if row["n"] in fail and failing:
+			raise ValueError(f"row {row['n']} has no amount")
+		return {"double": 2 * row["n"]}
+
+	return ctx.each(_rows(count), process, key=lambda row: row["id"])
+
+
+@job_handler("t_items", timeout=60, max_retries=2, base_delay=0, jitter=0, deduplication_window=0)
+def t_items(
+	ctx,
+	marker: str,
+	count: int = 10,
+	fail: tuple = (),
+	fail_attempts: int = 1,
+	skip: tuple = (),
+	hang_at: int = -1,
+	pid_file: str = "",
+	delay: float = 0,
+):
+	return _items_handler(ctx, marker, count, fail, fail_attempts, skip, hang_at, pid_file, delay)
+
+
+@job_handler("t_items_tolerant", timeout=60, max_retries=0, deduplication_window=0, max_failed_items=1)
+def t_items_tolerant(ctx, marker: str, count: int = 5, fail: tuple = (), fail_flag: str = ""):
+	return _items_handler(ctx, marker, count, fail, 1, (), -1, "", 0, fail_flag)
+
+
+@job_handler("t_items_misuse", timeout=30, max_retries=1, base_delay=0, deduplication_window=0)
+def t_items_misuse(ctx, misuse: str, count: int = 5):
+	"""Items the engine must refuse before writing any: keys that repeat, are empty or too long, an
+	item that is not JSON, a one-shot generator; or an item whose result is not JSON."""
+	rows = _rows(count)
+	key = lambda row: row["id"]  # noqa: E731
+	if misuse == "repeated_key":
+		key = lambda row: "same" if row["n"] in (1, 3) else row["id"]  # noqa: E731
+	elif misuse == "empty_key":
+		key = lambda row: "" if row["n"] == 3 else row["id"]  # noqa: E731
+	elif misuse == "long_key":
+		key = lambda row: "k" * 141 if row["n"] == 3 else row["id"]  # noqa: E731
+	elif misuse == "not_json":
+		rows[3]["when"] = {1, 2}
+	elif misuse == "generator":
+		return ctx.each((row for row in rows), lambda row: None, key=key)
+	elif misuse == "result_not_json":
+		return ctx.each(rows, lambda row: {row["n"]} if row["n"] == 2 else None, key=key)
+	return ctx.each(rows, lambda row: None, key=key)
+
+
+@job_handler("t_fails_after_pause", timeout=30, max_retries=3, base_delay=0, jitter=0, deduplication_window=0)
+def t_fails_after_pause(ctx, wait: float = 20):
+	"""Never reaches a checkpoint: waits (up to `wait` s) for a pause request, then fails transiently."""
+	deadline = time.monotonic() + wait
+	while time.monotonic() < deadline:
+		if ctx.engine.store.get("Background Job", ctx.job_id).get("pause_requested_at"):
+			break
+		time.sleep(0.05)
+	raise TransientError("upstream unavailable")

@@ -10,5 +10,6 @@ def boot_session(bootinfo) -> None:
 		"statuses": list(states.STATUSES),
 		"unfinished": list(states.UNFINISHED),
 		"admin_retryable": list(states.ADMIN_RETRYABLE),
+		"pausable": [*states.PAUSABLE_AT_ONCE, states.RUNNING],
 		"priorities": list(states.PRIORITIES),
 	}

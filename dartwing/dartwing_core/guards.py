@@ -1,5 +1,6 @@
-"""Tenancy on Frappe's own endpoints, for the tenant doctypes (Organization, Background Job,
-Job Execution Log, Job Schedule).
+"""Tenancy on Frappe's own endpoints, for the tenant doctypes (Organization, Background Job, a job's
+own rows: Job Execution Log, Background Job Step (a child table) and Background Job Item, and Job
+Schedule).
 
 `permission_query_conditions` and `has_permission` (permissions.py) hold wherever Frappe asks them.
 Some v15 endpoints do not ask: they load a document before checking, count or search with
@@ -35,8 +36,9 @@ from frappe.model.document import Document
 from frappe.utils import cint, get_safe_filters
 
 from dartwing.dartwing_core.background_jobs.backends.frappe_events import emit, list_update_messages
-from dartwing.dartwing_core.background_jobs.transitions import JOB, LOG
+from dartwing.dartwing_core.background_jobs.transitions import ITEM, JOB, LOG, STEP
 from dartwing.dartwing_core.permissions import (
+	JOB_FIELD,
 	ORGANIZATION,
 	SCHEDULE,
 	is_admin,
@@ -45,7 +47,11 @@ from dartwing.dartwing_core.permissions import (
 	organizations_sql,
 )
 
-TENANT_DOCTYPES = frozenset({ORGANIZATION, JOB, LOG, SCHEDULE})
+# A job's own rows: their job's organization is theirs (permissions.organization_of).
+JOB_ROWS = (LOG, STEP, ITEM)
+TENANT_DOCTYPES = frozenset({ORGANIZATION, JOB, SCHEDULE, *JOB_ROWS})
+# Child tables among them, and the doctype Frappe lists their rows for: a list of them names it.
+PARENT_DOCTYPE = {STEP: JOB}
 _TENANT_DOCTYPES_FOLDED = frozenset(d.lower() for d in TENANT_DOCTYPES)
 
 
@@ -145,8 +151,10 @@ def _exists_and_reachable(doctype: str, name: str, user: str | None = None) -> b
 		row = frappe.db.get_value(doctype, name, ["name"], as_dict=True)
 	elif doctype in (JOB, SCHEDULE):
 		row = frappe.db.get_value(doctype, name, ["name", "organization"], as_dict=True)
-	else:
-		row = frappe.db.get_value(doctype, name, ["name", "background_job"], as_dict=True)
+	else:  # a job's own row: a step names its job `parent`, the others `background_job`
+		row = frappe.db.get_value(
+			doctype, name, ["name", JOB_FIELD.get(doctype, "background_job")], as_dict=True
+		)
 	if row is None:  # gone (purged): only admins may still tidy what pointed at it
 		return is_admin(user)
 	return may_reach(doctype, row, user)
@@ -220,7 +228,7 @@ def get_count(doctype, filters=None, debug=False, cache=False):
 	"""v15 counts with no permission check; tenant doctypes count what the user may list."""
 	if doctype not in TENANT_DOCTYPES:
 		return frappe.client.get_count(doctype, filters, debug, cache)
-	rows = frappe.get_list(
+	rows = _get_list(
 		doctype,
 		filters=get_safe_filters(filters),
 		fields=[f"count(`tab{doctype}`.`name`) as total_count"],
@@ -294,7 +302,7 @@ def get_group_by_count(doctype: str, current_filters: str, field: str) -> list[d
 	from frappe.desk import listview
 
 	if field == "assigned_to" and doctype in TENANT_DOCTYPES and not is_admin():
-		visible = frappe.get_list(
+		visible = _get_list(
 			doctype, filters=frappe.parse_json(current_filters), pluck="name", limit_page_length=0
 		)
 		current_filters = frappe.as_json([[doctype, "name", "in", visible or [""]]])
@@ -340,9 +348,7 @@ def get_tagged_docs(doctype, tag):
 
 	if doctype not in TENANT_DOCTYPES:
 		return tags.get_tagged_docs(doctype, tag)
-	return frappe.get_list(
-		doctype, filters=[[doctype, "_user_tags", "like", tag]], fields=["name"], as_list=True
-	)
+	return _get_list(doctype, filters=[[doctype, "_user_tags", "like", tag]], fields=["name"], as_list=True)
 
 
 @frappe.whitelist()
@@ -390,8 +396,17 @@ def _loaded_by_delete_doc() -> bool:
 
 def _first_visible(doctype: str, filters) -> str | None:
 	"""The first row matching `filters` among those the user may list."""
-	found = frappe.get_list(doctype, filters=filters, pluck="name", limit=1)
+	found = _get_list(doctype, filters=filters, pluck="name", limit=1)
 	return found[0] if found else None
+
+
+def _get_list(doctype: str, **kwargs) -> list:
+	"""frappe.get_list of a tenant doctype, with its permission query condition. A child table's
+	rows (steps) are listed as Frappe lists them, for a reader of their parent doctype: without
+	it, Frappe refuses everyone but Administrator."""
+	if doctype in PARENT_DOCTYPE:
+		kwargs["parent_doctype"] = PARENT_DOCTYPE[doctype]
+	return frappe.get_list(doctype, **kwargs)
 
 
 # -- doc_events ---------------------------------------------------------------------------------
@@ -558,14 +573,25 @@ def _unreachable_excluded(type_column: str, name_column: str, user: str | None) 
 	if orgs is None:
 		return ""
 	jobs = f"select `name` from `tabBackground Job` where `organization` in ({orgs})"
+	# Each tenant doctype, and the names of its rows the user may reach.
+	reachable = {
+		ORGANIZATION: orgs,
+		JOB: jobs,
+		SCHEDULE: f"select `name` from `tab{SCHEDULE}` where `organization` in ({orgs})",
+		**{
+			doctype: f"select `name` from `tab{doctype}`"
+			f" where `{JOB_FIELD.get(doctype, 'background_job')}` in ({jobs})"
+			for doctype in JOB_ROWS
+		},
+	}
+	tenant = ", ".join(f"'{doctype}'" for doctype in reachable)
 	return (
-		f"(ifnull({type_column}, '') not in ('{ORGANIZATION}', '{JOB}', '{LOG}', '{SCHEDULE}')"
-		f" or ({type_column} = '{ORGANIZATION}' and {name_column} in ({orgs}))"
-		f" or ({type_column} = '{JOB}' and {name_column} in ({jobs}))"
-		f" or ({type_column} = '{LOG}' and {name_column} in"
-		f" (select `name` from `tabJob Execution Log` where `background_job` in ({jobs})))"
-		f" or ({type_column} = '{SCHEDULE}' and {name_column} in"
-		f" (select `name` from `tabJob Schedule` where `organization` in ({orgs}))))"
+		f"(ifnull({type_column}, '') not in ({tenant})"
+		+ "".join(
+			f" or ({type_column} = '{doctype}' and {name_column} in ({names}))"
+			for doctype, names in reachable.items()
+		)
+		+ ")"
 	)
 
 

@@ -1,6 +1,6 @@
 """Tenancy: a user sees the organizations their User Permissions reach, and those organizations'
-jobs, job logs and job schedules; System Manager and Dartwing Admin see all. Used by hooks.py for lists and
-documents."""
+jobs (with their logs, steps and items) and job schedules; System Manager and Dartwing Admin see
+all. Used by hooks.py for lists and documents."""
 
 import frappe
 
@@ -31,13 +31,17 @@ def can_access_organization(organization: str, user: str | None = None) -> bool:
 	return allowed is None or organization in allowed
 
 
+# The field naming the job a row of a job's own doctype belongs to (a child table's `parent`).
+JOB_FIELD = {"Background Job Step": "parent"}
+
+
 def organization_of(doctype: str, row) -> str | None:
-	"""The organization a tenant document belongs to (a log row: its job's)."""
+	"""The organization a tenant document belongs to (a log or step row: its job's)."""
 	if doctype == ORGANIZATION:
 		return row.get("name")
 	if doctype in (JOB, SCHEDULE):
 		return row.get("organization")
-	return frappe.db.get_value(JOB, row.get("background_job"), "organization")
+	return frappe.db.get_value(JOB, row.get(JOB_FIELD.get(doctype, "background_job")), "organization")
 
 
 def may_reach(doctype: str, row, user: str | None = None) -> bool:
@@ -73,13 +77,24 @@ def background_job_query(user: str | None = None) -> str:
 
 
 def job_execution_log_query(user: str | None = None) -> str:
+	return _of_reachable_jobs("`tabJob Execution Log`.`background_job`", user)
+
+
+def background_job_item_query(user: str | None = None) -> str:
+	return _of_reachable_jobs("`tabBackground Job Item`.`background_job`", user)
+
+
+def background_job_step_query(user: str | None = None) -> str:
+	"""Steps are read with their job's form; a list of them (Frappe lists a child table for a
+	reader of its parent doctype) holds only those of jobs the user may reach."""
+	return _of_reachable_jobs("`tabBackground Job Step`.`parent`", user)
+
+
+def _of_reachable_jobs(column: str, user: str | None) -> str:
 	condition = _in_organizations("`tabBackground Job`.`organization`", user)
 	if not condition:
 		return ""
-	return (
-		"`tabJob Execution Log`.`background_job` in "
-		f"(select `tabBackground Job`.`name` from `tabBackground Job` where {condition})"
-	)
+	return f"{column} in (select `tabBackground Job`.`name` from `tabBackground Job` where {condition})"
 
 
 def has_background_job_permission(doc, ptype: str | None = None, user: str | None = None) -> bool:
@@ -88,6 +103,14 @@ def has_background_job_permission(doc, ptype: str | None = None, user: str | Non
 
 def has_job_execution_log_permission(doc, ptype: str | None = None, user: str | None = None) -> bool:
 	return may_reach("Job Execution Log", doc, user)
+
+
+def has_background_job_step_permission(doc, ptype: str | None = None, user: str | None = None) -> bool:
+	return may_reach("Background Job Step", doc, user)
+
+
+def has_background_job_item_permission(doc, ptype: str | None = None, user: str | None = None) -> bool:
+	return may_reach("Background Job Item", doc, user)
 
 
 def job_schedule_query(user: str | None = None) -> str:

@@ -561,3 +561,62 @@ def test_watch_exits_1_when_its_timeout_passes_before_the_job_ends(engine):
 
 	# Then the watch gives up, says so by its exit code, and reports the job as it stands
 	assert [j["status"] for j in document["jobs"]] == ["Queued"]
+
+
+# -- pause, resume, items ---------------------------------------------------------------------------
+
+
+def test_pause_and_resume_a_queued_job(engine):
+	job_id = engine.submit("t_echo", "Acme", {"value": "later"})["job_id"]
+
+	paused = cli_json(engine, "pause", job_id, "--user", "ops@example.com")
+	again = cli_json(engine, "pause", job_id, expect=EXIT_NOT_ALLOWED)
+	resumed = cli_json(engine, "resume", job_id)
+
+	assert paused["status"] == "Paused"
+	assert again["error"] == "InvalidState"
+	assert resumed["status"] == "Queued"
+	assert cli_json(engine, "resume", job_id, expect=EXIT_NOT_ALLOWED)["error"] == "InvalidState"
+	assert [e["to_status"] for e in engine.history(job_id)["entries"]] == ["Queued", "Paused", "Queued"]
+	assert cli_json(engine, "pause", "0123456789abcdef", expect=EXIT_NOT_FOUND)["error"] == "NotFound"
+
+
+def test_items_lists_a_jobs_items_and_retry_runs_its_failed_ones(engine, tmp_path):
+	job_id = engine.submit("t_items", "Acme", {"marker": str(tmp_path / "calls"), "fail": [3, 7]})["job_id"]
+	assert run_in_process(engine, job_id) == "Failed"
+
+	failed = cli_json(engine, "items", job_id, "--status", "Failed")
+	human = run_cli(engine, "items", job_id, "--limit", "5", as_json=False)
+	bad = cli_json(engine, "items", job_id, "--status", "Done", expect=EXIT_BAD_INPUT)
+
+	assert [(i["key"], i["error_type"]) for i in failed["items"]] == [
+		("r3", "ValueError"),
+		("r7", "ValueError"),
+	]
+	assert failed["total"] == 2
+	assert (
+		human.returncode == 0
+		and "ValueError: row 3 has no amount" in human.stdout
+		and "5 of 10" in human.stdout
+	)
+	assert bad["field"] == "status"
+	assert engine.status(job_id)["items"] == {"total": 10, "done": 8, "failed": 2, "skipped": 0}
+
+	permanent = engine.submit("t_permanent", "Acme")["job_id"]
+	run_in_process(engine, permanent)
+	refused = cli_json(engine, "retry", permanent, "--failed-items", expect=EXIT_NOT_ALLOWED)
+	assert "has no failed items" in refused["message"]
+	retried = cli_json(engine, "retry", job_id, "--failed-items")
+	assert retried["status"] == "Queued"
+	assert engine.history(job_id)["entries"][-1]["message"] == "Retried by Administrator: its 2 failed items"
+
+
+def test_job_type_pause_and_resume(engine):
+	paused = cli_json(engine, "job-type", "pause", "t_echo")
+	again = cli_json(engine, "job-type", "pause", "t_echo", expect=EXIT_NOT_ALLOWED)
+	resumed = cli_json(engine, "job-type", "resume", "t_echo")
+
+	assert paused == {"job_type": "t_echo", "is_paused": True, "resumed_jobs": 0}
+	assert again["error"] == "InvalidState"
+	assert resumed["is_paused"] is False
+	assert cli_json(engine, "job-type", "pause", "nope", expect=EXIT_NOT_FOUND)["error"] == "NotFound"

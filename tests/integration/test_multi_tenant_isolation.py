@@ -116,6 +116,7 @@ def test_metrics_of_one_organization_count_only_its_jobs(engine, tenants):
 		"Timed Out": 0,
 		"Canceled": 1,
 		"Dead Letter": 1,
+		"Paused": 0,
 	}
 	assert acme["queue_depth_by_priority"] == {"Critical": 0, "High": 1, "Normal": 0, "Low": 1}
 	assert acme["processing_time"]["count"] == 2

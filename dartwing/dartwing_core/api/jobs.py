@@ -191,18 +191,71 @@ def list_jobs(
 @frappe.whitelist(methods=["POST"])
 @_engine_errors
 def cancel_job(job_id: str | None = None) -> dict:
-	job = _readable_job(job_id)
-	if job["owner_user"] != frappe.session.user and not is_admin():
-		raise PermissionDenied("only the job's owner or an admin may cancel it")
+	_owned_job(job_id, "cancel")
 	return get_engine().cancel(job_id, user=frappe.session.user)
 
 
 @frappe.whitelist(methods=["POST"])
 @_engine_errors
-def retry_job(job_id: str | None = None) -> dict:
+def pause_job(job_id: str | None = None) -> dict:
+	_owned_job(job_id, "pause")
+	return get_engine().pause(job_id, user=frappe.session.user)
+
+
+@frappe.whitelist(methods=["POST"])
+@_engine_errors
+def resume_job(job_id: str | None = None) -> dict:
+	_owned_job(job_id, "resume")
+	return get_engine().resume(job_id, user=frappe.session.user)
+
+
+def _owned_job(job_id: str | None, action: str) -> dict:
+	"""Cancel, pause and resume: the job's owner or an admin."""
+	job = _readable_job(job_id)
+	if job["owner_user"] != frappe.session.user and not is_admin():
+		raise PermissionDenied(f"only the job's owner or an admin may {action} it")
+	return job
+
+
+@frappe.whitelist(methods=["POST"])
+@_engine_errors
+def retry_job(job_id: str | None = None, failed_items_only: bool | int | str = False) -> dict:
 	_require_admin()
 	_readable_job(job_id)
-	return get_engine().retry(job_id, user=frappe.session.user)
+	return get_engine().retry(
+		job_id, user=frappe.session.user, failed_items_only=_flag("failed_items_only", failed_items_only)
+	)
+
+
+def _flag(field: str, value) -> bool:
+	"""A form or query string sends 0/1 or true/false as text."""
+	if isinstance(value, bool):
+		return value
+	if value in (0, 1, "0", "1", "true", "false", "True", "False", ""):
+		return str(value).lower() in ("1", "true")
+	raise ValidationError(field, f"must be true or false, not {value!r}")
+
+
+@frappe.whitelist()
+@_engine_errors
+def get_job_items(
+	job_id: str | None = None, status: str | None = None, limit: int | str = 20, offset: int | str = 0
+) -> dict:
+	"""A page of the job's items (ctx.each) in list order, of one status if given."""
+	_readable_job(job_id)
+	return get_engine().job_items(
+		job_id, status=status or None, limit=_integer("limit", limit), offset=_integer("offset", offset)
+	)
+
+
+@frappe.whitelist(methods=["POST"])
+@_engine_errors
+def pause_job_type(job_type: str | None = None, paused: bool | int | str = True) -> dict:
+	"""Admins: hold a job type's jobs (queued ones wait, running ones pause), or resume it."""
+	_require_admin()
+	if not isinstance(job_type, str) or not job_type:
+		raise ValidationError("job_type", "is required")
+	return get_engine().pause_job_type(job_type, _flag("paused", paused), user=frappe.session.user)
 
 
 @frappe.whitelist()

@@ -271,6 +271,57 @@ class TestJobsAPI(DartwingTestCase):
 			self.call("cancel_job", self.admin, "POST", job_id="0123456789abcdef").status_code, 404
 		)
 
+	def test_pause_and_resume_by_owner_or_admin_with_their_statuses(self):
+		mine = self.submit_as(self.member_a, label="pause-1")["job_id"]
+		paused = self.call("pause_job", self.member_a, "POST", job_id=mine)
+		self.assertEqual(paused.status_code, 200, paused.json)
+		self.assertEqual(paused.json["message"]["status"], "Paused")
+		self.assertEqual(self.call("pause_job", self.member_a, "POST", job_id=mine).status_code, 409)
+		self.assertEqual(self.call("resume_job", self.member_b, "POST", job_id=mine).status_code, 404)
+		self.assertEqual(self.call("resume_job", self.outsider, "POST", job_id=mine).status_code, 404)
+		resumed = self.call("resume_job", self.member_a, "POST", job_id=mine)
+		self.assertEqual(resumed.status_code, 200, resumed.json)
+		self.assertEqual(resumed.json["message"]["status"], "Queued")
+		self.assertEqual(self.call("resume_job", self.member_a, "POST", job_id=mine).status_code, 409)
+		self.assertEqual(self.call("pause_job", self.admin, "POST", job_id=mine).status_code, 200)
+		self.assertEqual(self.call("pause_job", self.member_a, "POST").status_code, 400)
+		self.assertEqual(self.call("pause_job", self.member_a, "GET", job_id=mine).status_code, 403)
+		entries = [e["message"] for e in self.engine.history(mine)["entries"]]
+		self.assertEqual(
+			entries[1:3], [f"Paused by {self.member_a['name']}", f"Resumed by {self.member_a['name']}"]
+		)
+
+	def test_job_items_are_read_like_the_job(self):
+		job = self.submit_as(self.member_a, label="items")["job_id"]
+		page = self.call("get_job_items", self.member_a, job_id=job, status="Failed", limit=5)
+		self.assertEqual(page.status_code, 200, page.json)
+		self.assertEqual(
+			page.json["message"], {"job_id": job, "items": [], "total": 0, "limit": 5, "offset": 0}
+		)
+		self.assertEqual(
+			self.call("get_job_items", self.member_a, job_id=job, status="Done").status_code, 400
+		)
+		self.assertEqual(self.call("get_job_items", self.member_a, job_id=job, limit="x").status_code, 400)
+		self.assertEqual(self.call("get_job_items", self.member_b, job_id=job).status_code, 404)
+		retry = self.call("retry_job", self.member_a, "POST", job_id=job, failed_items_only=1)
+		self.assertEqual(retry.status_code, 403, retry.json)
+		retry = self.call("retry_job", self.admin, "POST", job_id=job, failed_items_only="maybe")
+		self.assertEqual(retry.status_code, 400, retry.json)
+
+	def test_pause_job_type_is_for_admins(self):
+		self.assertEqual(
+			self.call("pause_job_type", self.member_a, "POST", job_type="whoami_job").status_code, 403
+		)
+		try:
+			paused = self.call("pause_job_type", self.admin, "POST", job_type="whoami_job")
+			self.assertEqual(paused.status_code, 200, paused.json)
+			again = self.call("pause_job_type", self.admin, "POST", job_type="whoami_job")
+			self.assertEqual(again.status_code, 409, again.json)
+		finally:
+			resumed = self.call("pause_job_type", self.admin, "POST", job_type="whoami_job", paused=0)
+			self.assertEqual(resumed.status_code, 200, resumed.json)
+		self.assertEqual(self.call("pause_job_type", self.admin, "POST", job_type="no_such").status_code, 404)
+
 	def test_retry_is_for_admins_and_finished_jobs(self):
 		job = self.submit_as(self.member_a, label="retry")
 		self.assertEqual(self.call("retry_job", self.admin, "POST", job_id=job["job_id"]).status_code, 409)

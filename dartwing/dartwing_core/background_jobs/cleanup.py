@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from . import states
 from .locks import distributed_lock
-from .transitions import JOB, LOG
+from .transitions import ITEM, JOB, LOG, STEP
 
 if TYPE_CHECKING:
 	from .engine import Engine
@@ -26,7 +26,7 @@ def purge(
 	lock_budget: float = LOCK_BUDGET_SECONDS,
 ) -> int:
 	"""Delete Completed, Canceled and Dead Letter jobs last changed before the cutoff, with their
-	log rows, one batch per transaction so a large purge never holds long locks. Returns jobs deleted.
+	log, step and item rows, one batch per transaction so a large purge never holds long locks. Returns jobs deleted.
 
 	Batches are sized by time: on a table larger than the database's cache a job costs several
 	page reads, so a fixed count could hold locks for seconds. Each batch's rows are read before
@@ -61,6 +61,8 @@ def purge(
 			kept = {row["name"] for row in engine.store.get_all(JOB, [("name", "in", names)], ["name"])}
 			gone = [name for name in names if name not in kept]
 			engine.store.delete(LOG, [("background_job", "in", gone)])
+			engine.store.delete(STEP, [("parent", "in", gone)])
+			engine.store.delete(ITEM, [("background_job", "in", gone)])
 			engine.store.delete_references(JOB, gone)
 		took = time.monotonic() - started
 		if took > lock_budget:

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Column, Table
 
 from . import admin, cleanup, dead_letter, logs, metrics, runtime, scheduler, schedules, states
@@ -351,9 +352,58 @@ def cancel(ctx, job_id, user):
 @command(cli)
 @click.argument("job_id")
 @click.option("--user", default="Administrator", show_default=True)
-def retry(ctx, job_id, user):
-	"""Queue a Failed, Timed Out or Dead Letter job again now, with a fresh retry budget."""
-	ctx.emit(ctx.engine.retry(job_id, user), _render_job)
+def pause(ctx, job_id, user):
+	"""Pause a waiting job at once, a running one at its next checkpoint."""
+	ctx.emit(ctx.engine.pause(job_id, user), _render_job)
+
+
+@command(cli)
+@click.argument("job_id")
+@click.option("--user", default="Administrator", show_default=True)
+def resume(ctx, job_id, user):
+	"""Queue a Paused job again; it continues from its saved steps and items."""
+	ctx.emit(ctx.engine.resume(job_id, user), _render_job)
+
+
+@command(cli)
+@click.argument("job_id")
+@click.option("--user", default="Administrator", show_default=True)
+@click.option("--failed-items", is_flag=True, help="Run only its failed items (refused when none failed).")
+def retry(ctx, job_id, user, failed_items):
+	"""Queue a Failed, Timed Out or Dead Letter job again now, with a fresh retry budget; it
+	resumes from its saved steps and items."""
+	ctx.emit(ctx.engine.retry(job_id, user, failed_items_only=failed_items), _render_job)
+
+
+@command(cli)
+@click.argument("job_id")
+@click.option("--status", "status_", help="Pending, Completed, Failed or Skipped.")
+@click.option("--limit", type=int, default=20, show_default=True)
+@click.option("--offset", type=int, default=0)
+def items(ctx, job_id, status_, limit, offset):
+	"""A job's items (ctx.each) in list order, with their outcomes."""
+	ctx.emit(ctx.engine.job_items(job_id, status_, limit, offset), _render_items)
+
+
+@cli.group("job-type")
+def job_type_group():
+	"""Pause or resume a job type."""
+
+
+@command(job_type_group, "pause")
+@click.argument("name")
+@click.option("--user", default="Administrator", show_default=True)
+def job_type_pause(ctx, name, user):
+	"""Its queued jobs wait and its running ones pause at their next checkpoint; submits are taken."""
+	ctx.emit(ctx.engine.pause_job_type(name, True, user))
+
+
+@command(job_type_group, "resume")
+@click.argument("name")
+@click.option("--user", default="Administrator", show_default=True)
+def job_type_resume(ctx, name, user):
+	"""Send its queued jobs again and resume the jobs its pause stopped."""
+	ctx.emit(ctx.engine.pause_job_type(name, False, user))
 
 
 @command(cli, "dead-letters")
@@ -493,6 +543,20 @@ def _render_list(page: dict) -> None:
 		)
 	console.print(table)
 	console.print(f"{len(page['jobs'])} of {page['total']}")
+
+
+def _render_items(page: dict) -> None:
+	table = Table("#", "key", "status", "attempt", "result or error")
+	for item in page["items"]:
+		if item["error_message"] is not None:
+			outcome = f"{item['error_type'] or 'Skipped'}: {item['error_message']}"
+		else:
+			outcome = "" if item["result"] is None else json.dumps(item["result"])
+		table.add_row(
+			str(item["index"]), escape(item["key"]), item["status"], str(item["attempt"]), escape(outcome)
+		)
+	console.print(table)
+	console.print(f"{len(page['items'])} of {page['total']}")
 
 
 def _render_history(document: dict) -> None:

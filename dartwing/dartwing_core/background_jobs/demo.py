@@ -1,5 +1,6 @@
 """`make demo`: every kind of job end to end on real workers, a real scheduler and real Redis,
-in a throw-away SQLite database and queue namespace, ending with a summary."""
+in a throw-away SQLite database and queue namespace, ending with a summary; then resumable jobs:
+a worker killed in the middle of an import's items, and an import paused and resumed."""
 
 import os
 import signal
@@ -16,7 +17,7 @@ from rich.table import Table
 
 from . import admin, schedules, states
 from .audit import verify_chain
-from .transitions import JOB, LOG
+from .transitions import ITEM, JOB, LOG
 
 if TYPE_CHECKING:
 	from .engine import Engine
@@ -95,10 +96,13 @@ def run_demo(ctx, worker_count: int = 2) -> int:
 
 	command = [sys.executable, "-m", "dartwing.dartwing_core.background_jobs"]
 	log = open(workdir / "processes.log", "w")
-	processes = [
-		subprocess.Popen([*command, "worker", "-n", str(worker_count)], env=env, stdout=log, stderr=log),
-		subprocess.Popen([*command, "scheduler"], env=env, stdout=log, stderr=log),
-	]
+
+	def start_workers() -> subprocess.Popen:
+		# A process group of its own: the demo kills it, workers and children, as a crash would.
+		worker = [*command, "worker", "-n", str(worker_count)]
+		return subprocess.Popen(worker, env=env, stdout=log, stderr=log, start_new_session=True)
+
+	processes = [start_workers(), subprocess.Popen([*command, "scheduler"], env=env, stdout=log, stderr=log)]
 	try:
 		jobs = _submit_plan(engine)
 		canceler = threading.Thread(target=_cancel_when_running, args=(engine, jobs["long"]), daemon=True)
@@ -111,7 +115,16 @@ def run_demo(ctx, worker_count: int = 2) -> int:
 		watch_jobs(engine, organization="Acme Corp", timeout=120)
 		canceler.join()
 		pauser.join()
-		return _summary(engine, jobs, recurring)
+		ok = _summary(engine, jobs, recurring) == 0
+		console.rule("[bold]Resumable jobs")
+		ok &= _crash_mid_items(engine, processes, start_workers, workdir)
+		ok &= _pause_and_resume(engine, workdir)
+		console.print(
+			"[bold green]Resumable jobs finished as expected."
+			if ok
+			else "[bold red]Demo: some jobs did not end as expected."
+		)
+		return 0 if ok else 1
 	finally:
 		for process in processes:
 			process.send_signal(signal.SIGTERM)
@@ -142,6 +155,82 @@ def _pause_after(engine: "Engine", schedule: str, runs: int, deadline: float = 6
 	while time.monotonic() < stop_at and len(schedules.jobs_of(engine, schedule)) < runs:
 		time.sleep(0.2)
 	schedules.set_enabled(engine, schedule, False, user="demo")
+
+
+def _wait(engine: "Engine", job_id: str, until, what: str, timeout: float = 90) -> dict:
+	stop_at = time.monotonic() + timeout
+	while time.monotonic() < stop_at:
+		job = engine.get_job(job_id)
+		if until(job):
+			return job
+		time.sleep(0.1)
+	raise RuntimeError(f"demo: timed out waiting for {what} (job {job_id} is {job['status']})")
+
+
+def _import(engine: "Engine", workdir: Path, label: str, rows: int) -> tuple[str, Path]:
+	ledger = workdir / label
+	ledger.mkdir()
+	params = {"rows": rows, "delay": 0.03, "ledger": str(ledger)}
+	job = engine.submit("import_rows", "Acme Corp", params, user="demo", triggered_by="demo")
+	return job["job_id"], ledger
+
+
+def _crash_mid_items(engine: "Engine", processes: list, start_workers, workdir: Path) -> bool:
+	"""An import whose worker is killed (SIGKILL, the whole process group) in the middle of its
+	items: the scheduler rescues it once its lease lapses, a new worker resumes it, and every
+	item ends done once; only the batch not yet saved at the kill runs again."""
+	rows = 150
+	job_id, ledger = _import(engine, workdir, "crash-ledger", rows)
+	console.print(f"import {job_id}: {rows} rows of 30 ms, worker killed after 50 are saved")
+	_wait(engine, job_id, lambda j: (j["items_done"] or 0) >= 50, "50 items to be saved")
+	os.killpg(processes[0].pid, signal.SIGKILL)
+	processes[0].wait()
+	saved = engine.get_job(job_id)["items_done"]
+	console.print(f"  killed: {saved} items saved, the job still says Running; a new worker starts")
+	processes[0] = start_workers()
+	job = _wait(engine, job_id, lambda j: j["status"] in states.TERMINAL, "the import to finish")
+	items = engine.store.count_by(ITEM, "status", [("background_job", "=", job_id)])
+	again = engine.store.count(ITEM, [("background_job", "=", job_id), ("attempt", "=", 2)])
+	files = len(list(ledger.iterdir()))
+	ok = job["status"] == states.COMPLETED and items == {"Completed": rows} and files == rows
+	console.print(
+		f"  {job['status']}: items {items}, {files} rows in the ledger (one per item key); "
+		f"attempt 2 ran {again} items: the {rows - saved} not saved at the kill, and no others"
+	)
+	return ok and again == rows - saved
+
+
+def _pause_and_resume(engine: "Engine", workdir: Path) -> bool:
+	"""An import paused while it runs (it stops at its next item, without using an attempt), left
+	paused for a second, then resumed: it continues with the items it had not run."""
+	rows = 100
+	job_id, _ = _import(engine, workdir, "pause-ledger", rows)
+	_wait(engine, job_id, lambda j: (j["items_done"] or 0) >= 20, "20 items to be saved")
+	engine.pause(job_id, user="demo")
+	job = _wait(engine, job_id, lambda j: j["status"] == states.PAUSED, "the import to pause")
+	done_at_pause = job["items_done"]
+	time.sleep(1)
+	still = engine.get_job(job_id)["items_done"]
+	console.print(
+		f"import {job_id}: paused by demo after {done_at_pause} of {rows} items ({still} a second later)"
+	)
+	engine.resume(job_id, user="demo")
+	job = _wait(engine, job_id, lambda j: j["status"] in states.TERMINAL, "the resumed import to finish")
+	twice = engine.store.count(ITEM, [("background_job", "=", job_id), ("attempt", "!=", 1)])
+	history = [
+		e["to_status"] for e in engine.history(job_id)["entries"] if e["from_status"] != e["to_status"]
+	]
+	console.print(
+		f"  resumed: {job['status']}, {job['items_done']} items done, retries used {job['retry_count']}, "
+		f"items run twice {twice}; statuses {' -> '.join(history)}"
+	)
+	return (
+		job["status"] == states.COMPLETED
+		and job["items_done"] == rows
+		and job["retry_count"] == 0
+		and twice == 0
+		and still == done_at_pause
+	)
 
 
 def _cancel_when_running(engine: "Engine", job_id: str, deadline: float = 60) -> None:

@@ -21,10 +21,10 @@ from .errors import (
 )
 from .ports import Access, Events, Message, Queue, Store
 from .registry import Registry, registry
-from .serialize import iso, job_to_api, log_to_api
+from .serialize import iso, item_to_api, job_to_api, log_to_api
 from .settings import Settings
 from .timing import due_time
-from .transitions import JOB, LOG, Move, log_row, new_name, transition, transition_all
+from .transitions import ITEM, JOB, LOG, Move, log_row, new_name, transition, transition_all
 from .waiting import wait
 
 logger = logging.getLogger("dartwing.jobs")
@@ -49,6 +49,13 @@ def check_name(field: str, value, *, required: bool = True) -> None:
 		value.encode()
 	except UnicodeEncodeError:
 		raise ValidationError(field, "is not valid Unicode text") from None
+
+
+def check_page(limit, offset) -> None:
+	if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 100:
+		raise ValidationError("limit", "must be an integer from 1 to 100")
+	if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset <= MAX_OFFSET:
+		raise ValidationError("offset", f"must be an integer from 0 to {MAX_OFFSET}")
 
 
 def canonical_json(params: dict) -> str:
@@ -415,10 +422,7 @@ class Engine:
 		organizations: list[str] | None = None,
 	) -> dict:
 		"""One page of jobs, newest first. `organizations` bounds what the caller may see."""
-		if not isinstance(limit, int) or not 1 <= limit <= 100:
-			raise ValidationError("limit", "must be an integer from 1 to 100")
-		if not isinstance(offset, int) or not 0 <= offset <= MAX_OFFSET:
-			raise ValidationError("offset", f"must be an integer from 0 to {MAX_OFFSET}")
+		check_page(limit, offset)
 		check_name("organization", organization, required=False)
 		check_name("job_type", job_type, required=False)
 		if status is not None and status not in states.STATUSES:
@@ -462,6 +466,26 @@ class Engine:
 			"chain_problem": report.problem or None,
 		}
 
+	def job_items(self, job_id: str, status: str | None = None, limit: int = 20, offset: int = 0) -> dict:
+		"""One page of a job's items (ctx.each) in list order, of one status if given."""
+		from .items import ITEM_STATUSES
+
+		check_page(limit, offset)
+		if status is not None and status not in ITEM_STATUSES:
+			raise ValidationError("status", f"must be one of {', '.join(ITEM_STATUSES)}")
+		job = self.get_job(job_id)
+		filters = [("background_job", "=", job["name"])]
+		if status:
+			filters.append(("status", "=", status))
+		rows = self.store.get_all(ITEM, filters, order_by="item_index asc", limit=limit, offset=offset)
+		return {
+			"job_id": job["name"],
+			"items": [item_to_api(row, self.tz) for row in rows],
+			"total": self.store.count(ITEM, filters),
+			"limit": limit,
+			"offset": offset,
+		}
+
 	def wait(self, job_id: str, timeout: float | None = None):
 		"""What the Completed job's handler returned (its result dict, output reference or None);
 		JobFailed when it ended Dead Letter or Canceled; TimeoutError after `timeout` seconds.
@@ -502,16 +526,110 @@ class Engine:
 				return self.to_api(done)
 		raise InvalidState(f"job {job_id} kept changing; try again")
 
-	def retry(self, job_id: str, user: str = "Administrator") -> dict:
-		"""Admin retry of a Failed, Timed Out or Dead Letter job: queued now, with a fresh budget."""
+	def pause(self, job_id: str, user: str = "Administrator") -> dict:
+		"""Pending, Queued and waiting jobs pause at once (a queue message that arrives later is
+		skipped); a Running one at its next checkpoint (a step, an item, progress), without
+		counting the attempt. Paused jobs wait for resume()."""
 		check_name("user", user)
+		for _ in range(5):
+			job = self.get_job(job_id)
+			if job["status"] == states.RUNNING:
+				if job.get("pause_requested_at"):
+					return self.to_api(job)
+				values = {"pause_requested_at": self.now(), "paused_by": user}
+				done = transition(
+					self, job, states.RUNNING, actor=user, message=f"Pause requested by {user}", values=values
+				)
+			elif job["status"] in states.PAUSABLE_AT_ONCE:
+				values = {"paused_at": self.now(), "paused_by": user, "next_retry_at": None}
+				done = transition(
+					self, job, states.PAUSED, actor=user, message=f"Paused by {user}", values=values
+				)
+			else:
+				raise InvalidState(
+					f"job {job_id} is {job['status']}; only {', '.join(states.PAUSABLE_AT_ONCE)} and "
+					"Running jobs can be paused"
+				)
+			if done:
+				return self.to_api(done)
+		raise InvalidState(f"job {job_id} kept changing; try again")
+
+	def resume(self, job_id: str, user: str = "Administrator") -> dict:
+		"""A Paused job goes back to the queue (or to Pending while its parent or its
+		organization's room waits) and continues from its saved steps and items."""
+		check_name("user", user)
+		job = self.get_job(job_id)
+		if job["status"] != states.PAUSED:
+			raise InvalidState(f"job {job_id} is {job['status']}; only Paused jobs can be resumed")
+		job_type = self.store.get("Job Type", job["job_type"]) or {}
+		if job_type.get("is_paused"):
+			raise InvalidState(f"job type {job['job_type']} is paused; resume the job type")
+		done = self._resume(job, user, f"Resumed by {user}")
+		if done is None:
+			raise InvalidState(f"job {job_id} changed while resuming; try again")
+		return self.to_api(done)
+
+	def _resume(self, job: dict, actor: str, message: str) -> dict | None:
+		org = self.store.get("Organization", job["organization"]) or {}
+		status = self._initial_status(job.get("depends_on"), job["organization"])
+		if status == states.QUEUED and (org.get("status") != "Active" or at_flight_limit(self, org)):
+			status = states.PENDING  # released as its organization's room (or its resumption) allows
+		if status == states.QUEUED:
+			return self.requeue(job, actor=actor, message=message)
+		values = {"paused_at": None, "paused_by": None, "pause_requested_at": None}
+		return transition(self, job, states.PENDING, actor=actor, message=message, values=values)
+
+	def pause_job_type(self, job_type: str, paused: bool = True, user: str = "Administrator") -> dict:
+		"""Pause a job type: its queued jobs wait (their messages are skipped, and the scheduler
+		leaves them alone), its running ones pause at their next checkpoint; submits are still
+		taken. Resuming sends its queued jobs again and resumes the jobs its pause paused."""
+		check_name("user", user)
+		check_name("job_type", job_type)
+		row = self.store.get("Job Type", job_type)
+		if row is None:
+			raise NotFound(f"job type {job_type!r} not found")
+		if bool(row.get("is_paused")) == paused:
+			raise InvalidState(f"job type {row['name']} is {'already' if paused else 'not'} paused")
+		self.store.update("Job Type", row["name"], {"is_paused": int(paused)})
+		logger.info("Job type %s %s by %s", row["name"], "paused" if paused else "resumed", user)
+		resumed = 0
+		if not paused:
+			queued = self.store.get_all(JOB, [("job_type", "=", row["name"]), ("status", "=", states.QUEUED)])
+			self.dispatch_all(queued)
+			waiting = self.store.get_all(
+				JOB,
+				[
+					("job_type", "=", row["name"]),
+					("status", "=", states.PAUSED),
+					("paused_by", "=", states.TYPE_PAUSE),
+				],
+			)
+			for job in waiting:
+				resumed += (
+					self._resume(job, user, f"Resumed with job type {row['name']} by {user}") is not None
+				)
+		return {"job_type": row["name"], "is_paused": paused, "resumed_jobs": resumed}
+
+	def retry(self, job_id: str, user: str = "Administrator", failed_items_only: bool = False) -> dict:
+		"""Admin retry of a Failed, Timed Out or Dead Letter job: queued now, with a fresh budget.
+		It resumes from the job's saved steps and items (done ones are not run again);
+		`failed_items_only` asks for just that, and is refused when no item failed."""
+		check_name("user", user)
+		if not isinstance(failed_items_only, bool):
+			raise ValidationError("failed_items_only", "must be true or false")
 		job = self.get_job(job_id)
 		if job["status"] not in states.ADMIN_RETRYABLE:
 			raise InvalidState(
 				f"job {job_id} is {job['status']}; only {', '.join(states.ADMIN_RETRYABLE)} jobs can be retried"
 			)
+		message = f"Retried by {user}"
+		if failed_items_only:
+			failed = self.store.count(ITEM, [("background_job", "=", job_id), ("status", "=", "Failed")])
+			if not failed:
+				raise InvalidState(f"job {job_id} has no failed items to retry")
+			message = f"Retried by {user}: its {failed} failed items"
 		try:
-			done = self.requeue(job, actor=user, message=f"Retried by {user}", reset_retries=True)
+			done = self.requeue(job, actor=user, message=message, reset_retries=True)
 		except UniqueViolation:
 			self._raise_if_racer(job.get("job_hash"))
 			raise InvalidState(
@@ -559,6 +677,9 @@ class Engine:
 			"queue_job_id": f"{job['name']}-{job['transition_count'] + 1}",
 			"next_retry_at": None,
 			"cancel_requested_at": None,
+			"pause_requested_at": None,
+			"paused_at": None,
+			"paused_by": None,
 			"worker_name": None,
 			"lease_expires_at": None,
 			"active_hash": job["job_hash"],

@@ -126,3 +126,21 @@ class JobCanceled(JobInterrupt):
 
 class JobTimedOut(JobInterrupt):
 	pass
+
+
+class JobPaused(JobInterrupt):
+	"""A pause was asked for (of the job, or of its job type): the run stops at its checkpoint
+	and the job waits, Paused, to be resumed; the attempt is not counted."""
+
+
+class StepTimedOut(JobTimedOut):
+	"""A step (ctx.step) ran past its own timeout: the attempt ends Timed Out, as for the job's."""
+
+
+class SkipItem(Exception):
+	"""Raise from an item's function (ctx.each) to record the item Skipped, with the reason."""
+
+
+class ItemsFailed(TransientError):
+	"""More of ctx.each's items failed than the handler's max_failed_items allow: the attempt
+	fails after the other items ran, and a retry runs the failed items again."""

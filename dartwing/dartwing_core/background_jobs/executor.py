@@ -4,7 +4,6 @@ settle the outcome (completed, retry later, dead letter, canceled)."""
 import json
 import logging
 import os
-import signal
 import socket
 import threading
 import time
@@ -17,9 +16,10 @@ from typing import TYPE_CHECKING
 
 from . import dead_letter, logs, runtime, states, tracing
 from .dependencies import release_one_waiting
-from .errors import JobCanceled, JobTimedOut, PermanentError, PermissionDenied
+from .errors import JobCanceled, JobPaused, JobTimedOut, PermanentError, PermissionDenied
 from .progress import JobContext
 from .retry import PERMANENT, TRANSIENT, RetryPolicy, classify, next_retry_delay
+from .timeouts import deadline
 from .transitions import JOB, JobRow, transition
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ class Failure:
 class Outcome:
 	"""How one attempt ended: Completed or Canceled with the fields to save, or a failure."""
 
-	status: str  # states.COMPLETED, states.CANCELED or states.FAILED (then `failure` says why)
+	status: str  # states.COMPLETED, CANCELED, PAUSED or FAILED (then `failure` says why)
 	message: str = ""
 	values: dict = field(default_factory=dict)
 	failure: Failure | None = None
@@ -98,7 +98,7 @@ def execute(engine: "Engine", job_id: str, queue_job_id: str) -> str:
 # every column of every result, which PyMySQL parses in Python).
 CLAIM_LINKS = {
 	"organization": ("Organization", ["status", "max_in_flight_jobs"]),
-	"job_type": ("Job Type", ["handler", *RetryPolicy.JOB_TYPE_FIELDS]),
+	"job_type": ("Job Type", ["handler", "is_paused", *RetryPolicy.JOB_TYPE_FIELDS]),
 }
 
 
@@ -118,6 +118,11 @@ def claim(engine: "Engine", job_id: str, queue_job_id: str) -> Claim | str:
 		)
 		return states.PENDING
 	job_type = linked["job_type"] or {}
+	if job_type.get("is_paused"):
+		# Stays Queued; resuming the job type sends its message again (the scheduler leaves the
+		# jobs of a paused type alone meanwhile).
+		logger.info("Job skipped job_id=%s (job type %s is paused)", job_id, job["job_type"])
+		return states.SKIPPED
 	handler = engine.handlers.get(job_type.get("handler", ""))
 	if handler is None:
 		return _give_up(engine, job, f"No handler registered for job type {job['job_type']!r} in this worker")
@@ -157,7 +162,15 @@ def attempt(engine: "Engine", claimed: Claim) -> Outcome:
 
 def _attempt(engine: "Engine", claimed: Claim, span) -> Outcome:
 	job, attempt_no = claimed.job, claimed.attempt
-	ctx = JobContext(engine, job, attempt_no, logger)
+	spec = engine.handlers.spec_for(job["job_type"], claimed.job_type.get("handler", ""))
+	ctx = JobContext(
+		engine,
+		job,
+		attempt_no,
+		logger,
+		declared_steps=spec.steps if spec else (),
+		max_failed_items=spec.max_failed_items if spec else 0,
+	)
 	fields = {"job_id": job["name"], "job_type": job["job_type"], "attempt": attempt_no}
 	logger.info(
 		"Job started job_id=%s type=%s attempt=%d", job["name"], job["job_type"], attempt_no, extra=fields
@@ -167,12 +180,15 @@ def _attempt(engine: "Engine", claimed: Claim, span) -> Outcome:
 		with engine.access.run_as(job["owner_user"]), deadline(int(job["timeout_seconds"] or 0)):
 			value = claimed.handler(ctx, **json.loads(job["input_parameters"] or "{}"))
 		values = {**_result_values(value), "progress_message": ctx.job.get("progress_message")}
-	except JobCanceled as exc:
+	except (JobCanceled, JobPaused) as exc:
+		stopped = states.CANCELED if isinstance(exc, JobCanceled) else states.PAUSED
+		_record_step_failure(ctx, f"{stopped}: {exc}", timed_out=False)
 		progress = {"progress": ctx.job["progress"], "progress_message": ctx.job.get("progress_message")}
-		return Outcome(states.CANCELED, f"Canceled at checkpoint: {exc}", progress)
+		return Outcome(stopped, f"{stopped} at checkpoint: {exc}", progress)
 	except (Exception, JobTimedOut) as exc:
-		rules = engine.handlers.error_rules(job["job_type"], claimed.job_type.get("handler", ""))
+		rules = (spec.retry_on, spec.give_up_on) if spec else ((), ())
 		failure = Failure.of(exc, traceback.format_exc(), rules)
+		_record_step_failure(ctx, failure.error_message, failure.timed_out)
 		tracing.failed(span, exc)
 		log_failure(claimed, time.monotonic() - started, failure)
 		return Outcome(states.FAILED, failure=failure)
@@ -186,6 +202,15 @@ def _attempt(engine: "Engine", claimed: Claim, span) -> Outcome:
 		extra={**fields, "duration": duration},
 	)
 	return Outcome(states.COMPLETED, f"Completed in {duration:.3f}s", values)
+
+
+def _record_step_failure(ctx: JobContext, message: str, timed_out: bool) -> None:
+	"""The step the attempt failed in, saved after the handler's writes were rolled back; saving
+	it must not hide the attempt's own outcome."""
+	try:
+		ctx.steps.record_failure(message, timed_out)
+	except Exception:
+		logger.warning("Saving a failed step failed job_id=%s", ctx.job_id, exc_info=True)
 
 
 def log_failure(claimed: Claim, duration: float, failure: Failure) -> None:
@@ -212,6 +237,9 @@ def settle(engine: "Engine", claimed: Claim, outcome: Outcome) -> str:
 	elif outcome.status == states.CANCELED:
 		values = {**outcome.values, "canceled_at": engine.now()}
 		status = _persist(lambda: _finish(engine, job, states.CANCELED, outcome.message, values))
+	elif outcome.status == states.PAUSED:
+		values = {**outcome.values, "paused_at": engine.now(), "pause_requested_at": None}
+		status = _persist(lambda: _finish(engine, job, states.PAUSED, outcome.message, values))
 	else:
 		status = _persist(lambda: settle_failure(engine, job, outcome.failure, claimed.job_type))
 	if claimed.in_flight_limit:
@@ -281,9 +309,9 @@ def _finish(engine: "Engine", job: dict, status: str, message: str, values: dict
 	values = {**values, "lease_expires_at": None}
 	if status == states.COMPLETED:
 		values.setdefault("completed_at", engine.now())
-	# The first try uses the row as this run left it; a cancel request (a note) bumps the
+	# The first try uses the row as this run left it; a cancel or pause request (a note) bumps the
 	# transition count, so on a lost compare-and-set re-read and try again while the run owns the job.
-	row = job if status != states.CANCELED else None
+	row = job if status == states.COMPLETED else None
 	for _ in range(5):
 		if row is None:
 			row = engine.store.get(JOB, job["name"])
@@ -291,6 +319,8 @@ def _finish(engine: "Engine", job: dict, status: str, message: str, values: dict
 				return states.SKIPPED
 		if status == states.CANCELED:
 			values["canceled_by"] = row.get("canceled_by")
+		if status == states.PAUSED:
+			values["paused_by"] = row.get("paused_by") or states.TYPE_PAUSE
 		done = transition(engine, row, status, actor="worker", message=message, values=values)
 		if done:
 			return status
@@ -340,6 +370,26 @@ def settle_failure(
 				return states.DEAD_LETTER
 			continue
 		status = states.TIMED_OUT if failure.timed_out else states.FAILED
+		retry_values = {
+			"error_type": error_type,
+			"error_message": error_message[:10000],
+			"error_traceback": tb or None,
+			"retry_count": row["retry_count"] + 1,
+			"lease_expires_at": None,
+		}
+		if row.get("pause_requested_at"):
+			# A pause was asked for: the job waits Paused instead of for its retry; resume queues it.
+			done = transition(
+				engine,
+				row,
+				states.PAUSED,
+				actor=actor,
+				message=f"Paused as requested; the attempt failed: {error_message}",
+				values={**retry_values, "paused_at": engine.now(), "pause_requested_at": None},
+			)
+			if done:
+				return states.PAUSED
+			continue
 		next_at = engine.now() + timedelta(seconds=delay)
 		done = transition(
 			engine,
@@ -347,14 +397,7 @@ def settle_failure(
 			status,
 			actor=actor,
 			message=f"{error_message}; retry {row['retry_count'] + 1}/{policy.max_retries} in {delay:.0f}s",
-			values={
-				"error_type": error_type,
-				"error_message": error_message[:10000],
-				"error_traceback": tb or None,
-				"retry_count": row["retry_count"] + 1,
-				"next_retry_at": next_at,
-				"lease_expires_at": None,
-			},
+			values={**retry_values, "next_retry_at": next_at},
 		)
 		if done:
 			return status
@@ -404,26 +447,3 @@ def _heartbeat(engine: "Engine", job: dict) -> Iterator[None]:
 	finally:
 		stop.set()
 		thread.join()
-
-
-@contextmanager
-def deadline(seconds: float) -> Iterator[None]:
-	"""Raise JobTimedOut in the handler after `seconds`, restoring any outer alarm (RQ's own
-	timeout, set a little longer as a backstop) afterwards. Needs the main thread."""
-	if not seconds or threading.current_thread() is not threading.main_thread():
-		yield
-		return
-
-	def on_alarm(_signum, _frame):
-		raise JobTimedOut(f"exceeded its timeout of {seconds}s")
-
-	previous_handler = signal.signal(signal.SIGALRM, on_alarm)
-	previous_delay, _ = signal.setitimer(signal.ITIMER_REAL, seconds)
-	started = time.monotonic()
-	try:
-		yield
-	finally:
-		signal.setitimer(signal.ITIMER_REAL, 0)
-		signal.signal(signal.SIGALRM, previous_handler)
-		if previous_delay:
-			signal.setitimer(signal.ITIMER_REAL, max(0.001, previous_delay - (time.monotonic() - started)))

@@ -59,6 +59,9 @@ def collect(
 	done = [*scope, ("status", "=", states.COMPLETED), ("completed_at", ">=", since)]
 	overall = store.aggregate(JOB, _TIMING, done)
 	by_type = store.aggregate(JOB, _TIMING, done, group_by=("job_type",))
+	# Items (ctx.each) of the jobs that changed in the window, running ones included.
+	with_items = [*scope, ("modified", ">=", since), ("items_total", ">", 0)]
+	items = store.aggregate(JOB, _ITEMS, with_items, group_by=("job_type",))
 	return {
 		"organization": organization,
 		"window_hours": window_hours,
@@ -75,7 +78,18 @@ def collect(
 		"failure_rate_by_type": {
 			t: round(dead / (done + dead), 4) for t, (done, dead) in sorted(outcomes.items())
 		},
+		"items_by_type": {
+			row["job_type"]: {key: int(row[key] or 0) for key in _ITEMS}
+			for row in sorted(items, key=lambda r: r["job_type"])
+		},
 	}
+
+
+_ITEMS = {
+	"done": ("sum", "items_done"),
+	"failed": ("sum", "items_failed"),
+	"skipped": ("sum", "items_skipped"),
+}
 
 
 def _label(value: str) -> str:
@@ -121,5 +135,16 @@ def to_prometheus(metrics: dict) -> str:
 		"dartwing_failure_rate",
 		"Dead-lettered share of jobs that ended in the window.",
 		[({"job_type": t}, v) for t, v in metrics["failure_rate_by_type"].items()],
+	)
+	items = metrics["items_by_type"]
+	family(
+		"dartwing_items_processed",
+		"Items (ctx.each) processed, whatever their outcome, by jobs that changed in the window.",
+		[({"job_type": t}, v["done"] + v["failed"] + v["skipped"]) for t, v in items.items()],
+	)
+	family(
+		"dartwing_items_failed",
+		"Items (ctx.each) that failed, in jobs that changed in the window.",
+		[({"job_type": t}, v["failed"]) for t, v in items.items()],
 	)
 	return "\n".join(lines) + "\n"

@@ -136,8 +136,16 @@ class Store(Protocol):
 	def insert(self, doctype: str, row: dict) -> None:
 		"""Raises errors.UniqueViolation when a unique index refuses the row."""
 
+	def insert_many(self, doctype: str, rows: Sequence[dict]) -> None:
+		"""insert() of rows with the same fields, in as few statements as the database allows (a
+		job's items). Raises errors.UniqueViolation, having written none, when one is refused."""
+
 	def update(self, doctype: str, name: str, values: dict, expect: Sequence[Filter] = ()) -> bool:
 		"""Compare-and-set: update only when every `expect` filter holds; True when a row changed."""
+
+	def update_all(self, doctype: str, filters: Sequence[Filter], values: dict) -> int:
+		"""Set `values` on every row the filters match, in one statement: a batch of item
+		outcomes. Returns the rows matched."""
 
 	def compare_and_set(
 		self,
@@ -162,6 +170,15 @@ class Store(Protocol):
 	def update_apart(self, doctype: str, name: str, values: dict, expect: Sequence[Filter] = ()) -> bool:
 		"""update(), committed at once and apart from any transaction the caller holds open: for
 		progress and heartbeats, which watchers must see while the handler's own work is pending."""
+
+	def savepoint(self) -> AbstractContextManager[None]:
+		"""Undo what the running handler wrote inside when it raises (one item of ctx.each), and
+		keep the rest of its work. A store whose handlers never write through it: nothing."""
+
+	def commit_work(self) -> None:
+		"""Make what the running handler wrote so far durable, with the engine's rows written since
+		(a completed step's record): a later attempt then finds both. A store whose writes commit
+		on their own, with handlers that never write through it, has nothing to do."""
 
 	def delete(self, doctype: str, filters: Sequence[Filter]) -> int: ...
 

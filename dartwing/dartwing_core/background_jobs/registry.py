@@ -31,6 +31,11 @@ class JobTypeSpec:
 	# Exception classes the handler's author classifies (retry.classify): not stored on the Job Type.
 	retry_on: tuple[type[BaseException], ...] = ()
 	give_up_on: tuple[type[BaseException], ...] = ()
+	# The step names the handler runs (ctx.step), in order: progress follows them, and a step of
+	# another name is an error. Empty: any name, and progress is the handler's own.
+	steps: tuple[str, ...] = ()
+	# Failed items (ctx.each) an attempt tolerates; beyond, it fails after the other items ran.
+	max_failed_items: int = 0
 
 	def as_job_type_row(self) -> dict:
 		return {
@@ -67,13 +72,13 @@ class Registry:
 	def get(self, handler: str) -> Callable | None:
 		return self.handlers.get(handler)
 
-	def error_rules(self, job_type: str, handler: str) -> tuple[tuple, tuple]:
-		"""(retry_on, give_up_on) declared with the job type; for a Job Type row that no decorator
-		declared (an admin's, naming a registered handler), those of a spec with that handler."""
+	def spec_for(self, job_type: str, handler: str) -> JobTypeSpec | None:
+		"""What the decorator declared for the job type; for a Job Type row that no decorator
+		declared (an admin's, naming a registered handler), a spec with that handler."""
 		spec = self.specs.get(job_type)
 		if spec is None or spec.handler != handler:
 			spec = next((s for s in self.specs.values() if s.handler == handler), None)
-		return (spec.retry_on, spec.give_up_on) if spec is not None else ((), ())
+		return spec
 
 
 registry = Registry()
@@ -129,10 +134,14 @@ def job_handler(
 	requires_permission: str = "",
 	retry_on: type[BaseException] | Iterable[type[BaseException]] = (),
 	give_up_on: type[BaseException] | Iterable[type[BaseException]] = (),
+	steps: Iterable[str] = (),
+	max_failed_items: int = 0,
 ) -> Callable[[Callable], Callable]:
 	"""Register `func(ctx, **params)` as the handler of job type `type_name` with its defaults.
 	`retry_on` / `give_up_on`: exception classes that make a failed attempt Transient (retried)
-	or Permanent (dead-lettered), checked before the built-in classification (retry.classify)."""
+	or Permanent (dead-lettered), checked before the built-in classification (retry.classify).
+	`steps`: the names of the handler's ctx.step calls, in order (progress follows them).
+	`max_failed_items`: failed items of ctx.each an attempt tolerates (default none)."""
 	retry_on, give_up_on = (
 		_exception_classes("retry_on", retry_on),
 		_exception_classes("give_up_on", give_up_on),
@@ -149,6 +158,9 @@ def job_handler(
 			"deduplication_window": deduplication_window,
 		}
 	)
+	steps = _step_names(steps)
+	if isinstance(max_failed_items, bool) or not isinstance(max_failed_items, int) or max_failed_items < 0:
+		problems.append(("max_failed_items", "must be a whole number, zero or more"))
 	if problems:
 		raise ValueError("; ".join(f"{field} {problem}" for field, problem in problems))
 
@@ -169,6 +181,8 @@ def job_handler(
 			requires_permission=requires_permission,
 			retry_on=retry_on,
 			give_up_on=give_up_on,
+			steps=steps,
+			max_failed_items=max_failed_items,
 		)
 		registry.register(spec, func)
 		return func
@@ -182,6 +196,16 @@ def _exception_classes(name: str, value) -> tuple[type[BaseException], ...]:
 		if not (isinstance(cls, type) and issubclass(cls, BaseException)):
 			raise ValueError(f"{name} must be exception classes, not {cls!r}")
 	return classes
+
+
+def _step_names(steps) -> tuple[str, ...]:
+	names = (steps,) if isinstance(steps, str) else tuple(steps)
+	for name in names:
+		if not isinstance(name, str) or not name.strip() or len(name) > 140:
+			raise ValueError(f"steps must be non-empty names of at most 140 characters, not {name!r}")
+	if len(set(names)) != len(names):
+		raise ValueError(f"steps must not repeat a name: {list(names)}")
+	return names
 
 
 def env_imports() -> list[str]:

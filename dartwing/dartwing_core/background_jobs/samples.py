@@ -1,8 +1,9 @@
 """Sample handlers: the sample_job of the fixtures, and the demo's kinds of job (one that succeeds,
 one that fails transiently then succeeds, one that fails permanently, one that times out, one long
-enough to cancel) plus a no-op for benchmarks."""
+enough to cancel), a resumable import through steps and items, plus a no-op for benchmarks."""
 
 import time
+from pathlib import Path
 
 from .errors import PermanentError, TransientError
 from .registry import job_handler
@@ -53,3 +54,35 @@ def long_job(ctx, steps: int = 100, delay: float = 0.1):
 @job_handler("noop", timeout=60, max_retries=0, deduplication_window=0)
 def noop(ctx, n: int = 0):
 	"""Does nothing: measures the engine's own overhead."""
+
+
+@job_handler(
+	"import_rows",
+	timeout=600,
+	max_retries=3,
+	base_delay=1,
+	deduplication_window=0,
+	steps=["fetch", "import", "report"],
+	max_failed_items=0,
+)
+def import_rows(ctx, rows: int = 200, delay: float = 0.02, ledger: str = ""):
+	"""Imports `rows` rows through steps (fetch, import, report) and items: a crash, a retry or a
+	pause resumes where it stopped. Each imported row is a file named after its item key in the
+	`ledger` folder (if given): written again, never twice, when an item runs again after a crash."""
+	source = ctx.step("fetch", lambda: {"rows": rows, "fetched_by": ctx.job_id})
+	folder = Path(ledger) if ledger else None
+
+	def import_row(row: dict) -> dict:
+		time.sleep(delay)
+		if folder is not None:
+			(folder / ctx.item_key.replace(":", "-")).write_text(f"{row['amount']}\n")
+		return {"imported": row["id"]}
+
+	summary = ctx.step(
+		"import",
+		ctx.each,
+		lambda: ({"id": f"row-{n}", "amount": n * 10} for n in range(source["rows"])),
+		import_row,
+		key=lambda row: row["id"],
+	)
+	return ctx.step("report", lambda: {**summary, "output_reference": f"/files/import-{ctx.job_id}.csv"})

@@ -239,6 +239,9 @@ def _stale_page(engine: "Engine", cutoff: datetime, after: tuple[datetime, str] 
 	"""Up to batch_size Queued rows queued before `cutoff`, in (queued_at, name) order after `after`.
 	The columns the check needs only: the few lost rows are read whole afterwards."""
 	stale = [("status", "=", states.QUEUED), ("queued_at", "<", cutoff)]
+	paused = [row["name"] for row in engine.store.get_all("Job Type", [("is_paused", "=", 1)], ["name"])]
+	if paused:  # their messages were skipped on purpose: resuming the type sends them again
+		stale.append(("job_type", "not in", paused))
 	fields, order, limit = (
 		["name", "queue_job_id", "queued_at", "transition_count"],
 		"queued_at asc, name asc",

@@ -1,6 +1,6 @@
 """The doctype JSON files are the one definition of the schema; this module reads them for the
-standalone store (tables) and for both stores (defaults of inserted rows). Composite indexes live under the JSON key `dartwing_indexes`, which the Frappe
-side applies in `on_doctype_update`."""
+standalone store (tables) and for both stores (defaults of inserted rows). Composite indexes live under the JSON keys `dartwing_indexes` and
+`dartwing_unique_indexes`, which the Frappe side applies in `on_doctype_update`."""
 
 import json
 from functools import cache
@@ -9,8 +9,21 @@ from pathlib import Path
 from .errors import ValidationError
 
 DOCTYPE_DIR = Path(__file__).resolve().parent.parent / "doctype"
-DOCTYPES = ("Organization", "Job Type", "Background Job", "Job Execution Log", "Job Schedule")
-LAYOUT_TYPES = {"Section Break", "Column Break", "Tab Break", "HTML", "Button", "Heading"}
+DOCTYPES = (
+	"Organization",
+	"Job Type",
+	"Background Job",
+	"Job Execution Log",
+	"Job Schedule",
+	"Background Job Step",
+	"Background Job Item",
+)
+# Fields without a column of their own: layout, and Table (its rows live in the child doctype's
+# table, pointing at their parent).
+LAYOUT_TYPES = {"Section Break", "Column Break", "Tab Break", "HTML", "Button", "Heading", "Table"}
+# The columns Frappe gives a child table's rows (istable doctypes): which document, and which of
+# its Table fields, a row belongs to.
+CHILD_COLUMNS = ("parent", "parentfield", "parenttype")
 
 
 def table_name(doctype: str) -> str:
@@ -28,8 +41,17 @@ def data_fields(doctype: str) -> tuple[dict, ...]:
 	return tuple(f for f in load(doctype)["fields"] if f["fieldtype"] not in LAYOUT_TYPES)
 
 
+def is_child_table(doctype: str) -> bool:
+	return bool(load(doctype).get("istable"))
+
+
 def composite_indexes(doctype: str) -> list[list[str]]:
 	return load(doctype).get("dartwing_indexes", [])
+
+
+def unique_indexes(doctype: str) -> list[list[str]]:
+	"""Composite unique indexes (JSON key `dartwing_unique_indexes`): a job's item keys."""
+	return load(doctype).get("dartwing_unique_indexes", [])
 
 
 def complete_row(doctype: str, row: dict, now, columns) -> dict:

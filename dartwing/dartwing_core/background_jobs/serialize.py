@@ -11,6 +11,8 @@ _TIMESTAMPS = (
 	"completed_at",
 	"canceled_at",
 	"cancel_requested_at",
+	"pause_requested_at",
+	"paused_at",
 	"next_retry_at",
 	"run_at",
 )
@@ -63,9 +65,16 @@ def job_to_api(job: dict, now: datetime, tz: tzinfo = timezone.utc) -> dict:
 		"owner_user": job.get("owner_user"),
 		"triggered_by": job.get("triggered_by"),
 		"canceled_by": job.get("canceled_by"),
+		"paused_by": job.get("paused_by"),
 		"timeout_seconds": job.get("timeout_seconds"),
 		"created_at": iso(job.get("creation"), tz),
 		"modified_at": iso(job.get("modified"), tz),
+		"items": {
+			"total": int(job.get("items_total") or 0),
+			"done": int(job.get("items_done") or 0),
+			"failed": int(job.get("items_failed") or 0),
+			"skipped": int(job.get("items_skipped") or 0),
+		},
 	}
 	for field in _TIMESTAMPS:
 		out[field] = iso(job.get(field), tz)
@@ -82,6 +91,19 @@ def log_to_api(log: dict, tz: tzinfo = timezone.utc) -> dict:
 		"message": log.get("message"),
 		"retry_attempt": log.get("retry_attempt"),
 		"entry_hash": log.get("entry_hash"),
+	}
+
+
+def item_to_api(item: dict, tz: tzinfo = timezone.utc) -> dict:
+	return {
+		"index": item["item_index"],
+		"key": item["item_key"],
+		"status": item["status"],
+		"attempt": item.get("attempt"),
+		"completed_at": iso(item.get("completed_at"), tz),
+		"result": _json(item.get("result")),
+		"error_type": item.get("error_type"),
+		"error_message": item.get("error_message"),
 	}
 
 

@@ -25,6 +25,8 @@ class Settings:
 	batch_size: int = 500
 	queue_prefix: str = "dartwing"
 	scheduler_interval: float = 1.0
+	max_items: int = 1_000_000  # items one ctx.each may record
+	item_flush_interval: float = 1.0  # item outcomes are written at least this often: a crash redoes them
 	# A schedule's run found later than this (or twice the scheduler interval) after its due time
 	# was missed (downtime): its misfire policy decides whether it still runs.
 	misfire_grace_seconds: float = 60

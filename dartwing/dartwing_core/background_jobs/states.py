@@ -16,6 +16,7 @@ class Status(str, Enum):
 	TIMED_OUT = "Timed Out"
 	CANCELED = "Canceled"
 	DEAD_LETTER = "Dead Letter"
+	PAUSED = "Paused"
 	SKIPPED = "skipped"
 
 	# The text, in messages and f-strings, on every Python the project supports (3.10 has no StrEnum).
@@ -32,24 +33,31 @@ FAILED = Status.FAILED
 TIMED_OUT = Status.TIMED_OUT
 CANCELED = Status.CANCELED
 DEAD_LETTER = Status.DEAD_LETTER
+PAUSED = Status.PAUSED
 SKIPPED = Status.SKIPPED
 
-STATUSES = (SCHEDULED, PENDING, QUEUED, RUNNING, COMPLETED, FAILED, TIMED_OUT, CANCELED, DEAD_LETTER)
+STATUSES = (SCHEDULED, PENDING, QUEUED, RUNNING, COMPLETED, FAILED, TIMED_OUT, CANCELED, DEAD_LETTER, PAUSED)
 # Failed and Timed Out wait for their next attempt; only these three never change on their own.
 TERMINAL = frozenset({COMPLETED, CANCELED, DEAD_LETTER})
 UNFINISHED = tuple(s for s in STATUSES if s not in TERMINAL)
 WAITING_RETRY = (FAILED, TIMED_OUT)
 ADMIN_RETRYABLE = (FAILED, TIMED_OUT, DEAD_LETTER)
+# A pause takes these at once; a Running job pauses at its next checkpoint.
+PAUSABLE_AT_ONCE = (PENDING, QUEUED, FAILED, TIMED_OUT)
+TYPE_PAUSE = "Job Type"  # paused_by of the jobs that their job type's pause stopped at a checkpoint
 
 ALLOWED = {
 	None: {SCHEDULED, PENDING, QUEUED},
-	# Due (run_at reached): queued, or Pending while its parent has not completed.
+	# Due (run_at reached): queued, or Pending while its parent has not completed. Not pausable:
+	# a Scheduled job holds nothing yet (cancel it, or pause it once it is due and queued).
 	SCHEDULED: {QUEUED, PENDING, CANCELED},
-	PENDING: {QUEUED, CANCELED},
-	QUEUED: {RUNNING, PENDING, CANCELED, DEAD_LETTER},
-	RUNNING: {COMPLETED, FAILED, TIMED_OUT, CANCELED, DEAD_LETTER},
-	FAILED: {QUEUED, CANCELED, DEAD_LETTER},
-	TIMED_OUT: {QUEUED, CANCELED, DEAD_LETTER},
+	PENDING: {QUEUED, CANCELED, PAUSED},
+	QUEUED: {RUNNING, PENDING, CANCELED, DEAD_LETTER, PAUSED},
+	RUNNING: {COMPLETED, FAILED, TIMED_OUT, CANCELED, DEAD_LETTER, PAUSED},
+	FAILED: {QUEUED, CANCELED, DEAD_LETTER, PAUSED},
+	TIMED_OUT: {QUEUED, CANCELED, DEAD_LETTER, PAUSED},
+	# Resumed: back to the queue, or to Pending while its parent or its organization's room waits.
+	PAUSED: {QUEUED, PENDING, CANCELED},
 	DEAD_LETTER: {QUEUED},
 	COMPLETED: set(),
 	CANCELED: set(),

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from .errors import UniqueViolation, ValidationError
 from .ports import Change, Filter, Store
-from .transitions import JOB, LOG
+from .transitions import ITEM, JOB, LOG, STEP
 
 T0 = datetime(2024, 2, 29, 23, 59, 58, 123456)
 ORG = "ct-Acme"
@@ -24,6 +24,7 @@ ORG = "ct-Acme"
 # `like`, and a name range ("ct-" <= name < "ct.") is not safe under every collation.
 JOB_NAMES = ("ct-r1", "ct-r2", "ct-r3", "ct-r4")
 LOG_NAMES = ("ct-a", "ct-b", "ct-c", "ct-d", "ct-e", "ct-z", "ct-l1", "ct-l2")
+STEP_NAMES = ("ct-s1", "ct-s2")
 # Jobs the log rows link to; ct-j1 and ct-j2 exist only as link values.
 LINKED_JOBS = ("ct-j1", "ct-j2", *JOB_NAMES)
 
@@ -36,6 +37,9 @@ def cleanup(store: Store) -> None:
 	"""Delete every row the checks may have written (also after a check failed half-way)."""
 	store.delete(LOG, [("name", "in", LOG_NAMES)])
 	store.delete(LOG, [("background_job", "in", LINKED_JOBS)])
+	store.delete(STEP, [("parent", "in", LINKED_JOBS)])
+	store.delete(STEP, [("name", "in", STEP_NAMES)])
+	store.delete(ITEM, [("background_job", "in", LINKED_JOBS)])
 	store.delete(JOB, [("name", "in", JOB_NAMES)])
 
 
@@ -800,6 +804,104 @@ def check_delete_matching_nothing_deletes_nothing(store: Store) -> None:
 
 	assert store.delete(LOG, [("background_job", "=", "ct-nobody")]) == 0
 	assert store.count(LOG, OUR_LOGS) == 6
+
+
+# -- child tables ------------------------------------------------------------------------------
+
+
+def check_a_jobs_child_rows_are_written_and_read_by_parent(store: Store) -> None:
+	"""Step rows: a child table of the job (Frappe's parent columns), written and changed by the
+	engine like any row, and read by their parent."""
+	store.insert(JOB, job_row("ct-r1"))
+	for order, name in enumerate(STEP_NAMES, 1):
+		store.insert(
+			STEP,
+			{
+				"name": name,
+				"parent": "ct-r1",
+				"parenttype": JOB,
+				"parentfield": "steps",
+				"idx": order,
+				"step_name": f"step {order}",
+				"step_order": order,
+				"status": "Running",
+				"started_at": T0,
+			},
+		)
+
+	assert store.update(STEP, "ct-s2", {"status": "Completed", "result": '{"rows": 3}', "duration": 1.5})
+
+	rows = store.get_all(STEP, [("parent", "=", "ct-r1")], order_by="step_order asc")
+	assert [(r["name"], r["status"], r["idx"]) for r in rows] == [
+		("ct-s1", "Running", 1),
+		("ct-s2", "Completed", 2),
+	], rows
+	assert (rows[1]["result"], rows[1]["duration"], rows[0]["timed_out"]) == ('{"rows": 3}', 1.5, 0), rows
+	assert (rows[0]["parenttype"], rows[0]["parentfield"], rows[0]["started_at"]) == (JOB, "steps", T0)
+
+
+# -- many rows at once (a job's items) -----------------------------------------------------------
+
+
+def _item(index: int, key: str | None = None, **values) -> dict:
+	return {
+		"name": f"ct-r1-{index}",
+		"background_job": "ct-r1",
+		"item_index": index,
+		"item_key": key or f"k{index}",
+		"status": "Pending",
+		**values,
+	}
+
+
+def check_insert_many_writes_every_row(store: Store) -> None:
+	store.insert_many(ITEM, [_item(n, checksum=f"c{n}") for n in range(2500)])
+	store.insert_many(ITEM, [])
+
+	assert store.count(ITEM, [("background_job", "=", "ct-r1")]) == 2500
+	last = store.get(ITEM, "ct-r1-2499")
+	assert (last["item_key"], last["checksum"], last["status"], last["attempt"]) == (
+		"k2499",
+		"c2499",
+		"Pending",
+		0,
+	)
+
+
+def check_insert_many_with_a_repeated_key_writes_none(store: Store) -> None:
+	"""The unique index on (background_job, item_key): a list with a repeat records nothing."""
+	with raises(UniqueViolation):
+		with store.transaction():
+			store.insert_many(ITEM, [_item(n) for n in range(10)])
+			store.insert_many(ITEM, [_item(10), _item(11, key="k3")])
+
+	assert store.count(ITEM, [("background_job", "=", "ct-r1")]) == 0
+	store.insert_many(ITEM, [_item(1), _item(2, key="k1-other")])  # the same key in another job is fine
+	store.insert_many(ITEM, [{**_item(1), "name": "ct-r2-1", "background_job": "ct-r2"}])
+	assert store.count(ITEM, [("item_key", "=", "k1")]) == 2
+
+
+def check_update_all_sets_the_matching_rows(store: Store) -> None:
+	store.insert_many(ITEM, [_item(n) for n in range(5)])
+
+	matched = store.update_all(
+		ITEM,
+		[("name", "in", ["ct-r1-1", "ct-r1-3"])],
+		{"status": "Completed", "attempt": 2, "completed_at": T0},
+	)
+
+	assert matched == 2, matched
+	rows = store.get_all(
+		ITEM, [("background_job", "=", "ct-r1")], ["item_index", "status", "attempt"], "item_index"
+	)
+	assert [(r["status"], r["attempt"]) for r in rows] == [
+		("Pending", 0),
+		("Completed", 2),
+		("Pending", 0),
+		("Completed", 2),
+		("Pending", 0),
+	], rows
+	assert store.update_all(ITEM, [("name", "in", [])], {"status": "Failed"}) == 0
 
 
 # Every check above, in file order: a new check_* function joins the contract by being defined.

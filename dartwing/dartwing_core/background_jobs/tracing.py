@@ -113,7 +113,7 @@ def failed(span, exc: BaseException) -> None:
 
 
 def ended(span, outcome: "Outcome") -> None:
-	"""How the attempt ended: Completed, Canceled, Failed or Timed Out, and the error's class."""
+	"""How the attempt ended: Completed, Canceled, Paused, Failed or Timed Out, and the error's class."""
 	if span is None:
 		return
 	failure = outcome.failure

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 JOB = "Background Job"
 LOG = "Job Execution Log"
+STEP = "Background Job Step"  # a child table of JOB (steps.py)
+ITEM = "Background Job Item"  # a job's items, a doctype of their own (items.py)
 
 
 def new_name(at: float | None = None) -> str:
@@ -118,6 +120,24 @@ def transition(
 	if written is None:
 		return None
 	return _after_commit(engine, job, *written, actor)
+
+
+def note_run(engine: "Engine", job: JobRow, message: str, values: dict | None = None) -> bool:
+	"""A history row (with `values`) for the run that owns `job`, which stays Running: a step's
+	completion, say. The run's own dict is brought up to date, so its settle compares against
+	the new row. A cancel request's note may have moved the row on: read it again and retry.
+	False when the run no longer owns the job."""
+	row = job
+	for _ in range(5):
+		done = transition(engine, row, states.RUNNING, actor="worker", message=message, values=values)
+		if done:
+			job.update({k: done[k] for k in ("transition_count", "chain_head", "modified", "modified_by")})
+			job.update(values or {})
+			return True
+		row = engine.store.get(JOB, job["name"])
+		if row is None or row["status"] != states.RUNNING or row["queue_job_id"] != job["queue_job_id"]:
+			return False
+	return False
 
 
 def transition_all(engine: "Engine", moves: Sequence[Move]) -> list[JobRow | None]:

@@ -44,3 +44,44 @@ def hostile_job(ctx, reason: str, outcome: str = "hostile_ok"):
 	if outcome == "hostile_dead":
 		raise PermanentError(reason)
 	return {"output_reference": reason, "note": reason}
+
+
+@job_handler(
+	"steps_job",
+	timeout=60,
+	max_retries=2,
+	base_delay=0,
+	jitter=0,
+	deduplication_window=0,
+	steps=["write", "flaky", "finish"],
+)
+def steps_job(ctx, note: str):
+	"""Writes a ToDo in its first step, whose commit keeps it; its second step fails in the
+	first attempt. A retry must reuse the first step's result, not write a second ToDo."""
+
+	def write() -> str:
+		todo = frappe.get_doc({"doctype": "ToDo", "description": note}).insert(ignore_permissions=True)
+		return todo.name
+
+	def flaky() -> int:
+		if ctx.attempt == 1:
+			raise TransientError(f"{note}: flaky on attempt 1")
+		return ctx.attempt
+
+	todo = ctx.step("write", write)
+	attempt = ctx.step("flaky", flaky)
+	return ctx.step("finish", lambda: {"todo": todo, "flaky_passed_on": attempt})
+
+
+@job_handler("items_job", timeout=60, max_retries=0, deduplication_window=0, max_failed_items=1)
+def items_job(ctx, note: str, count: int = 5, fail_at: int = 2):
+	"""Each item writes a ToDo; the item at `fail_at` fails after writing its own, which its
+	savepoint must take back while the other items' stay."""
+
+	def process(n: int):
+		frappe.get_doc({"doctype": "ToDo", "description": f"{note}-{n}"}).insert(ignore_permissions=True)
+		if n == fail_at:
+			raise ValueError(f"item {n} refused")
+		return {"item_key": ctx.item_key}
+
+	return ctx.each(range(count), process)

@@ -29,6 +29,91 @@ class TestExecution(DartwingTestCase):
 		self.assertTrue(history["chain_valid"])
 		self.assertEqual([e["to_status"] for e in history["entries"]], ["Queued", "Running", "Completed"])
 
+	def test_a_retry_reuses_a_step_committed_before_the_failure(self):
+		# Given a job whose first step writes a ToDo and whose second step fails once
+		note = f"dw-steps-{frappe.generate_hash(length=8)}"
+		job = self.submit_as(self.member_a, job_type="steps_job", note=note)
+		run_bench_worker()
+		failed = self.wait_for(job["job_id"], {"Failed", "Dead Letter", "Completed"}, timeout=10)
+		self.assertEqual(failed["status"], "Failed", failed["error_message"])
+		# the first step's ToDo was committed with its record, though the attempt then failed
+		self.assertEqual(frappe.db.count("ToDo", {"description": note}), 1)
+		steps = frappe.get_doc(JOB, job["job_id"]).steps  # the form's child table
+		self.assertEqual(
+			[(s.step_name, s.status) for s in steps], [("write", "Completed"), ("flaky", "Failed")]
+		)
+		self.assertEqual(steps[1].error, f"TransientError: {note}: flaky on attempt 1")
+
+		# When the retry runs
+		scheduler_tick()
+		run_bench_worker()
+
+		# Then the first step was not run again: one ToDo, whose name the retry reused
+		row = self.wait_for(job["job_id"], {"Completed", "Dead Letter"}, timeout=10)
+		self.assertEqual(row["status"], "Completed", row["error_message"])
+		todo = frappe.get_all("ToDo", filters={"description": note}, pluck="name")
+		self.assertEqual(len(todo), 1)
+		self.assertEqual(json.loads(row["result"]), {"todo": todo[0], "flaky_passed_on": 2})
+		self.assertEqual(row["progress"], 100)
+		steps = frappe.get_doc(JOB, job["job_id"]).steps
+		self.assertEqual(
+			[(s.step_name, s.status, s.attempt) for s in steps],
+			[("write", "Completed", 1), ("flaky", "Completed", 2), ("finish", "Completed", 2)],
+		)
+		history = self.engine.history(job["job_id"])
+		self.assertTrue(history["chain_valid"])
+		notes = [
+			e["message"].split(" in ")[0] for e in history["entries"] if e["from_status"] == e["to_status"]
+		]
+		self.assertEqual(
+			notes,
+			[
+				"Step write completed",
+				f"Step flaky failed: TransientError: {note}: flaky on attempt 1",
+				"Step flaky completed",
+				"Step finish completed",
+			],
+		)
+		frappe.db.delete("ToDo", {"description": note})
+		frappe.db.commit()
+
+	def test_items_keep_their_writes_but_a_failed_items_writes_go(self):
+		note = f"dw-items-{frappe.generate_hash(length=8)}"
+		job = self.submit_as(self.member_a, job_type="items_job", note=note)
+		run_bench_worker()
+		row = self.wait_for(job["job_id"], {"Completed", "Dead Letter"}, timeout=10)
+		self.assertEqual(row["status"], "Completed", row["error_message"])  # max_failed_items 1
+		self.assertEqual(
+			(row["items_total"], row["items_done"], row["items_failed"], row["items_skipped"]), (5, 4, 1, 0)
+		)
+		todos = frappe.get_all("ToDo", filters={"description": ["like", f"{note}-%"]}, pluck="description")
+		self.assertEqual(sorted(todos), [f"{note}-{n}" for n in (0, 1, 3, 4)])  # item 2's rolled back
+		items = self.engine.job_items(job["job_id"])["items"]
+		self.assertEqual(
+			[i["status"] for i in items], ["Completed", "Completed", "Failed", "Completed", "Completed"]
+		)
+		self.assertEqual(items[2]["error_message"], "item 2 refused")
+		self.assertEqual(items[0]["result"], {"item_key": f"{job['job_id']}:0"})
+		frappe.db.delete("ToDo", {"description": ["like", f"{note}-%"]})
+		frappe.db.commit()
+
+	def test_a_paused_job_is_skipped_by_the_worker_and_runs_once_resumed(self):
+		job = self.submit_as(self.member_a, steps=1, delay=0, label="paused")
+		self.engine.pause(job["job_id"], user=self.member_a["name"])
+		run_bench_worker()  # its message arrives and is skipped
+		self.assertEqual(self.row(job["job_id"])["status"], "Paused")
+		self.engine.resume(job["job_id"], user=self.member_a["name"])
+		run_bench_worker()
+		row = self.wait_for(job["job_id"], {"Completed", "Dead Letter"}, timeout=10)
+		self.assertEqual(row["status"], "Completed", row["error_message"])
+		self.assertEqual(row["retry_count"], 0)
+		history = self.engine.history(job["job_id"])
+		self.assertTrue(history["chain_valid"])
+		self.assertEqual(
+			[e["to_status"] for e in history["entries"]],
+			["Queued", "Paused", "Queued", "Running", "Completed"],
+		)
+
 	def test_the_job_runs_as_its_owner(self):
 		job = self.submit_as(self.member_a, job_type="whoami_job")
 		run_bench_worker()

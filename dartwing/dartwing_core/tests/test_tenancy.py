@@ -14,7 +14,7 @@ from frappe.tests.test_api import make_request
 from frappe.utils.background_jobs import get_redis_connection_without_auth
 
 from dartwing.dartwing_core.background_jobs.backends.frappe_events import _audience_memo, audience
-from dartwing.dartwing_core.background_jobs.transitions import JOB, LOG
+from dartwing.dartwing_core.background_jobs.transitions import ITEM, JOB, LOG, STEP, new_name
 from dartwing.dartwing_core.guards import TENANT_DOCTYPES
 from dartwing.dartwing_core.tests.utils import DartwingTestCase, delete_user, make_user
 
@@ -54,6 +54,15 @@ class AttackSetUp(DartwingTestCase):
 			send = self.TEST_CLIENT.get if verb == "GET" else self.TEST_CLIENT.delete
 			return make_request(send, args=(path,), kwargs={"query_string": query, "headers": headers})
 		return make_request(self.TEST_CLIENT.post, args=(path,), kwargs={"json": params, "headers": headers})
+
+	def _upload(self, user: dict, docname: str, doctype: str = JOB):
+		headers = {"Authorization": f"token {user['api_key']}:{user['api_secret']}"}
+		data = {"doctype": doctype, "docname": docname, "file": (io.BytesIO(b"hello"), "note.txt")}
+		return make_request(
+			self.TEST_CLIENT.post,
+			args=("/api/method/upload_file",),
+			kwargs={"data": data, "headers": headers, "content_type": "multipart/form-data"},
+		)
 
 	def assertSameAnswer(self, elsewhere, absent, *, status: int, names=None) -> None:
 		"""Elsewhere and absent: one status, one exception type, and no trace of B's data. With
@@ -218,15 +227,6 @@ class TestTenancyOnFrappeEndpoints(AttackSetUp):
 			add="Yes",
 		)
 		self.assertEqual(liked.status_code, 200, "a member may still like their organization's job")
-
-	def _upload(self, user: dict, docname: str):
-		headers = {"Authorization": f"token {user['api_key']}:{user['api_secret']}"}
-		data = {"doctype": JOB, "docname": docname, "file": (io.BytesIO(b"hello"), "note.txt")}
-		return make_request(
-			self.TEST_CLIENT.post,
-			args=("/api/method/upload_file",),
-			kwargs={"data": data, "headers": headers, "content_type": "multipart/form-data"},
-		)
 
 	# -- Medium 6: sharing ----------------------------------------------------------------------
 
@@ -493,6 +493,20 @@ class TestTenancyOnFrappeEndpoints(AttackSetUp):
 			self.assertTrue(
 				issubclass(frappe.get_doc({"doctype": doctype}).__class__, TenantDocument), doctype
 			)
+
+	def test_every_doctype_with_a_tenancy_rule_is_a_tenant_doctype(self):
+		"""A doctype permissions.py limits to organizations is one guards.py closes Frappe's own
+		endpoints for: a new one (a job's steps and items were) must not be left out."""
+		ruled = {
+			doctype
+			for doctype, methods in frappe.get_hooks("permission_query_conditions").items()
+			if any(m.startswith("dartwing.dartwing_core.permissions.") for m in methods)
+		} | {
+			doctype
+			for doctype, methods in frappe.get_hooks("has_permission").items()
+			if any(m.startswith("dartwing.dartwing_core.permissions.") for m in methods)
+		}
+		self.assertEqual(ruled, set(TENANT_DOCTYPES))
 
 
 class TestTenancyOnFrappeSideDoors(AttackSetUp):
@@ -978,3 +992,196 @@ class TestTenancyOnFrappeSideDoors(AttackSetUp):
 				doc_name=self.job_b,
 			).get_data(as_text=True),
 		)
+
+
+ABSENT_STEP = "00000000deadbeef0001"
+ABSENT_ITEM = f"{ABSENT_JOB}-0"
+
+
+class TestTenancyOfStepsAndItems(AttackSetUp):
+	"""A job's steps (a child table of Background Job) and items (a doctype of their own) hold its
+	results: Frappe's own endpoints answer for another organization's as for absent ones."""
+
+	M = "/api/method/"
+
+	@classmethod
+	def setUpClass(cls) -> None:
+		super().setUpClass()
+		result = json.dumps({"rows": SECRET})
+		cls.step_b = new_name()
+		frappe.get_doc(
+			{
+				"doctype": STEP,
+				"name": cls.step_b,
+				"parent": cls.job_b,
+				"parenttype": JOB,
+				"parentfield": "steps",
+				"step_name": "fetch",
+				"step_order": 1,
+				"status": "Completed",
+				"attempt": 1,
+				"result": result,
+			}
+		).db_insert()
+		cls.item_b = f"{cls.job_b}-0"
+		frappe.get_doc(
+			{
+				"doctype": ITEM,
+				"name": cls.item_b,
+				"background_job": cls.job_b,
+				"item_index": 0,
+				"item_key": "0",
+				"status": "Completed",
+				"attempt": 1,
+				"result": result,
+			}
+		).db_insert()
+		cls.file_b = frappe.get_doc(
+			{
+				"doctype": "File",
+				"file_name": f"{SECRET}-item.txt",
+				"content": SECRET,
+				"is_private": 1,
+				"attached_to_doctype": ITEM,
+				"attached_to_name": cls.item_b,
+			}
+		).insert(ignore_permissions=True)
+		frappe.db.commit()
+
+	@classmethod
+	def tearDownClass(cls) -> None:
+		frappe.set_user("Administrator")
+		frappe.db.rollback()
+		frappe.delete_doc("File", cls.file_b.name, force=True, ignore_permissions=True)
+		for doctype, field in (("ToDo", "reference_name"), ("Comment", "reference_name")):
+			frappe.db.delete(doctype, {field: ["in", [cls.step_b, cls.item_b]]})
+		frappe.db.commit()
+		super().tearDownClass()  # the job's steps and items go with it
+
+	def rows(self):
+		"""(doctype, row of B, absent name, the field naming the job, the `parent` a read names)"""
+		return (
+			(STEP, self.step_b, ABSENT_STEP, "parent", {"parent": JOB}),
+			(ITEM, self.item_b, ABSENT_ITEM, "background_job", {}),
+		)
+
+	def test_steps_and_items_elsewhere_are_not_counted(self):
+		path = self.M + "frappe.client.get_count"
+		for doctype, _row, _absent, job_field, _parent in self.rows():
+			for filters in ({job_field: self.job_b}, [[doctype, "result", "like", f"%{SECRET}%"]]):
+				with self.subTest(doctype=doctype, filters=filters):
+					counted = self.http(self.member_a, "GET", path, doctype=doctype, filters=filters)
+					self.assertEqual(counted.status_code, 200, counted.get_data(as_text=True)[:300])
+					self.assertEqual(counted.json["message"], 0)
+					plain = self.http(self.plain, "GET", path, doctype=doctype, filters=filters)
+					self.assertEqual(plain.status_code, 403, plain.get_data(as_text=True)[:300])
+					own = self.http(self.member_b, "GET", path, doctype=doctype, filters=filters)
+					self.assertEqual(own.json["message"], 1, "a member still counts their job's rows")
+
+	def test_steps_and_items_elsewhere_are_not_found_by_search(self):
+		for doctype, _row, _absent, job_field, _parent in self.rows():
+			for prefix in ("/api/method/", "/api/v2/method/"):
+				with self.subTest(doctype=doctype, prefix=prefix):
+					found = self.http(
+						self.member_a,
+						"GET",
+						prefix + "frappe.desk.search.search_widget",
+						doctype=doctype,
+						txt="",
+						ignore_user_permissions="1",
+						as_dict="1",
+						reference_doctype=JOB,
+						filters={job_field: self.job_b},
+						filter_fields=["result"],
+					)
+					self.assertNotIn(SECRET, found.get_data(as_text=True))
+					self.assertNotIn(self.job_b, found.get_data(as_text=True))
+					if found.status_code == 200:  # a child table is searched for no one (403)
+						self.assertEqual(found.json.get("message", found.json.get("data")), [])
+					else:
+						self.assertEqual(found.status_code, 403, found.get_data(as_text=True)[:300])
+
+	def test_reading_a_step_or_item_elsewhere_answers_as_for_an_absent_one(self):
+		get = self.M + "frappe.client.get"
+		for doctype, row, absent, job_field, parent in self.rows():
+			for user in (self.member_a, self.plain):
+				with self.subTest(doctype=doctype, user=user["name"]):
+					# Frappe asks a child table's reader for its parent doctype first: 403 to a
+					# user who reads no jobs, before any row is looked at
+					status = 403 if parent and user is self.plain else 404
+					self.assertSameAnswer(
+						self.http(user, "GET", get, doctype=doctype, name=row, **parent),
+						self.http(user, "GET", get, doctype=doctype, name=absent, **parent),
+						status=status,
+					)
+					for resource in (f"/api/resource/{doctype}/", f"/api/v2/document/{doctype}/"):
+						self.assertSameAnswer(
+							self.http(user, "GET", resource + row),
+							self.http(user, "GET", resource + absent),
+							status=404,
+						)
+					getdoc = self.M + "frappe.desk.form.load.getdoc"
+					elsewhere = self.http(user, "GET", getdoc, doctype=doctype, name=row)
+					nowhere = self.http(user, "GET", getdoc, doctype=doctype, name=absent)
+					self.assertEqual(elsewhere.status_code, nowhere.status_code)
+					self.assertNotIn(SECRET, elsewhere.get_data(as_text=True))
+					link = self.M + "frappe.client.validate_link"
+					self.assertEqual(
+						self.http(user, "GET", link, doctype=doctype, docname=row).json,
+						self.http(user, "GET", link, doctype=doctype, docname=absent).json,
+					)
+			with self.subTest(doctype=doctype, by="filters"):
+				self.assertSameAnswer(
+					self.http(
+						self.member_a, "GET", get, doctype=doctype, filters={job_field: self.job_b}, **parent
+					),
+					self.http(
+						self.member_a, "GET", get, doctype=doctype, filters={job_field: ABSENT_JOB}, **parent
+					),
+					status=404,
+				)
+			own = self.http(self.member_b, "GET", get, doctype=doctype, name=row, **parent)
+			self.assertEqual(own.status_code, 200, own.get_data(as_text=True)[:300])
+			self.assertIn(SECRET, own.get_data(as_text=True), "a member still reads their job's rows")
+
+	def test_no_one_points_their_documents_at_a_step_or_item_elsewhere(self):
+		for doctype, row, absent, _field, _parent in self.rows():
+			for user in (self.member_a, self.plain):
+				with self.subTest(doctype=doctype, user=user["name"]):
+					todo = {"doctype": "ToDo", "description": "x", "allocated_to": user["name"]}
+					elsewhere, nowhere = (
+						self.http(
+							user,
+							"POST",
+							self.M + "frappe.client.insert",
+							doc={**todo, "reference_type": doctype, "reference_name": name},
+						)
+						for name in (row, absent)
+					)
+					self.assertSameAnswer(elsewhere, nowhere, status=417, names=(row, absent))
+					# upload_file's File: its create permission refuses both alike
+					self.assertSameAnswer(
+						self._upload(user, row, doctype), self._upload(user, absent, doctype), status=403
+					)
+		frappe.db.rollback()
+		for name in (self.step_b, self.item_b):
+			self.assertFalse(frappe.db.exists("ToDo", {"reference_name": name}))
+			self.assertFalse(
+				frappe.db.exists("File", {"attached_to_name": name, "name": ["!=", self.file_b.name]})
+			)
+
+	def test_files_of_an_item_elsewhere_are_not_listed(self):
+		listed = {
+			who: self.http(
+				user,
+				"GET",
+				self.M + "frappe.client.get_list",
+				doctype="File",
+				fields=["name", "file_name", "attached_to_name"],
+				limit_page_length=500,
+			).get_data(as_text=True)
+			for who, user in (("a", self.member_a), ("b", self.member_b))
+		}
+		self.assertNotIn(self.item_b, listed["a"])
+		self.assertNotIn(SECRET, listed["a"])
+		self.assertIn(self.item_b, listed["b"], "a member still lists their job's item's files")

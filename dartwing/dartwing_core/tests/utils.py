@@ -16,7 +16,7 @@ from frappe.utils.scheduler import disable_scheduler, enable_scheduler, is_sched
 
 from dartwing.dartwing_core.background_jobs.backends.frappe_backend import get_engine
 from dartwing.dartwing_core.background_jobs.registry import import_handler_modules, registry
-from dartwing.dartwing_core.background_jobs.transitions import JOB, LOG
+from dartwing.dartwing_core.background_jobs.transitions import JOB, LOG, STEP
 
 API = "/api/method/dartwing.dartwing_core.api.jobs."
 TEST_HANDLERS = "dartwing.dartwing_core.tests.handlers"
@@ -37,7 +37,7 @@ class DartwingTestCase(FrappeAPITestCase):
 		cls.outsider = make_user(f"dw-outsider-{tag}@example.com", "Dartwing User")
 		cls.engine = get_engine()
 		import_handler_modules([TEST_HANDLERS])
-		for job_type in ("whoami_job", "writer_job", "hostile_job"):
+		for job_type in ("whoami_job", "writer_job", "hostile_job", "steps_job", "items_job"):
 			if not frappe.db.exists("Job Type", job_type):
 				row = registry.specs[job_type].as_job_type_row()
 				frappe.get_doc({"doctype": "Job Type", **row}).insert()
@@ -57,6 +57,8 @@ class DartwingTestCase(FrappeAPITestCase):
 		jobs = frappe.get_all(JOB, filters={"organization": ["in", orgs]}, pluck="name")
 		if jobs:
 			frappe.db.delete(LOG, {"background_job": ["in", jobs]})
+			frappe.db.delete(STEP, {"parent": ["in", jobs]})
+			frappe.db.delete("Background Job Item", {"background_job": ["in", jobs]})
 			frappe.db.delete(JOB, {"name": ["in", jobs]})
 		for user in (cls.admin, cls.member_a, cls.member_b, cls.outsider):
 			frappe.db.delete("User Permission", {"user": user["name"]})

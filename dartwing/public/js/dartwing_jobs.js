@@ -19,13 +19,16 @@ Object.assign(dartwing.jobs, {
 		"Timed Out": "red",
 		Canceled: "darkgrey",
 		"Dead Letter": "red",
+		Paused: "yellow",
 	},
 	// The engine's own state rules (states.py), sent with the desk's boot (dartwing_core/boot.py):
 	// no copy here to drift from what the engine accepts.
 	STATUSES: frappe.boot.dartwing_jobs.statuses,
-	// Scheduled, Pending, Queued, Running, and Failed/Timed Out waiting for a retry: may change, may be canceled.
+	// Scheduled, Pending, Queued, Running, Paused, and Failed/Timed Out waiting for a retry: may change,
+	// may be canceled.
 	UNFINISHED_STATUSES: frappe.boot.dartwing_jobs.unfinished,
 	RETRYABLE_STATUSES: frappe.boot.dartwing_jobs.admin_retryable,
+	PAUSABLE_STATUSES: frappe.boot.dartwing_jobs.pausable,
 	PRIORITIES: frappe.boot.dartwing_jobs.priorities.slice().reverse(), // lowest first, for charts
 
 	status_color(status) {

@@ -357,6 +357,36 @@ class FrappeStore:
 			raise
 
 	@_written
+	def insert_many(self, doctype: str, rows: Sequence[dict]) -> None:
+		"""frappe.db.bulk_insert: multi-row INSERTs, inside this store's transaction (a savepoint in
+		a handler's), so a refused row leaves none of them."""
+		if not rows:
+			return
+		now = now_datetime()
+		values = [schema.complete_row(doctype, row, now, self._known(doctype)) for row in rows]
+		fields = list(values[0])
+		postgres = frappe.db.db_type == "postgres"
+		if postgres:
+			frappe.db.savepoint("dartwing_insert")
+		try:
+			frappe.db.bulk_insert(doctype, fields, [[row[f] for f in fields] for row in values])
+		except Exception as exc:
+			if postgres:
+				frappe.db.rollback(save_point="dartwing_insert")
+			if _is_unique_violation(exc):
+				raise UniqueViolation(str(exc)) from exc
+			raise
+
+	@_written
+	def update_all(self, doctype: str, filters: Sequence[Filter], values: dict) -> int:
+		table = frappe.qb.DocType(doctype)
+		query = frappe.qb.update(table)
+		for field, value in values.items():
+			query = query.set(self._field(table, doctype, field), value)
+		self._where(query, table, doctype, filters).run()
+		return frappe.db._cursor.rowcount
+
+	@_written
 	def update(self, doctype: str, name: str, values: dict, expect: Sequence[Filter] = ()) -> bool:
 		table = frappe.qb.DocType(doctype)
 		query = frappe.qb.update(table)
@@ -424,6 +454,31 @@ class FrappeStore:
 		if "error" in outcome:
 			raise outcome["error"]
 		return outcome["answer"]
+
+	@contextmanager
+	def savepoint(self) -> Iterator[None]:
+		"""In a handler: a savepoint around one item, rolled back to when the item raises, so a
+		failed item's own writes go and the other items' stay in the handler's transaction."""
+		if not (getattr(frappe.local, "dartwing_in_handler", False) and getattr(frappe.local, "db", None)):
+			yield
+			return
+		frappe.db.savepoint("dartwing_item")
+		writes_before = frappe.db.transaction_writes
+		try:
+			yield
+		except BaseException:
+			frappe.db.rollback(save_point="dartwing_item")
+			frappe.db.transaction_writes = writes_before  # Frappe zeroes it on any rollback
+			raise
+		frappe.db.release_savepoint("dartwing_item")
+
+	def commit_work(self) -> None:
+		"""In a handler, its transaction holds its own writes and the engine's (a step's record,
+		its history note): commit them together, as a handler's frappe.db.commit() would, so a
+		retry after a failure or a crash finds the step done with its effects. Elsewhere every
+		write of this store has committed already."""
+		if getattr(frappe.local, "dartwing_in_handler", False) and getattr(frappe.local, "db", None):
+			frappe.db.commit()
 
 	@_written
 	def delete(self, doctype: str, filters: Sequence[Filter]) -> int:

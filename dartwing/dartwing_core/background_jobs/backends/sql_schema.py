@@ -38,6 +38,10 @@ def build_metadata() -> tuple[sa.MetaData, dict[str, sa.Table]]:
 			sa.Column("docstatus", sa.SmallInteger(), nullable=False, server_default="0"),
 			sa.Column("idx", sa.Integer(), nullable=False, server_default="0"),
 		]
+		if schema.is_child_table(doctype):
+			columns += [
+				sa.Column(name, sa.String(140), index=name == "parent") for name in schema.CHILD_COLUMNS
+			]
 		for field in schema.data_fields(doctype):
 			columns.append(
 				sa.Column(
@@ -52,5 +56,7 @@ def build_metadata() -> tuple[sa.MetaData, dict[str, sa.Table]]:
 		)
 		for fields in schema.composite_indexes(doctype):
 			sa.Index(f"{'_'.join(fields)}_index", *(table.c[f] for f in fields), _table=table)
+		for fields in schema.unique_indexes(doctype):
+			sa.Index(f"{'_'.join(fields)}_unique", *(table.c[f] for f in fields), unique=True, _table=table)
 		tables[doctype] = table
 	return metadata, tables

@@ -5,7 +5,7 @@ store's methods; the URL (sql_url.py), the tables (sql_schema.py), connection st
 import os
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
@@ -481,8 +481,10 @@ class SqlStore:
 		if self.dialect == "postgresql":
 			return sa.cast(sa.extract("epoch", end - start) * 1000000, sa.BigInteger)
 		# SQLite keeps "YYYY-MM-DD HH:MM:SS.ffffff": whole seconds from strftime, then the digits.
-		seconds = sa.cast(sa.func.strftime("%s", end), sa.BigInteger) - sa.cast(
-			sa.func.strftime("%s", start), sa.BigInteger
+		# strftime reads the text without its fraction: given one, it rounds to the millisecond,
+		# and .9995 s or more became the next second (a duration a second off).
+		seconds = sa.cast(sa.func.strftime("%s", sa.func.substr(end, 1, 19)), sa.BigInteger) - sa.cast(
+			sa.func.strftime("%s", sa.func.substr(start, 1, 19)), sa.BigInteger
 		)
 		micros = sa.cast(sa.func.substr(end, 21, 6), sa.BigInteger) - sa.cast(
 			sa.func.substr(start, 21, 6), sa.BigInteger
@@ -495,6 +497,17 @@ class SqlStore:
 		try:
 			with self._connection(write=True) as conn, self._savepoint(conn):
 				statement.rowcount(conn, values)
+		except sa.exc.IntegrityError as exc:
+			raise UniqueViolation(str(exc.orig)) from exc
+
+	def insert_many(self, doctype: str, rows: Sequence[dict]) -> None:
+		"""One executemany: SQLAlchemy sends it as multi-row INSERTs where the driver allows."""
+		if not rows:
+			return
+		values = [self._complete(doctype, row) for row in rows]
+		try:
+			with self._connection(write=True) as conn, self._savepoint(conn):
+				conn.execute(self.tables[doctype].insert(), values)
 		except sa.exc.IntegrityError as exc:
 			raise UniqueViolation(str(exc.orig)) from exc
 
@@ -547,6 +560,20 @@ class SqlStore:
 
 		statement = self._statement(("update", doctype, fields, shape), build, fields)
 		return statement, {**values, **params, "p__name": name}
+
+	def update_all(self, doctype: str, filters: Sequence[Filter], values: dict) -> int:
+		shape, params = _filter_shape(filters)
+		fields = tuple(values)
+
+		def build() -> sa.Update:
+			table = self.tables[doctype]
+			for field in fields:
+				self._column(table, field)
+			return table.update().where(*self._where(table, shape))
+
+		statement = self._statement(("update_all", doctype, fields, shape), build, fields)
+		with self._connection(write=True) as conn:
+			return statement.rowcount(conn, {**values, **params})
 
 	def compare_and_set(
 		self,
@@ -632,6 +659,14 @@ class SqlStore:
 		"""Handlers never write through this store's connections: outside transaction() every
 		write already commits on its own."""
 		return self.update(doctype, name, values, expect)
+
+	def savepoint(self) -> AbstractContextManager[None]:
+		"""Handlers keep their own connections: nothing of theirs is in this store's."""
+		return nullcontext()
+
+	def commit_work(self) -> None:
+		"""Every write outside transaction() has committed already, and handlers keep their own
+		connections: nothing is pending."""
 
 	def delete(self, doctype: str, filters: Sequence[Filter]) -> int:
 		shape, params = _filter_shape(filters)

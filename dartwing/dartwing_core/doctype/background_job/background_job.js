@@ -132,6 +132,13 @@ function on_job_event(frm, job) {
 
 	frm._dw_live = job;
 	update_progress(frm, job);
+	// A step's completion (a history note) changes the row's modified time without a status
+	// change: reload, so the Steps table and the details follow the job live.
+	const seen = frm._dw_modified_at;
+	frm._dw_modified_at = job.modified_at;
+	if (seen && job.modified_at && job.modified_at !== seen && is_form_visible(frm)) {
+		(frm.debounced_reload_doc || frm.reload_doc).call(frm);
+	}
 }
 
 function is_form_visible(frm) {
@@ -174,6 +181,8 @@ function render_progress_section(frm) {
 					started_at: frm.doc.started_at,
 					completed_at: frm.doc.completed_at,
 					cancel_requested_at: frm.doc.cancel_requested_at,
+					pause_requested_at: frm.doc.pause_requested_at,
+					run_at: frm.doc.run_at,
 				}
 	);
 }
@@ -194,6 +203,9 @@ function update_progress(frm, job) {
 	$area.find(".dw-progress-percent").text(flt(percent, 1) + "%");
 	$area.find(".dw-progress-message").text(job.progress_message || "");
 	$area.find(".dw-progress-eta").text(eta_text(job));
+	if (job.items && cint(job.items.total) && frm._dw_details) {
+		frm._dw_details.find(".dw-item-counts").html(item_counts_html(job.items));
+	}
 }
 
 function eta_text(job) {
@@ -201,6 +213,7 @@ function eta_text(job) {
 	switch (job.status) {
 		case "Running":
 			if (job.cancel_requested_at) return __("Cancellation requested, stopping…");
+			if (job.pause_requested_at) return __("Pause requested, stopping at the next checkpoint…");
 			if (job.eta_seconds !== null && job.eta_seconds !== undefined) {
 				return __("About {0} left", [jobs.format_duration(job.eta_seconds)]);
 			}
@@ -209,6 +222,8 @@ function eta_text(job) {
 			return __("Waiting for a worker");
 		case "Scheduled":
 			return __("Runs at {0} ({1})", [jobs.format_time(job.run_at), jobs.relative_time(job.run_at)]);
+		case "Paused":
+			return __("Paused; Resume continues from its saved steps and items");
 		case "Pending":
 			return job.depends_on
 				? __("Waiting for job {0} to complete", [job.depends_on])
@@ -262,6 +277,23 @@ function render_details_section(frm) {
 		const by = doc.canceled_by ? " " + __("by {0}", [esc(doc.canceled_by)]) : "";
 		rows.push([__("Canceled"), esc(jobs.format_time(doc.canceled_at)) + by]);
 	}
+	if (doc.pause_requested_at && doc.status === "Running") {
+		rows.push([__("Pause Requested"), esc(jobs.format_time(doc.pause_requested_at))]);
+	}
+	if (doc.status === "Paused" && doc.paused_at) {
+		const by = doc.paused_by ? " " + __("by {0}", [esc(__(doc.paused_by))]) : "";
+		rows.push([__("Paused"), esc(jobs.format_time(doc.paused_at)) + by]);
+	}
+	if (cint(doc.items_total)) {
+		// Live counts come with every progress event (job.items); the stored ones until then.
+		const live = (frm._dw_live && frm._dw_live.items) || {
+			total: doc.items_total,
+			done: doc.items_done,
+			failed: doc.items_failed,
+			skipped: doc.items_skipped,
+		};
+		rows.push([__("Items"), `<span class="dw-item-counts">${item_counts_html(live)}</span>`]);
+	}
 	if (doc.output_reference) {
 		rows.push([__("Output"), output_html(doc.output_reference)]);
 	}
@@ -276,11 +308,56 @@ function render_details_section(frm) {
 		html += error_html(doc);
 	}
 
-	frm.dashboard.add_section(
+	frm._dw_details = frm.dashboard.add_section(
 		html,
 		__("Attempts and Errors"),
 		"custom dartwing-job-details-section"
 	);
+	frm._dw_details.on("click", ".dw-failed-items", () => show_failed_items(frm));
+}
+
+// --- items ------------------------------------------------------------------------------------
+
+function item_counts_html(counts) {
+	const esc = dartwing.jobs.esc;
+	const failed = cint(counts.failed);
+	const text = esc(
+		__("{0} of {1} done, {2} skipped,", [cint(counts.done), cint(counts.total), cint(counts.skipped)])
+	);
+	const failed_text = esc(__("{0} failed", [failed]));
+	return failed ? `${text} <a class="dw-failed-items">${failed_text}</a>` : `${text} ${failed_text}`;
+}
+
+function show_failed_items(frm) {
+	const jobs = dartwing.jobs;
+	const esc = jobs.esc;
+	const name = frm.doc.name;
+	jobs.call("get_job_items", { job_id: name, status: "Failed", limit: 100 })
+		.then((page) => {
+			if (!page) return;
+			const rows = page.items
+				.map(
+					(item) => `<tr>
+						<td>${esc(item.index)}</td>
+						<td>${esc(item.key)}</td>
+						<td>${esc(item.error_type)}</td>
+						<td style="white-space: pre-wrap;">${esc(item.error_message)}</td>
+					</tr>`
+				)
+				.join("");
+			const list = `/app/background-job-item?background_job=${encodeURIComponent(name)}&status=Failed`;
+			frappe.msgprint({
+				title: __("Failed items of {0}", [esc(name)]),
+				wide: true,
+				message: `<table class="table table-sm">
+						<thead><tr><th>#</th><th>${esc(__("Key"))}</th><th>${esc(__("Error"))}</th><th></th></tr></thead>
+						<tbody>${rows}</tbody>
+					</table>
+					<p class="text-muted">${esc(__("{0} of {1}", [page.items.length, page.total]))}
+					· <a href="${esc(list)}">${esc(__("All failed items"))}</a></p>`,
+			});
+		})
+		.catch(() => {});
 }
 
 function error_html(doc) {
@@ -429,6 +506,70 @@ function add_action_buttons(frm) {
 						.catch(() => {})
 						.finally(() => frm.reload_doc());
 				});
+			},
+			__("Actions")
+		);
+	}
+
+	// Pause and resume: as cancel, the submitting user or an admin.
+	const may_act = is_owner || jobs.is_admin();
+	const pause_pending = doc.status === "Running" && doc.pause_requested_at;
+	if (jobs.PAUSABLE_STATUSES.includes(doc.status) && !pause_pending && !cancel_pending && may_act) {
+		frm.add_custom_button(
+			__("Pause"),
+			() => {
+				jobs.call("pause_job", { job_id: doc.name }, { type: "POST", freeze: true })
+					.then((job) => {
+						const message =
+							job && job.status === "Running"
+								? __("Pause requested; the job stops at its next checkpoint.")
+								: __("Job paused");
+						frappe.show_alert({ message, indicator: "yellow" });
+					})
+					.catch(() => {})
+					.finally(() => frm.reload_doc());
+			},
+			__("Actions")
+		);
+	}
+	if (doc.status === "Paused" && may_act) {
+		frm.add_custom_button(
+			__("Resume"),
+			() => {
+				jobs.call("resume_job", { job_id: doc.name }, { type: "POST", freeze: true })
+					.then(() => frappe.show_alert({ message: __("Job resumed"), indicator: "green" }))
+					.catch(() => {})
+					.finally(() => frm.reload_doc());
+			},
+			__("Actions")
+		);
+	}
+
+	if (jobs.RETRYABLE_STATUSES.includes(doc.status) && jobs.is_admin() && cint(doc.items_failed)) {
+		frm.add_custom_button(
+			__("Retry failed items"),
+			() => {
+				frappe.confirm(
+					__("Run the {0} failed items of job {1} again?", [
+						cint(doc.items_failed),
+						`<b>${jobs.esc(doc.name)}</b>`,
+					]),
+					() => {
+						jobs.call(
+							"retry_job",
+							{ job_id: doc.name, failed_items_only: 1 },
+							{ type: "POST", freeze: true }
+						)
+							.then(() =>
+								frappe.show_alert({
+									message: __("Failed items queued again"),
+									indicator: "green",
+								})
+							)
+							.catch(() => {})
+							.finally(() => frm.reload_doc());
+					}
+				);
 			},
 			__("Actions")
 		);

@@ -27,6 +27,8 @@ class BackgroundJob(TenantDocument):
 	if TYPE_CHECKING:
 		from frappe.types import DF
 
+		from dartwing.dartwing_core.doctype.background_job_step.background_job_step import BackgroundJobStep
+
 		active_hash: DF.Data | None
 		cancel_requested_at: DF.Datetime | None
 		canceled_at: DF.Datetime | None
@@ -38,6 +40,10 @@ class BackgroundJob(TenantDocument):
 		error_traceback: DF.Code | None
 		error_type: DF.Literal["", "Transient", "Permanent"]
 		heartbeat_at: DF.Datetime | None
+		items_done: DF.Int
+		items_failed: DF.Int
+		items_skipped: DF.Int
+		items_total: DF.Int
 		input_parameters: DF.Code | None
 		job_hash: DF.Data | None
 		job_type: DF.Link
@@ -67,6 +73,7 @@ class BackgroundJob(TenantDocument):
 			"Canceled",
 			"Dead Letter",
 		]
+		steps: DF.Table[BackgroundJobStep]
 		timeout_seconds: DF.Int
 		traceparent: DF.Data | None
 		transition_count: DF.Int
@@ -125,6 +132,7 @@ class BackgroundJob(TenantDocument):
 				title=_("Job is unfinished"),
 			)
 		frappe.db.delete("Job Execution Log", {"background_job": self.name})
+		frappe.db.delete("Background Job Item", {"background_job": self.name})
 
 
 _DATA_FIELDS = tuple(f["fieldname"] for f in schema.data_fields(JOB))
@@ -138,3 +146,5 @@ def on_doctype_update() -> None:
 def add_composite_indexes(doctype: str) -> None:
 	for fields in schema.composite_indexes(doctype):
 		frappe.db.add_index(doctype, fields, index_name="_".join(["dw", *fields]))
+	for fields in schema.unique_indexes(doctype):
+		frappe.db.add_unique(doctype, fields, constraint_name="_".join(["dw", *fields, "unique"]))

@@ -30,6 +30,7 @@ class JobType(Document):
 		display_name: DF.Data | None
 		handler: DF.Data
 		is_enabled: DF.Check
+		is_paused: DF.Check
 		jitter: DF.Float
 		max_delay: DF.Int
 		max_retries: DF.Int
