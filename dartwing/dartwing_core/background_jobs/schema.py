@@ -41,6 +41,14 @@ def data_fields(doctype: str) -> tuple[dict, ...]:
 	return tuple(f for f in load(doctype)["fields"] if f["fieldtype"] not in LAYOUT_TYPES)
 
 
+@cache
+def numeric_fields(doctype: str) -> frozenset[str]:
+	return frozenset(f["fieldname"] for f in data_fields(doctype) if f["fieldtype"] in NUMERIC_TYPES)
+
+
+NUMERIC_TYPES = ("Int", "Check", "Float", "Percent", "Currency")
+
+
 def is_child_table(doctype: str) -> bool:
 	return bool(load(doctype).get("istable"))
 

@@ -58,6 +58,13 @@ UNLINKED_FROM_DOCUMENT = (
 )
 
 
+def _not_null(doctype: str, values: dict) -> dict:
+	"""None as 0 in numeric fields, as Frappe writes a document: its Int, Check and Float columns
+	are NOT NULL (the standalone tables keep NULL)."""
+	numeric = schema.numeric_fields(doctype)
+	return {k: 0 if v is None and k in numeric else v for k, v in values.items()}
+
+
 def in_open_transaction() -> bool:
 	"""True when the current commit is not ours to make: a web request (Frappe commits it at the
 	end), a handler running (its transaction is its own, whatever it wrote), or a caller's
@@ -339,7 +346,7 @@ class FrappeStore:
 
 	@_written
 	def insert(self, doctype: str, row: dict) -> None:
-		values = schema.complete_row(doctype, row, now_datetime(), self._known(doctype))
+		values = _not_null(doctype, schema.complete_row(doctype, row, now_datetime(), self._known(doctype)))
 		columns = ", ".join(f"`{c}`" for c in values)
 		placeholders = ", ".join(["%s"] * len(values))
 		postgres = frappe.db.db_type == "postgres"  # a failed statement aborts its transaction
@@ -363,7 +370,9 @@ class FrappeStore:
 		if not rows:
 			return
 		now = now_datetime()
-		values = [schema.complete_row(doctype, row, now, self._known(doctype)) for row in rows]
+		values = [
+			_not_null(doctype, schema.complete_row(doctype, row, now, self._known(doctype))) for row in rows
+		]
 		fields = list(values[0])
 		postgres = frappe.db.db_type == "postgres"
 		if postgres:
@@ -381,7 +390,7 @@ class FrappeStore:
 	def update_all(self, doctype: str, filters: Sequence[Filter], values: dict) -> int:
 		table = frappe.qb.DocType(doctype)
 		query = frappe.qb.update(table)
-		for field, value in values.items():
+		for field, value in _not_null(doctype, values).items():
 			query = query.set(self._field(table, doctype, field), value)
 		self._where(query, table, doctype, filters).run()
 		return frappe.db._cursor.rowcount
@@ -390,7 +399,7 @@ class FrappeStore:
 	def update(self, doctype: str, name: str, values: dict, expect: Sequence[Filter] = ()) -> bool:
 		table = frappe.qb.DocType(doctype)
 		query = frappe.qb.update(table)
-		for field, value in values.items():
+		for field, value in _not_null(doctype, values).items():
 			query = query.set(self._field(table, doctype, field), value)
 		query = self._where(query.where(table.name == name), table, doctype, expect)
 		try:
