@@ -36,8 +36,16 @@ def writer_job(
 
 
 @job_handler("hostile_job", timeout=30, max_retries=1, base_delay=600, deduplication_window=0)
-def hostile_job(ctx, reason: str, outcome: str = "hostile_ok"):
-	"""Puts `reason` (markup, in the XSS test) into every field a handler controls."""
+def hostile_job(ctx, reason: str, outcome: str = "hostile_ok", keys: list | None = None):
+	"""Puts `reason` (markup, in the XSS test) into every field a handler controls; with `keys`,
+	also into a step's name and result and into items (keyed by `keys`) that all fail."""
+	if keys:
+		ctx.step(keys[0], lambda: {"note": reason})
+
+		def refuse(item: str):
+			raise PermanentError(reason)
+
+		ctx.each(keys, refuse, key=lambda item: item)
 	ctx.progress(50, reason)
 	if outcome == "hostile_fail":
 		raise TransientError(reason)

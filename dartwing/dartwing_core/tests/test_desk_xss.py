@@ -36,6 +36,11 @@ def payload(where: str) -> str:
 	return f'<img src=x onerror="{run}">\'"><svg onload="{run}"><script>{run}</script>'
 
 
+def short_payload(where: str) -> str:
+	"""Markup that runs script, short enough for a key or a step name (140 characters)."""
+	return f"<img src=x onerror=\"{MARK}(['{where}'])\">"
+
+
 class TestDeskEscapesEverything(DartwingTestCase):
 	@classmethod
 	def setUpClass(cls) -> None:
@@ -58,11 +63,13 @@ class TestDeskEscapesEverything(DartwingTestCase):
 		frappe.set_user(cls.member_a["name"])
 		roles = set(frappe.get_roles())
 		cls.jobs = {}
-		for kind in ("hostile_ok", "hostile_fail", "hostile_dead"):
+		for kind in ("hostile_ok", "hostile_fail", "hostile_dead", "hostile_items"):
+			# hostile_items: a step and failed items whose names, keys and errors are markup
+			keys = [short_payload(f"{kind}-{n}") for n in range(3)] if kind == "hostile_items" else None
 			job = engine.submit(
 				"hostile_job",
 				cls.org_a,
-				{"reason": payload(kind), "outcome": kind},
+				{"reason": payload(kind), "outcome": kind, "keys": keys},
 				user=cls.member_a["name"],
 				roles=roles,
 			)
@@ -123,6 +130,8 @@ class TestDeskEscapesEverything(DartwingTestCase):
 			"/app/job-execution-log",
 			f"/app/job-execution-log/{log}",
 			f"/app/background-job/{self.scheduled}",
+			"/app/background-job-item",
+			f"/app/background-job-item/{self.jobs['hostile_items']}-0",
 			"/app/job-schedule",
 			f"/app/job-schedule/{self.schedule}",
 			"/app/job-monitor",
@@ -230,6 +239,8 @@ class TestDeskEscapesEverything(DartwingTestCase):
 			if view.startswith("/app/background-job/") and "view" not in view:
 				self._deliver_hostile_events(page, view.rsplit("/", 1)[1])
 				self._open_cancel_dialog(page)
+				if view.endswith(self.jobs["hostile_items"]):
+					self._open_failed_items(page)
 			if view.startswith("/app/job-schedule/"):
 				shown = page.evaluate("window.cur_frm && cur_frm.doc && cur_frm.doc.name")
 				self.assertEqual(shown, view.rsplit("/", 1)[1], f"{view}: the schedule form rendered")
@@ -243,6 +254,16 @@ class TestDeskEscapesEverything(DartwingTestCase):
 			seen = len(dialogs)
 		context.close()
 		return ran
+
+	def _open_failed_items(self, page) -> None:
+		"""The form's failed-items dialog, whose rows show each item's key and error."""
+		link = page.locator(".dw-failed-items").first
+		link.wait_for(timeout=10000)
+		link.click()
+		rows = page.locator(".modal.show table tbody tr")
+		rows.first.wait_for(timeout=10000)
+		self.assertEqual(rows.count(), 3, "the dialog lists the three failed items")
+		page.keyboard.press("Escape")
 
 	def _deliver_hostile_events(self, page, job_id: str) -> None:
 		"""The handlers the page registered for realtime events, called as Socket.IO would."""

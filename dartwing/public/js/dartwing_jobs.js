@@ -46,6 +46,16 @@ Object.assign(dartwing.jobs, {
 		return frappe.utils.escape_html(value == null ? "" : String(value));
 	},
 
+	// Frappe shows Data fields as HTML (its formatter does not escape: a save sanitises them);
+	// the engine writes these doctypes' rows without a save, so their text is escaped as shown,
+	// in grids, forms and lists. Call once the doctype's meta is loaded.
+	escape_data_fields(doctype) {
+		const fields = frappe.meta.docfield_map[doctype] || {};
+		for (const df of Object.values(fields)) {
+			if (df.fieldtype === "Data") df.formatter = (value) => dartwing.jobs.esc(value);
+		}
+	},
+
 	// Promise over frappe.call; reads are GET so GET-only whitelisting works too.
 	call(method, args, opts = {}) {
 		const clean = {};

@@ -9,9 +9,10 @@ const JOB_EVENTS = ["dartwing_job_status", "dartwing_job_progress"];
 
 frappe.ui.form.on("Background Job", {
 	setup(frm) {
+		const jobs = dartwing.jobs;
+		jobs.escape_data_fields("Background Job Step"); // the Steps table: names the handler chose
 		// The Form object is reused for every job opened, so one listener suffices; drop any
 		// listener of an earlier Form instance (re-created after a meta reload) instead of stacking.
-		const jobs = dartwing.jobs;
 		if (jobs.form_listener) {
 			JOB_EVENTS.forEach((event) => frappe.realtime.off(event, jobs.form_listener));
 		}
