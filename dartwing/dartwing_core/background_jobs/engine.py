@@ -19,7 +19,7 @@ from .errors import (
 	UniqueViolation,
 	ValidationError,
 )
-from .ports import Access, Events, Message, Queue, Store
+from .ports import Access, Events, Message, Queue, Store, organization_scope
 from .registry import Registry, registry
 from .serialize import iso, item_to_api, job_to_api, log_to_api
 from .settings import Settings
@@ -427,13 +427,7 @@ class Engine:
 		check_name("job_type", job_type, required=False)
 		if status is not None and status not in states.STATUSES:
 			raise ValidationError("status", f"must be one of {', '.join(states.STATUSES)}")
-		filters = []
-		if organizations is not None:
-			if organization and organization not in organizations:
-				raise PermissionDenied(f"no access to organization {organization!r}")
-			filters.append(("organization", "in", [organization] if organization else organizations))
-		elif organization:
-			filters.append(("organization", "=", organization))
+		filters = organization_scope(organization, organizations)
 		if status:
 			filters.append(("status", "=", status))
 		if job_type:

@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 from . import states
-from .errors import PermissionDenied
+from .ports import organization_scope
 from .transitions import JOB
 
 _DURATION = ("started_at", "completed_at")
@@ -28,16 +28,11 @@ def collect(
 
 	Counts by status are of every unfinished job and of the jobs that ended in the window
 	(completed_at, set by every terminal status, since its start). Processing time covers jobs
-	completed in the window (started_at to completed_at of the last attempt). Failure rate per type is Dead Letter / (Completed + Dead Letter) over jobs that
-	ended in the window; canceled jobs do not count either way. The database computes every
+	completed in the window (started_at to completed_at of the last attempt). Failure rate per
+	type is Dead Letter / (Completed + Dead Letter) over jobs that ended in the window; canceled
+	jobs do not count either way. The database computes every
 	figure (Store.aggregate): a window can hold hundreds of thousands of jobs."""
-	scope = []
-	if organizations is not None:
-		if organization and organization not in organizations:
-			raise PermissionDenied(f"no access to organization {organization!r}")
-		scope.append(("organization", "in", [organization] if organization else organizations))
-	elif organization:
-		scope.append(("organization", "=", organization))
+	scope = organization_scope(organization, organizations)
 	since = engine.now() - timedelta(hours=window_hours)
 	store = engine.store
 	# Unfinished jobs all, ended ones of the window: counting every job ever kept would read a

@@ -10,7 +10,7 @@ from contextlib import AbstractContextManager
 from decimal import Decimal
 from typing import Any, NamedTuple, Protocol
 
-from .errors import ValidationError
+from .errors import PermissionDenied, ValidationError
 
 Filter = tuple[str, str, Any]
 # What Store.aggregate computes: (function, field). Functions: count, sum, avg, min, max, and pNN,
@@ -46,6 +46,16 @@ def measured(function: str, field, value):
 	if function == "avg" or isinstance(value, Decimal):
 		return float(value)
 	return value
+
+
+def organization_scope(organization: str | None, organizations: list[str] | None) -> list[Filter]:
+	"""Filters for one organization, or the set a caller may see (None: all), refusing one
+	outside that set: what list, metrics and schedules read."""
+	if organizations is None:
+		return [("organization", "=", organization)] if organization else []
+	if organization and organization not in organizations:
+		raise PermissionDenied(f"no access to organization {organization!r}")
+	return [("organization", "in", [organization] if organization else organizations)]
 
 
 # The key Store.aggregate's one-query form gives each row when asked to rank within known groups.

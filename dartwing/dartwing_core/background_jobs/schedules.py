@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 from . import timing
 from .engine import check_name
-from .errors import NotFound, PermissionDenied, ValidationError
+from .errors import NotFound, ValidationError
+from .ports import organization_scope
 from .transitions import JOB, new_name
 
 if TYPE_CHECKING:
@@ -220,13 +221,7 @@ def list_schedules(
 ) -> list[dict]:
 	"""Newest first. `organizations` bounds what the caller may see (None: all)."""
 	check_name("organization", organization, required=False)
-	filters = []
-	if organizations is not None:
-		if organization and organization not in organizations:
-			raise PermissionDenied(f"no access to organization {organization!r}")
-		filters.append(("organization", "in", [organization] if organization else organizations))
-	elif organization:
-		filters.append(("organization", "=", organization))
+	filters = organization_scope(organization, organizations)
 	return engine.store.get_all(SCHEDULE, filters, order_by="creation desc", limit=limit)
 
 
