@@ -58,6 +58,23 @@ UNLINKED_FROM_DOCUMENT = (
 )
 
 
+@contextmanager
+def _refusable_insert() -> Iterator[None]:
+	"""An insert that may be refused: a unique violation becomes UniqueViolation, and on
+	PostgreSQL, where a failed statement aborts its transaction, a savepoint keeps the rest."""
+	postgres = frappe.db.db_type == "postgres"
+	if postgres:
+		frappe.db.savepoint("dartwing_insert")
+	try:
+		yield
+	except Exception as exc:
+		if postgres:
+			frappe.db.rollback(save_point="dartwing_insert")
+		if _is_unique_violation(exc):
+			raise UniqueViolation(str(exc)) from exc
+		raise
+
+
 def _not_null(doctype: str, values: dict) -> dict:
 	"""None as 0 in numeric fields, as Frappe writes a document: its Int, Check and Float columns
 	are NOT NULL (the standalone tables keep NULL)."""
@@ -349,19 +366,10 @@ class FrappeStore:
 		values = _not_null(doctype, schema.complete_row(doctype, row, now_datetime(), self._known(doctype)))
 		columns = ", ".join(f"`{c}`" for c in values)
 		placeholders = ", ".join(["%s"] * len(values))
-		postgres = frappe.db.db_type == "postgres"  # a failed statement aborts its transaction
-		if postgres:
-			frappe.db.savepoint("dartwing_insert")
-		try:
+		with _refusable_insert():
 			frappe.db.sql(
 				f"insert into `tab{doctype}` ({columns}) values ({placeholders})", list(values.values())
 			)
-		except Exception as exc:
-			if postgres:
-				frappe.db.rollback(save_point="dartwing_insert")
-			if _is_unique_violation(exc):
-				raise UniqueViolation(str(exc)) from exc
-			raise
 
 	@_written
 	def insert_many(self, doctype: str, rows: Sequence[dict]) -> None:
@@ -374,17 +382,8 @@ class FrappeStore:
 			_not_null(doctype, schema.complete_row(doctype, row, now, self._known(doctype))) for row in rows
 		]
 		fields = list(values[0])
-		postgres = frappe.db.db_type == "postgres"
-		if postgres:
-			frappe.db.savepoint("dartwing_insert")
-		try:
+		with _refusable_insert():
 			frappe.db.bulk_insert(doctype, fields, [[row[f] for f in fields] for row in values])
-		except Exception as exc:
-			if postgres:
-				frappe.db.rollback(save_point="dartwing_insert")
-			if _is_unique_violation(exc):
-				raise UniqueViolation(str(exc)) from exc
-			raise
 
 	@_written
 	def update_all(self, doctype: str, filters: Sequence[Filter], values: dict) -> int:
