@@ -128,7 +128,7 @@ def test_pause_and_resume_refuse_states_that_do_not_allow_them(engine):
 		engine.resume(job_id)
 	engine.pause(job_id)
 	with pytest.raises(
-		InvalidState, match=f"job {job_id} is Paused; only Pending, Queued, Failed, Timed Out"
+		InvalidState, match=f"job {job_id} is Paused; only Scheduled, Pending, Queued, Failed, Timed Out"
 	):
 		engine.pause(job_id)
 	assert engine.cancel(job_id)["status"] == "Canceled"  # a paused job can still be canceled
@@ -141,17 +141,33 @@ def test_pause_and_resume_refuse_states_that_do_not_allow_them(engine):
 	assert engine.history(job_id)["chain_valid"]
 
 
-def test_a_scheduled_job_pauses_only_once_due_and_a_paused_types_due_job_waits_queued(engine):
+def test_a_scheduled_job_pauses_at_once_and_resumes_to_its_time_or_once_due_to_the_queue(engine):
+	job_id = engine.submit("t_echo", "Acme", {"value": "later"}, delay="1h")["job_id"]
+	run_at = engine.get_job(job_id)["run_at"]
+
+	# Paused before its time, it is resumed to wait for that time again
+	assert engine.pause(job_id)["status"] == "Paused"
+	assert engine.resume(job_id)["status"] == "Scheduled"
+	assert engine.get_job(job_id)["run_at"] == run_at
+	assert sum(engine.queue.depth().values()) == 0
+
+	# Paused, its time passing does not queue it; resumed once due, it is queued and runs
+	engine.pause(job_id)
+	engine.store.update(JOB, job_id, {"run_at": engine.now() - timedelta(seconds=1)})
+	assert scheduler.queue_scheduled(engine) == 0
+	assert engine.resume(job_id)["status"] == "Queued"
+	run_worker_burst(engine)
+
+	assert statuses(engine, job_id) == [
+		"Scheduled", "Paused", "Scheduled", "Paused", "Queued", "Running", "Completed"
+	]  # fmt: skip
+	assert engine.history(job_id)["chain_valid"]
+
+
+def test_a_due_job_of_a_paused_type_waits_queued(engine):
 	# Given a job to run in an hour, of a job type then paused
 	job_id = engine.submit("t_echo", "Acme", {"value": "later"}, delay="1h")["job_id"]
 	engine.pause_job_type("t_echo")
-
-	# A Scheduled job holds nothing yet: a pause is refused (cancel it, or pause it once due)
-	with pytest.raises(
-		InvalidState, match=f"job {job_id} is Scheduled; only Pending, Queued, Failed, Timed Out"
-	):
-		engine.pause(job_id)
-	assert engine.status(job_id)["status"] == "Scheduled"
 
 	# Once due, the scheduler queues it as any other, and it waits with its type's queued jobs
 	engine.store.update(JOB, job_id, {"run_at": engine.now() - timedelta(seconds=1)})

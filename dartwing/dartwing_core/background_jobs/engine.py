@@ -564,13 +564,16 @@ class Engine:
 		return self.to_api(done)
 
 	def _resume(self, job: dict, actor: str, message: str) -> dict | None:
+		values = {"paused_at": None, "paused_by": None, "pause_requested_at": None}
+		if job.get("run_at") and job["run_at"] > self.now() and not job.get("started_at"):
+			# Paused before its time came: it waits for that time again, as it did.
+			return transition(self, job, states.SCHEDULED, actor=actor, message=message, values=values)
 		org = self.store.get("Organization", job["organization"]) or {}
 		status = self._initial_status(job.get("depends_on"), job["organization"])
 		if status == states.QUEUED and (org.get("status") != "Active" or at_flight_limit(self, org)):
 			status = states.PENDING  # released as its organization's room (or its resumption) allows
 		if status == states.QUEUED:
 			return self.requeue(job, actor=actor, message=message)
-		values = {"paused_at": None, "paused_by": None, "pause_requested_at": None}
 		return transition(self, job, states.PENDING, actor=actor, message=message, values=values)
 
 	def pause_job_type(self, job_type: str, paused: bool = True, user: str = "Administrator") -> dict:

@@ -43,21 +43,21 @@ UNFINISHED = tuple(s for s in STATUSES if s not in TERMINAL)
 WAITING_RETRY = (FAILED, TIMED_OUT)
 ADMIN_RETRYABLE = (FAILED, TIMED_OUT, DEAD_LETTER)
 # A pause takes these at once; a Running job pauses at its next checkpoint.
-PAUSABLE_AT_ONCE = (PENDING, QUEUED, FAILED, TIMED_OUT)
+PAUSABLE_AT_ONCE = (SCHEDULED, PENDING, QUEUED, FAILED, TIMED_OUT)
 TYPE_PAUSE = "Job Type"  # paused_by of the jobs that their job type's pause stopped at a checkpoint
 
 ALLOWED = {
 	None: {SCHEDULED, PENDING, QUEUED},
 	# Due (run_at reached): queued, or Pending while its parent has not completed. Not pausable:
 	# a Scheduled job holds nothing yet (cancel it, or pause it once it is due and queued).
-	SCHEDULED: {QUEUED, PENDING, CANCELED},
+	SCHEDULED: {QUEUED, PENDING, CANCELED, PAUSED},
 	PENDING: {QUEUED, CANCELED, PAUSED},
 	QUEUED: {RUNNING, PENDING, CANCELED, DEAD_LETTER, PAUSED},
 	RUNNING: {COMPLETED, FAILED, TIMED_OUT, CANCELED, DEAD_LETTER, PAUSED},
 	FAILED: {QUEUED, CANCELED, DEAD_LETTER, PAUSED},
 	TIMED_OUT: {QUEUED, CANCELED, DEAD_LETTER, PAUSED},
 	# Resumed: back to the queue, or to Pending while its parent or its organization's room waits.
-	PAUSED: {QUEUED, PENDING, CANCELED},
+	PAUSED: {QUEUED, PENDING, CANCELED, SCHEDULED},
 	DEAD_LETTER: {QUEUED},
 	COMPLETED: set(),
 	CANCELED: set(),
