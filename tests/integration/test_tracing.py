@@ -189,3 +189,16 @@ def test_a_bad_log_format_is_refused_naming_the_variable(engine):
 
 	assert result.returncode == 2
 	assert "DARTWING_LOG_FORMAT: must be text or json, not 'xml'" in result.stderr
+
+
+def test_steps_are_child_spans_of_their_attempt(engine, spans, tmp_path):
+	job = engine.submit("t_steps", "Acme", {"marker": str(tmp_path / "calls"), "fail_in": "classify"})
+
+	assert run_in_process(engine, job["job_id"]) == "Failed"
+
+	attempt, fetch, classify = (by_name(spans, n) for n in ("process t_steps", "step fetch", "step classify"))
+	assert fetch.parent.span_id == classify.parent.span_id == attempt.get_span_context().span_id
+	assert (fetch.attributes["dartwing.step"], fetch.status.status_code) == ("fetch", StatusCode.UNSET)
+	assert classify.status.status_code == StatusCode.ERROR
+	assert [event.name for event in classify.events] == ["exception"]
+	assert "step file" not in [span.name for span in spans.get_finished_spans()]  # never reached

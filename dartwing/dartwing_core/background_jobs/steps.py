@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import tracing
 from .engine import check_name
 from .errors import StepTimedOut, ValidationError
 from .timeouts import deadline
@@ -75,7 +76,7 @@ class Steps:
 			)
 		self._current = (record, time.monotonic())
 		timed_out = lambda: StepTimedOut(f"step {name!r} exceeded its timeout of {timeout}s")  # noqa: E731
-		with deadline(timeout or 0, timed_out):
+		with tracing.stepping(name, self.job, ctx.attempt), deadline(timeout or 0, timed_out):
 			value = fn(*args, **kwargs)
 		encoded = encode_result("step result", value)
 		duration = time.monotonic() - self._current[1]

@@ -105,6 +105,16 @@ def consuming(job: dict, attempt: int) -> AbstractContextManager:
 	)
 
 
+def stepping(name: str, job: dict, attempt: int) -> AbstractContextManager:
+	"""A step's span: a child of its attempt's (current while the handler runs); a step that
+	raises records the exception and ends in error."""
+	tracer = _get_tracer()
+	if tracer is None:
+		return _OFF
+	attributes = _attributes(job_id=job["name"], job_type=job["job_type"], attempt=attempt)
+	return tracer.start_as_current_span(f"step {name}", attributes={**attributes, "dartwing.step": name})
+
+
 def failed(span, exc: BaseException) -> None:
 	"""The handler's exception on the attempt's span, which ends in error."""
 	if span is not None:
