@@ -123,6 +123,7 @@ class Engine:
 
 	# -- submit -------------------------------------------------------------------------------
 
+	@tracing.producer
 	def submit(
 		self,
 		job_type: str,
@@ -148,35 +149,6 @@ class Engine:
 		`run_at` (a datetime, naive in the engine's zone, or ISO 8601 text with its offset) or
 		`delay` (seconds, or text like "10m"): the job stays Scheduled until then, and the
 		scheduler queues it; a time already past runs now."""
-		with tracing.producing(job_type, organization) as span:
-			return self._submit(
-				job_type,
-				organization,
-				parameters,
-				priority,
-				depends_on,
-				user,
-				triggered_by,
-				roles,
-				span,
-				run_at,
-				delay,
-			)
-
-	def _submit(
-		self,
-		job_type,
-		organization,
-		parameters,
-		priority,
-		depends_on,
-		user,
-		triggered_by,
-		roles,
-		span,
-		run_at,
-		delay,
-	) -> dict:
 		with self.store.session():  # one connection for the checks and the write
 			job_type_row = self.job_type_for_submit(job_type, roles)
 			# The row's own spelling: the database's collation also matches other cases and
@@ -201,7 +173,7 @@ class Engine:
 				depends_on=depends_on or None,
 				run_at=due,
 			)
-			job["traceparent"] = tracing.traceparent(span, job)
+			job["traceparent"] = tracing.traceparent(job)
 			counted = None
 			try:
 				with self.store.transaction():

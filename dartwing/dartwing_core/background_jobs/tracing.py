@@ -5,6 +5,7 @@ CONSUMER span linked to it (a job may run hours later, and several times: a link
 Without opentelemetry-api installed, or with only the API (no SDK tracer provider set), every
 function here returns at once: one check of the global provider, no span objects."""
 
+import functools
 import logging
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -65,10 +66,23 @@ def producing(job_type: str, organization: str | None) -> AbstractContextManager
 	)
 
 
-def traceparent(span, job: dict) -> str | None:
-	"""The W3C traceparent of the submit's span, to store on the job; the job's fields on the span."""
-	if span is None:
+def producer(submit):
+	"""Engine.submit in its producer span (`producing`), current while it runs."""
+
+	@functools.wraps(submit)
+	def traced(engine, job_type, organization, *args, **kwargs):
+		with producing(job_type, organization):
+			return submit(engine, job_type, organization, *args, **kwargs)
+
+	return traced
+
+
+def traceparent(job: dict) -> str | None:
+	"""The W3C traceparent of the submit's span (the current one, inside `producer`), to store on
+	the job; the job's fields on the span."""
+	if _get_tracer() is None:
 		return None
+	span = trace.get_current_span()
 	span.set_attributes(
 		_attributes(job_id=job["name"], priority=job["priority"], organization=job.get("organization"))
 	)
