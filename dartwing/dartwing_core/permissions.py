@@ -4,10 +4,10 @@ all. Used by hooks.py for lists and documents."""
 
 import frappe
 
+from dartwing.dartwing_core.background_jobs.schedules import SCHEDULE
 from dartwing.dartwing_core.background_jobs.transitions import JOB
 
 ORGANIZATION = "Organization"
-SCHEDULE = "Job Schedule"  # background_jobs.schedules.SCHEDULE
 ADMIN_ROLES = ("System Manager", "Dartwing Admin")
 
 

@@ -10,7 +10,7 @@ from dartwing.dartwing_core.api.jobs import _engine_errors
 from dartwing.dartwing_core.background_jobs import schedules
 from dartwing.dartwing_core.background_jobs.backends.frappe_backend import get_engine
 from dartwing.dartwing_core.background_jobs.engine import check_name
-from dartwing.dartwing_core.background_jobs.errors import NotFound, PermissionDenied, ValidationError
+from dartwing.dartwing_core.background_jobs.errors import NotFound, PermissionDenied
 from dartwing.dartwing_core.background_jobs.serialize import schedule_to_api
 from dartwing.dartwing_core.permissions import (
 	SCHEDULE,
@@ -52,10 +52,10 @@ def add_schedule(
 	parameters: dict | str | None = None,
 	cron: str | None = None,
 	interval_seconds: int | str | None = None,
-	time_zone: str | None = "UTC",
+	time_zone: str | None = None,
 	enabled: int | str = 1,
-	overlap_policy: str | None = "Skip",
-	misfire_policy: str | None = "Run Once",
+	overlap_policy: str | None = None,
+	misfire_policy: str | None = None,
 ) -> dict:
 	"""A schedule whose jobs run as the session user: the engine's checks, then one insert."""
 	if not frappe.has_permission(SCHEDULE, "create"):
@@ -63,18 +63,17 @@ def add_schedule(
 	check_name("organization", organization or None, required=False)
 	if isinstance(organization, str) and organization and not can_access_organization(organization):
 		raise PermissionDenied(f"no access to organization {organization!r}")
-	if enabled not in (0, 1, "0", "1"):
-		raise ValidationError("enabled", f"must be 0 or 1, not {enabled!r}")
+	# schedules.prepare checks every value and gives the defaults (UTC, Skip, Run Once).
 	values = {
 		"job_type": job_type,
 		"organization": organization,
 		"parameters": parameters,
-		"cron": cron or None,
-		"interval_seconds": interval_seconds or None,
-		"time_zone": time_zone or "UTC",
-		"enabled": int(enabled),
-		"overlap_policy": overlap_policy or "Skip",
-		"misfire_policy": misfire_policy or "Run Once",
+		"cron": cron,
+		"interval_seconds": interval_seconds,
+		"time_zone": time_zone,
+		"enabled": enabled,
+		"overlap_policy": overlap_policy,
+		"misfire_policy": misfire_policy,
 	}
 	row = schedules.add(get_engine(), values, user=frappe.session.user, roles=set(frappe.get_roles()))
 	return _api(row)

@@ -306,9 +306,7 @@ def _result_values(value) -> dict:
 def _finish(engine: "Engine", job: dict, status: str, message: str, values: dict) -> str:
 	"""Settle this run's own job; retry the compare-and-set when only a note (a cancel request)
 	moved the row on, and give up when another run owns the job now."""
-	values = {**values, "lease_expires_at": None}
-	if status == states.COMPLETED:
-		values.setdefault("completed_at", engine.now())
+	values = {**values, "lease_expires_at": None}  # completed_at: set by every ending transition
 	# The first try uses the row as this run left it; a cancel or pause request (a note) bumps the
 	# transition count, so on a lost compare-and-set re-read and try again while the run owns the job.
 	row = job if status == states.COMPLETED else None

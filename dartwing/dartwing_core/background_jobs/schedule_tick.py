@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from . import states
-from .dependencies import Room
+from .dependencies import Room, at_flight_limit
 from .engine import Engine, canonical_json, first_log, hash_job
 from .errors import UniqueViolation
 from .locks import distributed_lock
@@ -231,13 +231,14 @@ def create_job(engine: Engine, schedule: dict, *, actor: str) -> dict:
 		with engine.store.transaction():
 			org = engine.organization_for_submit(schedule["organization"])
 			engine.refuse_full_queue(org)
-			status = states.QUEUED if Room(engine).has_room(org) else states.PENDING
+			status = states.PENDING if at_flight_limit(engine, org) else states.QUEUED
 			job, log = build_job(engine, schedule, engine.now(), job_type, status, actor)
 			engine.store.insert(JOB, job)
 			engine.store.insert(LOG, log)
 			engine.store.update(
 				SCHEDULE, schedule["name"], {"last_run_at": engine.now(), "last_job": job["name"]}
 			)
+	engine.publish_status(job)
 	if job["status"] == states.QUEUED:
 		engine.dispatch(job)
 	return job

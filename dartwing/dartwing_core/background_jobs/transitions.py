@@ -116,7 +116,7 @@ def transition(
 	values: dict | None = None,
 ) -> JobRow | None:
 	"""Move `job` (as last read) to `to_status`; to_status == status records a note without a change."""
-	written = _write(engine, job, to_status, actor, message, values)
+	written = _apply(engine, job, *_plan(engine, job, to_status, actor, message, values))
 	if written is None:
 		return None
 	return _after_commit(engine, job, *written, actor)
@@ -173,13 +173,6 @@ def transition_all(engine: "Engine", moves: Sequence[Move]) -> list[JobRow | Non
 	for before, after in moved:
 		engine.transitioned(before, after)
 	return updated
-
-
-def _write(
-	engine: "Engine", job: JobRow, to_status: str, actor: str, message: str, values: dict | None
-) -> tuple[JobRow, list] | None:
-	"""The transition's transaction: the updated row and the children it read, None when it lost."""
-	return _apply(engine, job, *_plan(engine, job, to_status, actor, message, values))
 
 
 def _plan(
