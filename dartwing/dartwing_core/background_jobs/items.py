@@ -88,7 +88,7 @@ class Items:
 		if recorded_now:
 			self._record(source(), key)
 		counts = {field: int(self.job.get(field) or 0) for field in ("items_total", *COUNTERS.values())}
-		buffer: list[tuple[str, str, dict]] = []  # (row name, status before, values)
+		buffer: list[tuple[str, dict]] = []  # (row name, values)
 		last_write = time.monotonic()
 		try:
 			for index, item, row in self._paired(source(), key):
@@ -100,7 +100,7 @@ class Items:
 				values = self._process(process, item, row)
 				if row["checksum"] != digest:
 					values["checksum"] = digest
-				buffer.append((row["name"], row["status"], values))
+				buffer.append((row["name"], values))
 				_count(counts, row["status"], values["status"])
 				self._report(ctx, counts)
 				if len(buffer) >= MAX_BUFFERED or time.monotonic() - last_write >= self._interval:
@@ -212,12 +212,12 @@ class Items:
 			values.update(status=FAILED, error_type=type(exc).__name__, error_message=str(exc)[:10000])
 		return values
 
-	def _write(self, buffer: list[tuple[str, str, dict]], counts: dict) -> None:
+	def _write(self, buffer: list[tuple[str, dict]], counts: dict) -> None:
 		"""A batch of outcomes and the job's counts in one transaction: one UPDATE per distinct
 		outcome (no-op items share one), chunked so IN lists stay short."""
 		now = self.engine.now()
 		groups: dict[tuple, tuple[dict, list[str]]] = {}
-		for name, _before, values in buffer:
+		for name, values in buffer:
 			values = {**values, "completed_at": now}
 			groups.setdefault(tuple(values.items()), (values, []))[1].append(name)
 		with self.engine.store.transaction():
@@ -247,6 +247,7 @@ class Items:
 			100 * finished / counts["items_total"],
 			f"{finished}/{counts['items_total']} items ({counts['items_failed']} failed)",
 			own=False,
+			persist=False,  # each batch's _save_counts writes it with the counts
 		)
 
 

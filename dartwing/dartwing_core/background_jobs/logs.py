@@ -16,7 +16,7 @@ FORMATS = ("text", "json")
 # The run this context is in: {job_id, job_type, organization, attempt, trace_id}.
 _run: contextvars.ContextVar[dict | None] = contextvars.ContextVar("dartwing_run", default=None)
 # Record attributes a JSON line carries when a record has them (the executor's `extra` and the run's).
-FIELDS = ("job_id", "job_type", "organization", "attempt", "priority", "duration", "trace_id", "span_id")
+FIELDS = ("job_id", "job_type", "organization", "attempt", "priority", "duration", "trace_id")
 
 
 @contextmanager

@@ -86,8 +86,11 @@ class JobContext:
 		self._report(percent, message)
 		self.checkpoint(cancel=False)
 
-	def _report(self, percent: float, message: str | None = None, own: bool = True) -> None:
-		"""progress(); `own` False for the engine's reports (steps), which yield to the handler's."""
+	def _report(
+		self, percent: float, message: str | None = None, own: bool = True, persist: bool = True
+	) -> None:
+		"""progress(); `own` False for the engine's reports (steps, items), which yield to the
+		handler's; `persist` False for a report its caller writes itself (items, with their counts)."""
 		if own:
 			self.reports_own_progress = True
 		percent = max(0.0, min(100.0, float(percent)))
@@ -99,7 +102,7 @@ class JobContext:
 		if now - self._last_publish >= settings.progress_publish_interval or percent >= 100:
 			self._last_publish = now
 			self.engine.publish("job_progress", self.job)
-		if now - self._last_persist >= settings.progress_persist_interval:
+		if persist and now - self._last_persist >= settings.progress_persist_interval:
 			self._last_persist = now
 			self.persist_progress()
 

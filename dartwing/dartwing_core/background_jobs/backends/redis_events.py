@@ -32,14 +32,18 @@ class RedisEvents:
 		return f"{_glob_escape(self.channel(organization, ''))}*"
 
 	def publish(self, event: str, payload: dict) -> None:
-		self.publish_many([(event, payload)])
+		self.redis.publish(*self._message(event, payload))  # every transition: one command, no pipeline
 
 	def publish_many(self, events: Sequence[tuple[str, dict]]) -> None:
 		pipe = self.redis.pipeline(transaction=False)
 		for event, payload in events:
-			message = json.dumps({"event": event, **payload}, default=str)
-			pipe.publish(self.channel(payload.get("organization"), payload["job_id"]), message)
+			pipe.publish(*self._message(event, payload))
 		pipe.execute()
+
+	def _message(self, event: str, payload: dict) -> tuple[str, str]:
+		"""(channel, message) of one event."""
+		message = json.dumps({"event": event, **payload}, default=str)
+		return self.channel(payload.get("organization"), payload["job_id"]), message
 
 	def subscribe(
 		self, job_id: str | None = None, organization: str | None = None, idle: float = 0.5
