@@ -81,13 +81,50 @@ class JsonFormatter(logging.Formatter):
 
 def configure(level: str | None = None, log_format: str | None = None) -> None:
 	"""The CLI's logging: to stderr, at DARTWING_LOG_LEVEL (INFO), as DARTWING_LOG_FORMAT says."""
+	handler = logging.StreamHandler(sys.stderr)
+	handler.addFilter(RunFields())
+	handler.setFormatter(formatter(log_format))
+	logging.basicConfig(level=level or os.environ.get("DARTWING_LOG_LEVEL", "INFO"), handlers=[handler])
+
+
+def formatter(log_format: str | None = None) -> logging.Formatter:
+	"""The formatter DARTWING_LOG_FORMAT (or `log_format`) names."""
 	log_format = (log_format or os.environ.get("DARTWING_LOG_FORMAT") or "text").strip().lower()
 	if log_format not in FORMATS:
 		raise ValidationError("DARTWING_LOG_FORMAT", f"must be text or json, not {log_format!r}")
-	handler = logging.StreamHandler(sys.stderr)
-	handler.addFilter(RunFields())
 	if log_format == "json":
-		handler.setFormatter(JsonFormatter())
-	else:
-		handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-	logging.basicConfig(level=level or os.environ.get("DARTWING_LOG_LEVEL", "INFO"), handlers=[handler])
+		return JsonFormatter()
+	return TextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+class FrappeSiteLog(logging.Handler):
+	"""On a bench: the engine's records go to the current site's Frappe log files, those
+	`frappe.logger("dartwing")` writes (logs/dartwing.log and sites/SITE/logs/dartwing.log), with
+	the run's fields and trace id in DARTWING_LOG_FORMAT. One worker process serves many sites, so
+	the site is looked up per record; Frappe keeps each site's logger."""
+
+	def __init__(self, log_format: str | None = None):
+		super().__init__()
+		self.addFilter(RunFields())
+		self.setFormatter(formatter(log_format))
+
+	def emit(self, record: logging.LogRecord) -> None:
+		import frappe
+
+		if not getattr(frappe.local, "site", None):
+			return  # no site: nowhere of Frappe's to write it
+		site_logger = frappe.logger("dartwing", allow_site=True)
+		for handler in site_logger.handlers:  # its files get our lines as they are
+			if handler.formatter is not self.formatter:
+				handler.setFormatter(self.formatter)
+		site_logger.handle(record)
+
+
+def configure_frappe() -> None:
+	"""Once per process on a bench: the engine's logger writes to the site's Frappe log files at
+	DARTWING_LOG_LEVEL (WARNING: a line per job transition would rotate Frappe's small files)."""
+	jobs_logger = logging.getLogger("dartwing.jobs")
+	if any(isinstance(handler, FrappeSiteLog) for handler in jobs_logger.handlers):
+		return
+	jobs_logger.addHandler(FrappeSiteLog())
+	jobs_logger.setLevel(os.environ.get("DARTWING_LOG_LEVEL", "WARNING").upper())

@@ -228,6 +228,29 @@ class TestExecution(DartwingTestCase):
 		self.engine.cancel(job["job_id"], user="Administrator")
 
 
+class TestLogLines(DartwingTestCase):
+	def test_a_runs_lines_go_to_the_sites_log_with_its_trace_id(self):
+		# Given a job submitted under a trace (its traceparent, as a traced submit stores it)
+		trace_id = frappe.generate_hash(length=32)
+		job = self.submit_as(self.member_a, steps=1, delay=0, label="traced")
+		frappe.db.set_value(JOB, job["job_id"], "traceparent", f"00-{trace_id}-{'1' * 16}-01")
+		frappe.db.commit()
+		site_log = frappe.get_site_path("logs", "dartwing.log")
+
+		# When a real bench worker runs it, at INFO, as JSON lines
+		run_bench_worker(DARTWING_LOG_LEVEL="INFO", DARTWING_LOG_FORMAT="json")
+
+		# Then the site's Frappe log holds the run's lines, each one JSON object with the trace id
+		self.assertEqual(self.wait_for(job["job_id"], {"Completed"}, timeout=10)["status"], "Completed")
+		with open(site_log) as log:
+			lines = [json.loads(line) for line in log if job["job_id"] in line]
+		self.assertIn("Job succeeded", " ".join(line["message"] for line in lines))
+		succeeded = next(line for line in lines if line["message"].startswith("Job succeeded"))
+		self.assertEqual(succeeded["trace_id"], trace_id)
+		self.assertEqual((succeeded["job_type"], succeeded["attempt"]), ("sample_job", 1))
+		self.assertGreaterEqual(succeeded["duration"], 0)
+
+
 class TestWait(DartwingTestCase):
 	def test_wait_hears_the_end_of_a_job_a_bench_worker_runs(self):
 		job = self.submit_as(self.member_a, steps=3, delay=0.3, label="waited")

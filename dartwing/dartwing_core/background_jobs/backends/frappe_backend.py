@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import frappe
 from frappe.utils.background_jobs import get_redis_conn
 
+from .. import logs
 from ..engine import Engine
 from ..errors import ValidationError
 from ..registry import env_imports, import_handler_modules
@@ -52,6 +53,7 @@ def get_engine() -> Engine:
 	site = frappe.local.site
 	if site not in _engines:
 		load_handlers()
+		logs.configure_frappe()
 		from frappe.utils import get_system_timezone
 
 		zone = ZoneInfo(get_system_timezone())
