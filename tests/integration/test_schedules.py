@@ -1,6 +1,7 @@
 """Job Schedules on real databases: one job per schedule and due time with two schedulers racing,
 overlap and misfire policies, DST nights, bad input refused with nothing written, the actions."""
 
+import itertools
 import threading
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -95,6 +96,22 @@ def test_two_schedulers_over_an_hour_of_cron_minutes_create_each_due_job_once(cl
 	assert sum(engine.queue.depth().values()) == created, "one message per job"
 	job = engine.store.get_all(JOB, [("schedule", "=", every_minute["name"])], limit=1)[0]
 	assert engine.history(job["name"])["chain_valid"]
+
+
+def test_a_schedules_new_job_is_announced_to_its_organizations_watchers(clocked):
+	engine, _, clock = clocked
+	schedule = add(engine, cron="* * * * *")
+	stream = engine.events.subscribe(organization="Acme", idle=0.2)
+	assert next(stream) is None  # subscribed: what is published from here on is heard
+
+	clock.now += timedelta(minutes=1)
+	assert run_schedules(engine) == 1
+
+	job = engine.store.get_all(JOB, [("schedule", "=", schedule["name"])])[0]
+	heard = next((e for e in itertools.islice(stream, 50) if e is not None), None)  # 10 s at most
+	assert heard is not None, "no event within 10 s"
+	assert (heard["event"], heard["job_id"], heard["status"]) == ("job_status_changed", job["name"], "Queued")
+	stream.close()
 
 
 def test_the_database_refuses_a_second_job_for_a_schedule_and_due_time(clocked):
@@ -250,7 +267,10 @@ def test_pause_resume_run_now_and_delete(engine):
 	schedules.delete(engine, schedule["name"])
 	with pytest.raises(NotFound):
 		schedules.get(engine, schedule["name"])
-	assert engine.status(job["job_id"])["status"] == "Queued", "its jobs stay"
+	kept = engine.store.get(JOB, job["job_id"])
+	assert kept["status"] == "Queued", "its jobs stay"
+	assert kept["schedule"] is None, "unlinked: nothing points at the deleted schedule"
+	assert kept["schedule_key"].startswith(f"{schedule['name']}@"), "the key still names it"
 
 
 def test_runs_of_a_suspended_organization_or_disabled_type_are_skipped_and_the_schedule_moves_on(engine):

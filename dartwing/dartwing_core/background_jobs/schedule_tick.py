@@ -182,7 +182,8 @@ def _commit(engine: Engine, plans: list[Plan]) -> int:
 	"""The schedules that create a job move with it and its first log row, all in one transaction
 	(on MariaDB one batch of statements); if a job's key exists already (another scheduler, a
 	restored next_run_at), each alone, so only that one gives up its job. A schedule whose run is
-	skipped just moves on. Then the queued jobs are sent in one pipeline."""
+	skipped just moves on. Then the queued jobs are sent, and every new job's status event
+	published (as submit publishes one), each in one pipeline."""
 	for plan in plans:
 		if plan.job is None:
 			_advance(engine, plan)
@@ -193,6 +194,7 @@ def _commit(engine: Engine, plans: list[Plan]) -> int:
 		won = [_alone(engine, plan) for plan in creating]
 	jobs = [plan.job for plan, ok in zip(creating, won, strict=True) if ok]
 	engine.dispatch_all([job for job in jobs if job["status"] == states.QUEUED])
+	engine.publish_all_status(jobs)
 	return len(jobs)
 
 

@@ -202,11 +202,19 @@ def set_enabled(engine: "Engine", name: str, enabled: bool, *, user: str = "Admi
 
 
 def delete(engine: "Engine", name: str) -> None:
-	"""The schedule goes; the jobs it created stay, with their history."""
+	"""The schedule goes; the jobs it created stay, with their history (see unlink_jobs)."""
 	get(engine, name)
 	with engine.store.transaction():
+		unlink_jobs(engine, name)
 		engine.store.delete(SCHEDULE, [("name", "=", name)])
 		engine.store.delete_references(SCHEDULE, [name])  # on Frappe: its comments, files, shares
+
+
+def unlink_jobs(engine: "Engine", name: str) -> int:
+	"""The jobs of a schedule being deleted stop pointing at it: a link to nothing would lead the
+	desk nowhere, and Frappe refuses to delete a document others link to. Each keeps the schedule's
+	name and due time in schedule_key. The number of jobs unlinked."""
+	return engine.store.update_all(JOB, [("schedule", "=", name)], {"schedule": None})
 
 
 def jobs_of(engine: "Engine", name: str, limit: int = 20) -> list[dict]:

@@ -6,7 +6,7 @@ import frappe
 from dartwing.dartwing_core.api.errors import throw
 from dartwing.dartwing_core.background_jobs.backends.frappe_backend import get_engine
 from dartwing.dartwing_core.background_jobs.errors import DartwingError, PermissionDenied
-from dartwing.dartwing_core.background_jobs.schedules import EDITABLE, SCHEDULE, prepare
+from dartwing.dartwing_core.background_jobs.schedules import EDITABLE, SCHEDULE, prepare, unlink_jobs
 from dartwing.dartwing_core.doctype.background_job.background_job import add_composite_indexes
 from dartwing.dartwing_core.guards import TenantDocument
 from dartwing.dartwing_core.permissions import can_access_organization
@@ -66,6 +66,11 @@ class JobSchedule(TenantDocument):
 				self.set(field, row[field])
 		if self.is_new():
 			self.owner_user = frappe.session.user  # its jobs run as the user who created it
+
+	def on_trash(self) -> None:
+		"""A desk or REST delete does what the API's does: the jobs stay, unlinked. Frappe runs
+		this before its check for documents linking here, so that check passes."""
+		unlink_jobs(get_engine(), self.name)
 
 
 def on_doctype_update() -> None:

@@ -98,6 +98,25 @@ class TestJobSchedule(DartwingTestCase):
 		self.assertFalse(frappe.db.exists(SCHEDULE, schedule))
 		self.assertTrue(frappe.db.exists(JOB, job.json["message"]["job_id"]), "its jobs stay")
 
+	def test_a_desk_delete_keeps_the_jobs_unlinked(self):
+		# Given a schedule with a job (Frappe refuses to delete a document others link to)
+		schedule = self.add_over_http(self.member_a, self.org_a).json["message"]["schedule_id"]
+		job = self.schedule_call("run_schedule_now", self.member_a, "POST", schedule_id=schedule)
+		job_id = job.json["message"]["job_id"]
+
+		# When its owner deletes it as the desk does (frappe.client.delete)
+		deleted = self.call(
+			"frappe.client.delete", self.member_a, "POST", api="/api/method/", doctype=SCHEDULE, name=schedule
+		)
+
+		# Then it is gone and its job stays, no longer linked, its key still naming the schedule
+		self.assertEqual(deleted.status_code, 200, deleted.json)
+		frappe.db.rollback()
+		self.assertFalse(frappe.db.exists(SCHEDULE, schedule))
+		kept = frappe.db.get_value(JOB, job_id, ["schedule", "schedule_key"], as_dict=True)
+		self.assertIsNone(kept.schedule)
+		self.assertTrue(kept.schedule_key.startswith(f"{schedule}@"))
+
 	def test_a_desk_save_runs_the_engines_checks(self):
 		frappe.set_user(self.member_a["name"])
 		doc = frappe.get_doc(
