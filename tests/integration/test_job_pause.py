@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from dartwing.dartwing_core.background_jobs import InvalidState, NotFound, scheduler
+from dartwing.dartwing_core.background_jobs import InvalidState, NotFound, cleanup, scheduler
 from dartwing.dartwing_core.background_jobs.transitions import ITEM, JOB
 from tests.conftest import run_worker_burst, statuses, wait_until
 
@@ -52,6 +52,34 @@ def test_a_pending_job_resumes_to_pending_while_its_parent_is_unfinished(engine)
 	run_worker_burst(engine)
 
 	assert engine.status(child)["status"] == "Completed"  # released when its parent completed
+
+
+def test_a_paused_child_whose_parent_ended_meanwhile_is_canceled_on_resume_saying_why(engine):
+	parent = engine.submit("t_echo", "Acme", {"value": "parent"})["job_id"]
+	child = engine.submit("t_echo", "Acme", {"value": "child"}, depends_on=parent)["job_id"]
+	engine.pause(child)
+	engine.cancel(parent)  # the paused child is not Pending: the cascade leaves it
+	assert engine.status(child)["status"] == "Paused"
+
+	assert engine.resume(child)["status"] == "Canceled"
+
+	row = engine.get_job(child)
+	assert row["error_message"] == f"parent job {parent} ended Canceled"
+	assert [e["to_status"] for e in engine.history(child)["entries"]][-2:] == ["Pending", "Canceled"]
+
+
+def test_a_child_queued_once_resumes_to_the_queue_though_its_parent_was_purged(engine):
+	parent = engine.submit("t_echo", "Acme", {"value": "parent"})["job_id"]
+	child = engine.submit("t_echo", "Acme", {"value": "child"}, depends_on=parent)["job_id"]
+	engine.pause(child)
+	run_worker_burst(engine)  # the parent completes; the paused child waits
+	assert engine.resume(child)["status"] == "Queued"
+	engine.pause(child)
+	assert cleanup.purge(engine, older_than_days=0) == 1  # the parent: its child's condition was met
+
+	assert engine.resume(child)["status"] == "Queued"
+	run_worker_burst(engine)
+	assert engine.status(child)["status"] == "Completed"
 
 
 @pytest.mark.usefixtures("worker_model")

@@ -9,7 +9,7 @@ from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta, timezone, tzinfo
 
 from . import states, throttle, tracing
-from .dependencies import at_flight_limit
+from .dependencies import at_flight_limit, settle_pending
 from .errors import (
 	DuplicateJob,
 	InvalidState,
@@ -540,13 +540,19 @@ class Engine:
 		if job.get("run_at") and job["run_at"] > self.now() and not job.get("started_at"):
 			# Paused before its time came: it waits for that time again, as it did.
 			return transition(self, job, states.SCHEDULED, actor=actor, message=message, values=values)
+		if job.get("depends_on") and not job.get("queued_at"):
+			# Paused while it waited for its parent (a job queued once had its parent complete,
+			# which may have been purged since): Pending while the parent runs, canceled at once,
+			# saying why, if the parent ended otherwise meanwhile, as settle_pending decides.
+			parent = self.store.get(JOB, job["depends_on"])
+			if parent is None or parent["status"] != states.COMPLETED:
+				pending = transition(self, job, states.PENDING, actor=actor, message=message, values=values)
+				return pending and (settle_pending(self, pending, parent, actor) or pending)
 		org = self.store.get("Organization", job["organization"]) or {}
-		status = self._initial_status(job.get("depends_on"), job["organization"])
-		if status == states.QUEUED and (org.get("status") != "Active" or at_flight_limit(self, org)):
-			status = states.PENDING  # released as its organization's room (or its resumption) allows
-		if status == states.QUEUED:
-			return self.requeue(job, actor=actor, message=message)
-		return transition(self, job, states.PENDING, actor=actor, message=message, values=values)
+		if org.get("status") != "Active" or at_flight_limit(self, org):
+			# released as its organization's room (or its resumption) allows
+			return transition(self, job, states.PENDING, actor=actor, message=message, values=values)
+		return self.requeue(job, actor=actor, message=message)
 
 	def pause_job_type(self, job_type: str, paused: bool = True, user: str = "Administrator") -> dict:
 		"""Pause a job type: its queued jobs wait (their messages are skipped, and the scheduler
