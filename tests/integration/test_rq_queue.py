@@ -1,10 +1,16 @@
 """The RQ queue answers "is this message still waiting?" for a whole batch in a few round trips,
 with the same answer as asking about each message alone."""
 
+import pytest
 from rq.job import Job
 
+from dartwing.dartwing_core.background_jobs.backends import rq_queue
 
-def test_waiting_tells_held_messages_from_lost_ones_in_one_call(engine):
+
+# A queue's list is read whole when short, searched id by id (LPOS) when long: both must agree.
+@pytest.mark.parametrize("read_whole_per_id", [20, 0], ids=["list read whole", "list searched"])
+def test_waiting_tells_held_messages_from_lost_ones_in_one_call(engine, monkeypatch, read_whole_per_id):
+	monkeypatch.setattr(rq_queue, "READ_WHOLE_PER_ID", read_whole_per_id)
 	# Given messages in each state RQ can leave them in
 	names = ["kept", "unlisted", "gone", "running"]
 	jobs = {n: engine.get_job(engine.submit("t_echo", "Acme", {"value": n})["job_id"]) for n in names}

@@ -268,6 +268,29 @@ def test_due_retries_of_one_batch_count_against_their_organizations_limit(engine
 	assert scheduler.requeue_due_retries(engine) == 0
 
 
+def test_release_pending_goes_through_one_page_a_tick_oldest_first(tmp_path, redis_url):
+	# Given 7 jobs parked Pending while their organization was suspended, and batches of 3
+	engine = make_engine(make_db_url("sqlite", tmp_path), redis_url, batch_size=3)
+	try:
+		jobs = [engine.submit("t_echo", "Acme", {"value": f"p{i}"})["job_id"] for i in range(7)]
+		admin.set_organization_status(engine, "Acme", "Suspended")
+		run_worker_burst(engine)
+		assert {engine.status(j)["status"] for j in jobs} == {"Pending"}
+		admin.set_organization_status(engine, "Acme", "Active")
+
+		# When the scheduler ticks three times
+		released = []
+		for _ in range(3):
+			scheduler.release_pending(engine)
+			released.append([j for j in jobs if engine.status(j)["status"] == "Queued"])
+
+		# Then each tick queued one page, the oldest first, and the third reached the end
+		assert released == [jobs[:3], jobs[:6], jobs]
+		assert not engine.lock_client.exists(f"{engine.settings.queue_prefix}:release_pending:after")
+	finally:
+		dispose(engine)
+
+
 def test_redispatch_asks_about_one_page_a_tick_and_goes_round_the_backlog(tmp_path, redis_url):
 	# Given a backlog of 7 jobs legitimately waiting, past the grace period, and batches of 3
 	engine = make_engine(make_db_url("sqlite", tmp_path), redis_url, batch_size=3)

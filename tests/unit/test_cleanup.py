@@ -110,7 +110,7 @@ def purge_counting_transactions(engine, **options) -> tuple[int, int]:
 		engine.store.transaction = original
 
 
-@pytest.mark.parametrize(("lock_budget", "batches"), [(0.0, 16), (60.0, 5)])
+@pytest.mark.parametrize(("lock_budget", "batches"), [(0.0, 17), (60.0, 5)])
 def test_purge_batches_shrink_when_they_hold_locks_too_long_and_grow_back(engine, lock_budget, batches):
 	# Given 20 old finished jobs and batches of at most 4
 	for i in range(20):
@@ -118,9 +118,18 @@ def test_purge_batches_shrink_when_they_hold_locks_too_long_and_grow_back(engine
 
 	deleted, opened = purge_counting_transactions(engine, batch_size=4, lock_budget=lock_budget)
 
-	# No time allowed: 4, 2, then one job a transaction (4 + 2 + 14); time enough: 5 batches of 4.
+	# No time allowed: 4, then one job a transaction (4 + 16); time enough: 5 batches of 4.
 	assert (deleted, opened) == (20, batches)
 	assert engine.store.count(JOB) == engine.store.count(LOG) == 0
+
+
+def test_a_batch_is_sized_from_the_last_ones_time_per_job():
+	aim = cleanup.AIM * 0.05  # the seconds a batch aims at, of a 50 ms budget
+	assert cleanup.next_size(100, aim, 0.05, 500) == 100  # on target: the same
+	assert cleanup.next_size(100, 4 * aim, 0.05, 500) == 25  # four times too long: a quarter
+	assert cleanup.next_size(100, aim / 10, 0.05, 500) == 151  # quick: by half at most
+	assert cleanup.next_size(400, aim / 10, 0.05, 500) == 500  # never above batch_size
+	assert cleanup.next_size(1, 1.0, 0.05, 500) == 1  # nor below one job
 
 
 def test_purge_defaults_to_the_configured_retention(engine):

@@ -30,8 +30,8 @@ def purge(
 
 	Batches are sized by time: on a table larger than the database's cache a job costs several
 	page reads, so a fixed count could hold locks for seconds. Each batch's rows are read before
-	its transaction (bringing their pages into the cache), and the size halves when a transaction
-	took more than `lock_budget` and doubles, up to `batch_size`, when it took under half."""
+	its transaction (bringing their pages into the cache), and each batch is sized from the last
+	one's time per job to hold its locks well within `lock_budget` (next_size)."""
 	days = engine.settings.purge_after_days if older_than_days is None else older_than_days
 	if not days >= 0:  # also refuses NaN
 		from .errors import ValidationError
@@ -65,13 +65,22 @@ def purge(
 			engine.store.delete(ITEM, [("background_job", "in", gone)])
 			engine.store.delete_references(JOB, gone)
 		took = time.monotonic() - started
-		if took > lock_budget:
-			size = max(1, size // 2)
-		elif took < lock_budget / 2:
-			size = min(batch_size, size * 2)
+		size = next_size(size, took, lock_budget, batch_size)
 	if deleted:
 		logger.info("Purged %d jobs older than %s days", deleted, days)
 	return deleted
+
+
+# A batch aims at this share of the budget: its time per job wanders from batch to batch.
+AIM = 0.6
+
+
+def next_size(size: int, took: float, lock_budget: float, batch_size: int) -> int:
+	"""The next batch's size, from this one's time per job, aimed at AIM of the budget: it
+	shrinks at once by as much as this one took too long, and grows by half at most (a quick batch
+	may have been lucky), between 1 and batch_size."""
+	aimed = int(size * AIM * lock_budget / took) if took > 0 else batch_size
+	return max(1, min(batch_size, size + size // 2 + 1, aimed))
 
 
 @distributed_lock("purge_daily", ttl=24 * 3600, release=False)

@@ -4,6 +4,7 @@ distributed lock, works in batches, and relies on compare-and-set so a lost race
 import logging
 import time
 from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -116,52 +117,39 @@ def queue_scheduled(engine: "Engine") -> int:
 @distributed_lock("release_pending", ttl=120)
 def release_pending(engine: "Engine") -> int:
 	"""Pending jobs whose parent completed (or whose organization is active again, or has room
-	in flight) are queued; those whose parent ended otherwise are canceled."""
-	moved, offset, batch = 0, 0, engine.settings.batch_size
+	in flight) are queued; those whose parent ended otherwise are canceled. A backstop: a parent's
+	end settles its children at once, and a job's end queues its organization's oldest job waiting
+	for room. So one page a tick, where the last tick stopped (a backlog of N Pending jobs is
+	gone through in N / batch_size ticks), not every Pending job every tick."""
 	room = Room(engine)  # a full organization's other jobs wait too
-	while True:
-		page = engine.store.get_all(
-			JOB,
-			[("status", "=", states.PENDING)],
-			["name", "depends_on", "organization"],
-			order_by="creation asc",
-			limit=batch,
-			offset=offset,
-		)
-		# The page's parents in one read, not one each, and only the jobs that may move read whole:
-		# most Pending jobs wait on a parent still running, and a backlog of thousands would
-		# otherwise cost as many round trips, or whole rows, every pass.
-		waited_on = sorted({job["depends_on"] for job in page if job["depends_on"]})
-		parents = {
-			r["name"]: r for r in engine.store.get_all(JOB, [("name", "in", waited_on)], ["name", "status"])
+	page = next_page(engine, "release_pending", [("status", "=", states.PENDING)], "creation")
+	# The page's parents in one read, not one each, and only the jobs that may move read whole:
+	# most Pending jobs wait on a parent still running.
+	waited_on = sorted({job["depends_on"] for job in page if job["depends_on"]})
+	parents = {
+		r["name"]: r for r in engine.store.get_all(JOB, [("name", "in", waited_on)], ["name", "status"])
+	}
+	movable = [
+		job["name"]
+		for job in page
+		if not room.known_full(job["organization"])
+		and (not job["depends_on"] or parents.get(job["depends_on"], {}).get("status") in _PARENT_ENDED)
+	]
+	whole = (
+		{
+			row["name"]: row
+			for row in engine.store.get_all(JOB, [("name", "in", movable), ("status", "=", states.PENDING)])
 		}
-		movable = [
-			job["name"]
-			for job in page
-			if not room.known_full(job["organization"])
-			and (not job["depends_on"] or parents.get(job["depends_on"], {}).get("status") in _PARENT_ENDED)
-		]
-		whole = (
-			{
-				row["name"]: row
-				for row in engine.store.get_all(
-					JOB, [("name", "in", movable), ("status", "=", states.PENDING)]
-				)
-			}
-			if movable
-			else {}
-		)
-		settled = sum(
-			1
-			for name in movable
-			if name in whole
-			and not room.known_full(whole[name]["organization"])
-			and settle_pending(engine, whole[name], parents.get(whole[name]["depends_on"]), room=room)
-		)
-		moved += settled
-		offset += len(page) - settled
-		if len(page) < batch:
-			return moved
+		if movable
+		else {}
+	)
+	return sum(
+		1
+		for name in movable
+		if name in whole
+		and not room.known_full(whole[name]["organization"])
+		and settle_pending(engine, whole[name], parents.get(whole[name]["depends_on"]), room=room)
+	)
 
 
 # A Pending job's parent in these statuses (or purged) lets it move: queued, or canceled with it.
@@ -191,13 +179,12 @@ def redispatch_lost(engine: "Engine") -> int:
 	the last: a backlog of jobs legitimately waiting must not hide a lost one, nor make every tick
 	pay for asking about all of it (a backlog of N is gone through in N / batch_size ticks)."""
 	cutoff = engine.now() - timedelta(seconds=engine.settings.requeue_grace_seconds)
-	cursor_key = f"{engine.settings.queue_prefix}:redispatch_lost:after"
-	page = _stale_page(engine, cutoff, _read_cursor(engine.lock_client.get(cursor_key)))
-	if len(page) < engine.settings.batch_size:
-		engine.lock_client.delete(cursor_key)  # the end: the next tick starts over
-	else:
-		last = page[-1]
-		engine.lock_client.set(cursor_key, f"{last['queued_at'].isoformat()} {last['name']}", ex=CURSOR_TTL)
+	stale = [("status", "=", states.QUEUED), ("queued_at", "<", cutoff)]
+	paused = [row["name"] for row in engine.store.get_all("Job Type", [("is_paused", "=", 1)], ["name"])]
+	if paused:  # their messages were skipped on purpose: resuming the type sends them again
+		stale.append(("job_type", "not in", paused))
+	# The columns the check needs only: the few lost rows are read whole afterwards.
+	page = next_page(engine, "redispatch_lost", stale, "queued_at", ["queue_job_id", "transition_count"])
 	# Redis asked about the whole page at once, the lost ones moved in few commits and sent in one
 	# go: a page costs a few round trips, not one or more per job.
 	waiting = engine.queue.waiting([job["queue_job_id"] for job in page if job["queue_job_id"]])
@@ -224,40 +211,45 @@ def redispatch_lost(engine: "Engine") -> int:
 	return sent
 
 
-# How long a redispatch_lost cursor outlives the last tick that moved it.
+# How long a task's cursor outlives the last tick that moved it.
 CURSOR_TTL = 3600
+
+
+def next_page(
+	engine: "Engine", task: str, filters: list, column: str, fields: Sequence[str] = ()
+) -> list[dict]:
+	"""Up to batch_size rows matching `filters`, in (`column`, name) order, after the last row the
+	task's previous tick read; after the last page the next tick starts over. Keyset paging: rows
+	that leave the filters meanwhile shift nothing. The cursor is in Redis, shared by schedulers.
+	Rows carry name, `column`, depends_on and organization, and `fields`."""
+	cursor_key = f"{engine.settings.queue_prefix}:{task}:after"
+	after = _read_cursor(engine.lock_client.get(cursor_key))
+	fields = list(dict.fromkeys(["name", column, "depends_on", "organization", *fields]))
+	order, limit = f"{column} asc, name asc", engine.settings.batch_size
+	if after is None:
+		page = engine.store.get_all(JOB, filters, fields, order_by=order, limit=limit)
+	else:
+		value, name = after
+		page = engine.store.get_all(
+			JOB, [*filters, (column, "=", value), ("name", ">", name)], fields, order_by=order, limit=limit
+		)
+		if len(page) < limit:
+			page += engine.store.get_all(
+				JOB, [*filters, (column, ">", value)], fields, order_by=order, limit=limit - len(page)
+			)
+	if len(page) < limit:
+		engine.lock_client.delete(cursor_key)  # the end: the next tick starts over
+	else:
+		last = page[-1]
+		engine.lock_client.set(cursor_key, f"{last[column].isoformat()} {last['name']}", ex=CURSOR_TTL)
+	return page
 
 
 def _read_cursor(value: bytes | str | None) -> tuple[datetime, str] | None:
 	if not value:
 		return None
-	queued_at, _, name = (value.decode() if isinstance(value, bytes) else value).partition(" ")
-	return datetime.fromisoformat(queued_at), name
-
-
-def _stale_page(engine: "Engine", cutoff: datetime, after: tuple[datetime, str] | None) -> list[dict]:
-	"""Up to batch_size Queued rows queued before `cutoff`, in (queued_at, name) order after `after`.
-	The columns the check needs only: the few lost rows are read whole afterwards."""
-	stale = [("status", "=", states.QUEUED), ("queued_at", "<", cutoff)]
-	paused = [row["name"] for row in engine.store.get_all("Job Type", [("is_paused", "=", 1)], ["name"])]
-	if paused:  # their messages were skipped on purpose: resuming the type sends them again
-		stale.append(("job_type", "not in", paused))
-	fields, order, limit = (
-		["name", "queue_job_id", "queued_at", "transition_count"],
-		"queued_at asc, name asc",
-		engine.settings.batch_size,
-	)
-	if after is None:
-		return engine.store.get_all(JOB, stale, fields, order_by=order, limit=limit)
-	queued_at, name = after
-	page = engine.store.get_all(
-		JOB, [*stale, ("queued_at", "=", queued_at), ("name", ">", name)], fields, order_by=order, limit=limit
-	)
-	if len(page) < limit:
-		page += engine.store.get_all(
-			JOB, [*stale, ("queued_at", ">", queued_at)], fields, order_by=order, limit=limit - len(page)
-		)
-	return page
+	at, _, name = (value.decode() if isinstance(value, bytes) else value).partition(" ")
+	return datetime.fromisoformat(at), name
 
 
 @distributed_lock("stop_canceled", ttl=120)

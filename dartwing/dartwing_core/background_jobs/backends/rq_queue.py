@@ -1,7 +1,9 @@
 """Queue port over RQ: one RQ queue per priority, drained by workers in priority order."""
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
+from itertools import chain
 
 from redis import Redis
 from redis.exceptions import ResponseError
@@ -27,7 +29,7 @@ def message_waiting(redis: Redis, rq_job_id: str) -> bool:
 
 
 def messages_waiting(redis: Redis, rq_job_ids: Sequence[str]) -> set[str]:
-	"""The ids RQ holds queued, scheduled or running: two pipelined round trips for any number,
+	"""The ids RQ holds queued, scheduled or running: three pipelined round trips for any number,
 	where asking one by one costs a backlog of thousands as many round trips every scheduler tick."""
 	pipe = redis.pipeline(transaction=False)
 	for rq_job_id in rq_job_ids:
@@ -41,20 +43,50 @@ def messages_waiting(redis: Redis, rq_job_ids: Sequence[str]) -> set[str]:
 				listed.append((rq_job_id, _text(origin)))
 		elif status in WAITING:
 			waiting.add(rq_job_id)
-	# "queued" only says what the record claims: the id must still be in its queue's list (or in
-	# the list RQ 2 moves it to while a worker dequeues it).
-	keys: dict[str, list[str]] = {}
-	for rq_job_id, origin in listed:
-		if origin not in keys:
-			queue = RQQueue(origin, connection=redis)
-			keys[origin] = [k for k in (queue.key, getattr(queue, "intermediate_queue_key", None)) if k]
-		for key in keys[origin]:
-			pipe.lpos(key, rq_job_id)
-	found = iter(pipe.execute() if listed else [])
-	for rq_job_id, origin in listed:
-		if any([next(found) is not None for _ in keys[origin]]):
-			waiting.add(rq_job_id)
+	if listed:
+		waiting.update(_in_their_lists(redis, listed))
 	return waiting
+
+
+# A queue's list up to this many entries per id asked about is read whole and searched in Python;
+# a longer one is asked about each id with LPOS. Parsing one reply per id costs more than reading
+# a short list, which a page of 500 ids behind a few thousand queued meets every tick.
+READ_WHOLE_PER_ID = 20
+
+
+def _in_their_lists(redis: Redis, listed: list[tuple[str, str]]) -> set[str]:
+	"""Which of (id, origin) are still in their queue's list (or in the list RQ 2 moves an id to
+	while a worker dequeues it): "queued" only says what the record claims."""
+	lists = {origin: _list_keys(redis, origin) for origin in {origin for _, origin in listed}}
+	asked = Counter(key for _, origin in listed for key in lists[origin])
+	pipe = redis.pipeline(transaction=False)
+	for key in asked:
+		pipe.llen(key)
+	lengths = dict(zip(asked, pipe.execute(), strict=True))
+	whole = [key for key in asked if 0 < lengths[key] <= READ_WHOLE_PER_ID * asked[key]]
+	searched = [
+		(rq_job_id, key)
+		for rq_job_id, origin in listed
+		for key in lists[origin]
+		if lengths[key] and key not in whole
+	]
+	for key in whole:
+		pipe.lrange(key, 0, -1)
+	for rq_job_id, key in searched:
+		pipe.lpos(key, rq_job_id)
+	answers = pipe.execute()
+	members = {_text(entry) for entry in chain.from_iterable(answers[: len(whole)])}
+	found = {
+		rq_job_id
+		for (rq_job_id, _), at in zip(searched, answers[len(whole) :], strict=True)
+		if at is not None
+	}
+	return {rq_job_id for rq_job_id, _ in listed if rq_job_id in members or rq_job_id in found}
+
+
+def _list_keys(redis: Redis, origin: str) -> list[str]:
+	queue = RQQueue(origin, connection=redis)
+	return [key for key in (queue.key, getattr(queue, "intermediate_queue_key", None)) if key]
 
 
 def _text(value: bytes | str | None) -> str | None:
