@@ -346,13 +346,15 @@ def test_items_processed_and_failed_per_type(engine, tmp_path):
 	job_id = engine.submit("t_items", "Acme", {"marker": str(tmp_path / "calls"), "fail": [1], "skip": [2]})[
 		"job_id"
 	]
-	assert execute(engine, job_id, engine.get_job(job_id)["queue_job_id"]) == "Failed"
+	assert execute(engine, job_id, engine.get_job(job_id)["queue_job_id"]) == "Failed"  # unfinished
+	ended = engine.submit("t_items", "Acme", {"marker": str(tmp_path / "calls2"), "skip": [3]})["job_id"]
+	assert execute(engine, ended, engine.get_job(ended)["queue_job_id"]) == "Completed"  # in the window
 	engine.submit("t_echo", "Acme", {"value": "no items"})
 
 	data = metrics.collect(engine)
 	lines = metrics.to_prometheus(data).splitlines()
 
-	assert data["items_by_type"] == {"t_items": {"done": 8, "failed": 1, "skipped": 1}}
-	assert 'dartwing_items_processed{job_type="t_items"} 10' in lines
+	assert data["items_by_type"] == {"t_items": {"done": 17, "failed": 1, "skipped": 2}}
+	assert 'dartwing_items_processed{job_type="t_items"} 20' in lines
 	assert 'dartwing_items_failed{job_type="t_items"} 1' in lines
 	assert metrics.collect(engine, "Globex")["items_by_type"] == {}

@@ -1,7 +1,9 @@
 """The doctype JSON files are the one definition of the schema; this module reads them for the
 standalone store (tables) and for both stores (defaults of inserted rows). Composite indexes live under the JSON keys `dartwing_indexes` and
-`dartwing_unique_indexes`, which the Frappe side applies in `on_doctype_update`."""
+`dartwing_unique_indexes`, which the Frappe side applies in `on_doctype_update`; indexes an
+index replaced are listed under `dartwing_dropped_indexes`, and both stores drop them."""
 
+import hashlib
 import json
 from functools import cache
 from pathlib import Path
@@ -55,6 +57,20 @@ def is_child_table(doctype: str) -> bool:
 
 def composite_indexes(doctype: str) -> list[list[str]]:
 	return load(doctype).get("dartwing_indexes", [])
+
+
+def dropped_indexes(doctype: str) -> list[list[str]]:
+	"""Indexes an earlier version declared and a wider one replaced: dropped where present."""
+	return load(doctype).get("dartwing_dropped_indexes", [])
+
+
+def index_name(prefix: str, fields: list[str], suffix: str) -> str:
+	"""The index's name from its fields; a long one is cut, with a hash of the whole, to the
+	63 characters PostgreSQL allows (MariaDB: 64)."""
+	name = "_".join([*filter(None, [prefix]), *fields, *filter(None, [suffix])])
+	if len(name) <= 63:
+		return name
+	return f"{name[:54]}_{hashlib.sha1(name.encode()).hexdigest()[:8]}"
 
 
 def unique_indexes(doctype: str) -> list[list[str]]:

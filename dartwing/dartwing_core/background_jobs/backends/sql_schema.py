@@ -55,8 +55,9 @@ def build_metadata() -> tuple[sa.MetaData, dict[str, sa.Table]]:
 			schema.table_name(doctype), metadata, *columns, mysql_charset="utf8mb4", mysql_engine="InnoDB"
 		)
 		for fields in schema.composite_indexes(doctype):
-			sa.Index(f"{'_'.join(fields)}_index", *(table.c[f] for f in fields), _table=table)
+			sa.Index(schema.index_name("", fields, "index"), *(table.c[f] for f in fields), _table=table)
 		for fields in schema.unique_indexes(doctype):
-			sa.Index(f"{'_'.join(fields)}_unique", *(table.c[f] for f in fields), unique=True, _table=table)
+			name = schema.index_name("", fields, "unique")
+			sa.Index(name, *(table.c[f] for f in fields), unique=True, _table=table)
 		tables[doctype] = table
 	return metadata, tables

@@ -100,7 +100,7 @@ class SqlStore:
 		with self.engine.begin() as conn:
 			self.metadata.create_all(conn, checkfirst=True)
 			inspector = sa.inspect(conn)
-			for table in self.tables.values():
+			for doctype, table in self.tables.items():
 				present = {c["name"] for c in inspector.get_columns(table.name)}
 				for column in table.columns:
 					if column.name not in present:
@@ -114,6 +114,11 @@ class SqlStore:
 				for index in table.indexes:
 					if index.name not in indexed:
 						index.create(conn)
+				for fields in schema.dropped_indexes(doctype):
+					name = schema.index_name("", fields, "index")
+					if name in indexed:  # replaced by a wider one; a detached copy, to drop it by name
+						detached = sa.Table(table.name, sa.MetaData(), *(sa.Column(f) for f in fields))
+						sa.Index(name, *detached.columns).drop(conn)
 
 	def drop_schema(self) -> None:
 		self.metadata.drop_all(self.engine, checkfirst=True)

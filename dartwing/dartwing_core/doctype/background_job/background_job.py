@@ -144,7 +144,13 @@ def on_doctype_update() -> None:
 
 
 def add_composite_indexes(doctype: str) -> None:
+	"""The doctype JSON's indexes (`bench migrate` runs this), and the ones they replaced dropped."""
 	for fields in schema.composite_indexes(doctype):
-		frappe.db.add_index(doctype, fields, index_name="_".join(["dw", *fields]))
+		frappe.db.add_index(doctype, fields, index_name=schema.index_name("dw", fields, ""))
 	for fields in schema.unique_indexes(doctype):
-		frappe.db.add_unique(doctype, fields, constraint_name="_".join(["dw", *fields, "unique"]))
+		frappe.db.add_unique(doctype, fields, constraint_name=schema.index_name("dw", fields, "unique"))
+	for fields in schema.dropped_indexes(doctype):
+		name = schema.index_name("dw", fields, "")
+		if frappe.db.has_index(f"tab{doctype}", name):
+			on_table = "" if frappe.db.db_type == "postgres" else f" ON `tab{doctype}`"
+			frappe.db.sql_ddl(f"DROP INDEX `{name}`{on_table}")
