@@ -268,8 +268,11 @@ def test_due_retries_of_one_batch_count_against_their_organizations_limit(engine
 	assert scheduler.requeue_due_retries(engine) == 0
 
 
-def test_release_pending_goes_through_one_page_a_tick_oldest_first(tmp_path, redis_url):
-	# Given 7 jobs parked Pending while their organization was suspended, and batches of 3
+def test_release_pending_reads_on_while_pages_release_jobs_up_to_a_batch_a_tick(
+	tmp_path, redis_url, monkeypatch
+):
+	# Given 7 jobs parked Pending while their organization was suspended; pages of 2, batches of 3
+	monkeypatch.setattr(scheduler, "BACKSTOP_PAGE", 2)
 	engine = make_engine(make_db_url("sqlite", tmp_path), redis_url, batch_size=3)
 	try:
 		jobs = [engine.submit("t_echo", "Acme", {"value": f"p{i}"})["job_id"] for i in range(7)]
@@ -278,21 +281,23 @@ def test_release_pending_goes_through_one_page_a_tick_oldest_first(tmp_path, red
 		assert {engine.status(j)["status"] for j in jobs} == {"Pending"}
 		admin.set_organization_status(engine, "Acme", "Active")
 
-		# When the scheduler ticks three times
+		# When the scheduler ticks twice
 		released = []
-		for _ in range(3):
+		for _ in range(2):
 			scheduler.release_pending(engine)
 			released.append([j for j in jobs if engine.status(j)["status"] == "Queued"])
 
-		# Then each tick queued one page, the oldest first, and the third reached the end
-		assert released == [jobs[:3], jobs[:6], jobs]
+		# Then a page that released jobs was followed by the next, oldest first, until a tick had
+		# read a batch (2 + 2); the second tick read on to the end (2 + 2 + 1)
+		assert released == [jobs[:4], jobs]
 		assert not engine.lock_client.exists(f"{engine.settings.queue_prefix}:release_pending:after")
 	finally:
 		dispose(engine)
 
 
-def test_redispatch_asks_about_one_page_a_tick_and_goes_round_the_backlog(tmp_path, redis_url):
-	# Given a backlog of 7 jobs legitimately waiting, past the grace period, and batches of 3
+def test_redispatch_asks_about_one_page_a_tick_and_goes_round_the_backlog(tmp_path, redis_url, monkeypatch):
+	# Given a backlog of 7 jobs legitimately waiting, past the grace period; pages of 2
+	monkeypatch.setattr(scheduler, "BACKSTOP_PAGE", 2)
 	engine = make_engine(make_db_url("sqlite", tmp_path), redis_url, batch_size=3)
 	try:
 		for i in range(7):
@@ -305,8 +310,8 @@ def test_redispatch_asks_about_one_page_a_tick_and_goes_round_the_backlog(tmp_pa
 		sent = [scheduler.redispatch_lost(engine) for _ in range(5)]
 
 		# Then each tick asked Redis about one page, the next where the last stopped, starting
-		# over after the end; nothing was lost, so nothing was sent
-		assert asked == [3, 3, 1, 3, 3]
+		# over after the end; nothing was lost, so nothing was sent and no tick read on
+		assert asked == [2, 2, 2, 1, 2]
 		assert sent == [0] * 5
 	finally:
 		dispose(engine)

@@ -119,10 +119,18 @@ def release_pending(engine: "Engine") -> int:
 	"""Pending jobs whose parent completed (or whose organization is active again, or has room
 	in flight) are queued; those whose parent ended otherwise are canceled. A backstop: a parent's
 	end settles its children at once, and a job's end queues its organization's oldest job waiting
-	for room. So one page a tick, where the last tick stopped (a backlog of N Pending jobs is
-	gone through in N / batch_size ticks), not every Pending job every tick."""
+	for room. So it scans (backstop_scan), not every Pending job every tick."""
 	room = Room(engine)  # a full organization's other jobs wait too
-	page = next_page(engine, "release_pending", [("status", "=", states.PENDING)], "creation")
+	return backstop_scan(
+		engine,
+		"release_pending",
+		[("status", "=", states.PENDING)],
+		"creation",
+		lambda page: _release(engine, room, page),
+	)
+
+
+def _release(engine: "Engine", room: Room, page: list[dict]) -> int:
 	# The page's parents in one read, not one each, and only the jobs that may move read whole:
 	# most Pending jobs wait on a parent still running.
 	waited_on = sorted({job["depends_on"] for job in page if job["depends_on"]})
@@ -175,16 +183,26 @@ def rescue_orphans(engine: "Engine") -> int:
 @distributed_lock("redispatch_lost", ttl=120)
 def redispatch_lost(engine: "Engine") -> int:
 	"""Queued jobs whose message is gone from Redis (flushed, evicted, never sent) are sent again.
-	One page of the stale rows a tick, resuming where the last tick stopped and starting over after
-	the last: a backlog of jobs legitimately waiting must not hide a lost one, nor make every tick
-	pay for asking about all of it (a backlog of N is gone through in N / batch_size ticks)."""
+	The stale rows are scanned (backstop_scan) where the last tick stopped, starting over after the
+	last: a backlog of jobs legitimately waiting must not hide a lost one, nor make every tick pay
+	for asking about all of it."""
 	cutoff = engine.now() - timedelta(seconds=engine.settings.requeue_grace_seconds)
 	stale = [("status", "=", states.QUEUED), ("queued_at", "<", cutoff)]
 	paused = [row["name"] for row in engine.store.get_all("Job Type", [("is_paused", "=", 1)], ["name"])]
 	if paused:  # their messages were skipped on purpose: resuming the type sends them again
 		stale.append(("job_type", "not in", paused))
 	# The columns the check needs only: the few lost rows are read whole afterwards.
-	page = next_page(engine, "redispatch_lost", stale, "queued_at", ["queue_job_id", "transition_count"])
+	return backstop_scan(
+		engine,
+		"redispatch_lost",
+		stale,
+		"queued_at",
+		lambda page: _send_lost(engine, page),
+		["queue_job_id", "transition_count"],
+	)
+
+
+def _send_lost(engine: "Engine", page: list[dict]) -> int:
 	# Redis asked about the whole page at once, the lost ones moved in few commits and sent in one
 	# go: a page costs a few round trips, not one or more per job.
 	waiting = engine.queue.waiting([job["queue_job_id"] for job in page if job["queue_job_id"]])
@@ -215,17 +233,40 @@ def redispatch_lost(engine: "Engine") -> int:
 CURSOR_TTL = 3600
 
 
+# Rows a backstop scan reads a page: a healthy backlog costs one such page a tick.
+BACKSTOP_PAGE = 100
+
+
+def backstop_scan(
+	engine: "Engine", task: str, filters: list, column: str, handle, fields: Sequence[str] = ()
+) -> int:
+	"""Pages of the rows matching `filters` (next_page) go to `handle`, which returns how many of
+	them it moved. One page a tick while pages find nothing to do: a backlog of jobs rightly
+	waiting costs a tick one page of BACKSTOP_PAGE, and is gone through in N / BACKSTOP_PAGE ticks.
+	A page that found work is followed by the next, up to batch_size rows a tick, so a recovery
+	(Redis emptied, an organization resumed) goes as fast as whole batches would."""
+	size, read, moved = min(BACKSTOP_PAGE, engine.settings.batch_size), 0, 0
+	while read < engine.settings.batch_size:
+		page = next_page(engine, task, filters, column, fields, size)
+		read += len(page)
+		found = handle(page)
+		moved += found
+		if not found or len(page) < size:  # nothing to do here, or the end: the next tick goes on
+			return moved
+	return moved
+
+
 def next_page(
-	engine: "Engine", task: str, filters: list, column: str, fields: Sequence[str] = ()
+	engine: "Engine", task: str, filters: list, column: str, fields: Sequence[str] = (), limit: int = 0
 ) -> list[dict]:
-	"""Up to batch_size rows matching `filters`, in (`column`, name) order, after the last row the
-	task's previous tick read; after the last page the next tick starts over. Keyset paging: rows
-	that leave the filters meanwhile shift nothing. The cursor is in Redis, shared by schedulers.
-	Rows carry name, `column`, depends_on and organization, and `fields`."""
+	"""Up to `limit` (batch_size) rows matching `filters`, in (`column`, name) order, after the last
+	row the task's previous page held; after the last page the next starts over. Keyset paging:
+	rows that leave the filters meanwhile shift nothing. The cursor is in Redis, shared by
+	schedulers. Rows carry name, `column`, depends_on and organization, and `fields`."""
 	cursor_key = f"{engine.settings.queue_prefix}:{task}:after"
 	after = _read_cursor(engine.lock_client.get(cursor_key))
 	fields = list(dict.fromkeys(["name", column, "depends_on", "organization", *fields]))
-	order, limit = f"{column} asc, name asc", engine.settings.batch_size
+	order, limit = f"{column} asc, name asc", limit or engine.settings.batch_size
 	if after is None:
 		page = engine.store.get_all(JOB, filters, fields, order_by=order, limit=limit)
 	else:
