@@ -135,7 +135,7 @@ class Filler:
 		self.logs = 0
 		self.running: list[str] = []
 		self.sample: list[str] = []  # about 4,000 random job names, to read back
-		self.terminal_modified: list[datetime] = []
+		self.terminal_ended: list[datetime] = []
 		self.due_candidates: list[str] = []  # Failed jobs the tick benchmark makes due
 
 	def run(self, folder: Path) -> None:
@@ -261,7 +261,7 @@ class Filler:
 		elif status == "Pending":
 			job["depends_on"] = rng.choice(self.running)
 		if status in states.TERMINAL:
-			self.terminal_modified.append(t)
+			self.terminal_ended.append(t)
 		if rng.random() < 4000 / self.jobs:
 			self.sample.append(name)
 		self.job_files.write([job.get(c) for c in self.job_columns])
@@ -455,7 +455,7 @@ def worker_process(engine) -> subprocess.Popen:
 def measure_purge(engine, url: str, filler: Filler, purge: int) -> tuple[list[float], dict]:
 	"""cleanup.purge of the `purge` oldest finished jobs while a worker runs jobs a thread submits.
 	Each batch is one transaction: its duration bounds how long it holds its row locks."""
-	ordered = sorted(filler.terminal_modified)
+	ordered = sorted(filler.terminal_ended)
 	cutoff = ordered[min(purge, len(ordered)) - 1] + timedelta(microseconds=1)
 	store = engine.store
 	batches: list[float] = []

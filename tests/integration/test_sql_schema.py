@@ -21,7 +21,7 @@ def test_create_schema_adds_indexes_missing_from_an_existing_table(any_engine):
 
 	store.create_schema()
 
-	assert {"organization_status_creation_index", "status_modified_index"} <= index_names(store)
+	assert {"organization_status_creation_index", "status_name_index"} <= index_names(store)
 
 
 def test_create_schema_drops_an_index_a_wider_one_replaced(any_engine):

@@ -18,7 +18,10 @@ def run_in_process(engine, job_id: str) -> str:
 
 
 def age(engine, job_id: str, days: float) -> str:
-	engine.store.update(JOB, job_id, {"modified": engine.now() - timedelta(days=days)})
+	"""Make the job's last change, and its end if it ended, `days` old."""
+	when = engine.now() - timedelta(days=days)
+	ended = {"completed_at": when} if engine.get_job(job_id)["completed_at"] else {}
+	engine.store.update(JOB, job_id, {"modified": when, **ended})
 	return job_id
 
 
@@ -130,6 +133,22 @@ def test_a_batch_is_sized_from_the_last_ones_time_per_job():
 	assert cleanup.next_size(100, aim / 10, 0.05, 500) == 151  # quick: by half at most
 	assert cleanup.next_size(400, aim / 10, 0.05, 500) == 500  # never above batch_size
 	assert cleanup.next_size(1, 1.0, 0.05, 500) == 1  # nor below one job
+
+
+def test_purge_goes_by_when_a_job_ended_and_by_its_last_change_if_it_has_no_end_time(engine):
+	# A job that ended long ago but was touched since (a note) goes; one canceled before Canceled
+	# set completed_at goes by its last change; a recent end stays whatever its last change.
+	noted = make_job(engine, "Completed", "noted")
+	engine.store.update(JOB, noted, {"completed_at": engine.now() - timedelta(days=40)})
+	legacy = age(engine, make_job(engine, "Canceled", "legacy"), 40)
+	engine.store.update(JOB, legacy, {"completed_at": None})
+	recent = make_job(engine, "Dead Letter", "recent")
+	engine.store.update(JOB, recent, {"modified": engine.now() - timedelta(days=40)})
+
+	assert cleanup.purge(engine, older_than_days=30) == 2
+
+	assert not exists(engine, noted) and not exists(engine, legacy)
+	assert exists(engine, recent)
 
 
 def test_purge_defaults_to_the_configured_retention(engine):

@@ -25,8 +25,10 @@ def purge(
 	batch_size: int | None = None,
 	lock_budget: float = LOCK_BUDGET_SECONDS,
 ) -> int:
-	"""Delete Completed, Canceled and Dead Letter jobs last changed before the cutoff, with their
-	log, step and item rows, one batch per transaction so a large purge never holds long locks. Returns jobs deleted.
+	"""Delete Completed, Canceled and Dead Letter jobs that ended before the cutoff, with their
+	log, step and item rows, one batch per transaction so a large purge never holds long locks.
+	Returns jobs deleted. Ended: completed_at, which every ending sets, read off the (status,
+	completed_at, ...) index; a job ended before Canceled set it (none) goes by its last change.
 
 	Batches are sized by time: on a table larger than the database's cache a job costs several
 	page reads, so a fixed count could hold locks for seconds. Each batch's rows are read before
@@ -40,14 +42,18 @@ def purge(
 	batch_size = batch_size or engine.settings.batch_size
 	size = min(batch_size, 50)
 	cutoff = engine.now() - timedelta(days=days)
+	ended = [("status", "in", tuple(states.TERMINAL))]
+	old_enough = [
+		[*ended, ("completed_at", "<", cutoff)],
+		[*ended, ("completed_at", "=", None), ("modified", "<", cutoff)],
+	]
 	deleted = 0
-	while True:
-		jobs = engine.store.get_all(
-			JOB, [("status", "in", tuple(states.TERMINAL)), ("modified", "<", cutoff)], limit=size
-		)
+	while old_enough:
+		jobs = engine.store.get_all(JOB, old_enough[0], limit=size)  # whole rows: their pages warmed
 		names = [row["name"] for row in jobs]
 		if not names:
-			break
+			old_enough.pop(0)
+			continue
 		engine.store.get_all(
 			LOG, [("background_job", "in", names)], ["name", "entry_hash"]
 		)  # warms the cache

@@ -5,7 +5,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from . import states
@@ -125,7 +125,6 @@ def release_pending(engine: "Engine") -> int:
 		engine,
 		"release_pending",
 		[("status", "=", states.PENDING)],
-		"creation",
 		lambda page: _release(engine, room, page),
 	)
 
@@ -196,7 +195,6 @@ def redispatch_lost(engine: "Engine") -> int:
 		engine,
 		"redispatch_lost",
 		stale,
-		"queued_at",
 		lambda page: _send_lost(engine, page),
 		["queue_job_id", "transition_count"],
 	)
@@ -237,9 +235,7 @@ CURSOR_TTL = 3600
 BACKSTOP_PAGE = 100
 
 
-def backstop_scan(
-	engine: "Engine", task: str, filters: list, column: str, handle, fields: Sequence[str] = ()
-) -> int:
+def backstop_scan(engine: "Engine", task: str, filters: list, handle, fields: Sequence[str] = ()) -> int:
 	"""Pages of the rows matching `filters` (next_page) go to `handle`, which returns how many of
 	them it moved. One page a tick while pages find nothing to do: a backlog of jobs rightly
 	waiting costs a tick one page of BACKSTOP_PAGE, and is gone through in N / BACKSTOP_PAGE ticks.
@@ -247,7 +243,7 @@ def backstop_scan(
 	(Redis emptied, an organization resumed) goes as fast as whole batches would."""
 	size, read, moved = min(BACKSTOP_PAGE, engine.settings.batch_size), 0, 0
 	while read < engine.settings.batch_size:
-		page = next_page(engine, task, filters, column, fields, size)
+		page = next_page(engine, task, filters, fields, size)
 		read += len(page)
 		found = handle(page)
 		moved += found
@@ -256,41 +252,23 @@ def backstop_scan(
 	return moved
 
 
-def next_page(
-	engine: "Engine", task: str, filters: list, column: str, fields: Sequence[str] = (), limit: int = 0
-) -> list[dict]:
-	"""Up to `limit` (batch_size) rows matching `filters`, in (`column`, name) order, after the last
-	row the task's previous page held; after the last page the next starts over. Keyset paging:
-	rows that leave the filters meanwhile shift nothing. The cursor is in Redis, shared by
-	schedulers. Rows carry name, `column`, depends_on and organization, and `fields`."""
+def next_page(engine: "Engine", task: str, filters: list, fields: Sequence[str], limit: int) -> list[dict]:
+	"""Up to `limit` rows matching `filters` (a status first), in name order, after the last row the
+	task's previous page held; after the last page the next starts over. Names are time-ordered,
+	so the oldest come first, and the (status, name) index reads just the page: keyset paging,
+	which rows leaving the filters meanwhile do not shift. The cursor is in Redis, shared by
+	schedulers. Rows carry name, depends_on and organization, and `fields`."""
 	cursor_key = f"{engine.settings.queue_prefix}:{task}:after"
-	after = _read_cursor(engine.lock_client.get(cursor_key))
-	fields = list(dict.fromkeys(["name", column, "depends_on", "organization", *fields]))
-	order, limit = f"{column} asc, name asc", limit or engine.settings.batch_size
-	if after is None:
-		page = engine.store.get_all(JOB, filters, fields, order_by=order, limit=limit)
-	else:
-		value, name = after
-		page = engine.store.get_all(
-			JOB, [*filters, (column, "=", value), ("name", ">", name)], fields, order_by=order, limit=limit
-		)
-		if len(page) < limit:
-			page += engine.store.get_all(
-				JOB, [*filters, (column, ">", value)], fields, order_by=order, limit=limit - len(page)
-			)
+	after = engine.lock_client.get(cursor_key)
+	if after:
+		filters = [*filters, ("name", ">", after.decode() if isinstance(after, bytes) else after)]
+	fields = list(dict.fromkeys(["name", "depends_on", "organization", *fields]))
+	page = engine.store.get_all(JOB, filters, fields, order_by="name asc", limit=limit)
 	if len(page) < limit:
 		engine.lock_client.delete(cursor_key)  # the end: the next tick starts over
 	else:
-		last = page[-1]
-		engine.lock_client.set(cursor_key, f"{last[column].isoformat()} {last['name']}", ex=CURSOR_TTL)
+		engine.lock_client.set(cursor_key, page[-1]["name"], ex=CURSOR_TTL)
 	return page
-
-
-def _read_cursor(value: bytes | str | None) -> tuple[datetime, str] | None:
-	if not value:
-		return None
-	at, _, name = (value.decode() if isinstance(value, bytes) else value).partition(" ")
-	return datetime.fromisoformat(at), name
 
 
 @distributed_lock("stop_canceled", ttl=120)

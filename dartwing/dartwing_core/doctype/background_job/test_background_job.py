@@ -112,8 +112,8 @@ class TestBackgroundJob(DartwingTestCase):
 			).insert()
 			for job in (job_id, kept_id)
 		}
-		frappe.db.set_value(
-			JOB, kept_id, "modified", frappe.utils.add_days(frappe.utils.now(), 1), update_modified=False
+		frappe.db.set_value(  # it ended "tomorrow": younger than any cutoff
+			JOB, kept_id, "completed_at", frappe.utils.add_days(frappe.utils.now(), 1), update_modified=False
 		)
 		frappe.db.commit()
 
