@@ -27,8 +27,8 @@ class TestJobExecutionLog(DartwingTestCase):
 		new = self.submit_as(self.member_a, label="new")
 		for job in (old, new):
 			self.engine.cancel(job["job_id"], user="Administrator")
-		frappe.db.set_value(
-			JOB, old["job_id"], "modified", frappe.utils.add_days(None, -40), update_modified=False
+		frappe.db.set_value(  # it ended 40 days ago
+			JOB, old["job_id"], "completed_at", frappe.utils.add_days(None, -40), update_modified=False
 		)
 		frappe.db.commit()
 		JobExecutionLog.clear_old_logs(days=30)
