@@ -258,7 +258,7 @@ def process_gone(pid: int) -> bool:
 	try:
 		with open(f"/proc/{pid}/stat") as stat:
 			return stat.read().rsplit(")", 1)[1].split()[0] == "Z"  # a zombie waiting to be reaped
-	except FileNotFoundError:
+	except (FileNotFoundError, ProcessLookupError):  # reaped between the two looks (ESRCH on read)
 		return True
 
 
