@@ -111,9 +111,8 @@ class FrappeSiteLog(logging.Handler):
 	def emit(self, record: logging.LogRecord) -> None:
 		import frappe
 
-		if not getattr(frappe.local, "site", None):
-			return  # no site: nowhere of Frappe's to write it
-		site_logger = frappe.logger("dartwing", allow_site=True)
+		# A thread of the worker's own (the heartbeat) has no site: Frappe writes the bench's file alone.
+		site_logger = frappe.logger("dartwing")
 		for handler in site_logger.handlers:  # its files get our lines as they are
 			if handler.formatter is not self.formatter:
 				handler.setFormatter(self.formatter)

@@ -126,6 +126,7 @@ def release_pending(engine: "Engine") -> int:
 		"release_pending",
 		[("status", "=", states.PENDING)],
 		lambda page: _release(engine, room, page),
+		["depends_on", "organization"],
 	)
 
 
@@ -257,13 +258,12 @@ def next_page(engine: "Engine", task: str, filters: list, fields: Sequence[str],
 	task's previous page held; after the last page the next starts over. Names are time-ordered,
 	so the oldest come first, and the (status, name) index reads just the page: keyset paging,
 	which rows leaving the filters meanwhile do not shift. The cursor is in Redis, shared by
-	schedulers. Rows carry name, depends_on and organization, and `fields`."""
+	schedulers. Rows carry their name and `fields`."""
 	cursor_key = f"{engine.settings.queue_prefix}:{task}:after"
 	after = engine.lock_client.get(cursor_key)
 	if after:
 		filters = [*filters, ("name", ">", after.decode() if isinstance(after, bytes) else after)]
-	fields = list(dict.fromkeys(["name", "depends_on", "organization", *fields]))
-	page = engine.store.get_all(JOB, filters, fields, order_by="name asc", limit=limit)
+	page = engine.store.get_all(JOB, filters, ["name", *fields], order_by="name asc", limit=limit)
 	if len(page) < limit:
 		engine.lock_client.delete(cursor_key)  # the end: the next tick starts over
 	else:

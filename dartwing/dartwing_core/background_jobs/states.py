@@ -48,15 +48,15 @@ TYPE_PAUSE = "Job Type"  # paused_by of the jobs that their job type's pause sto
 
 ALLOWED = {
 	None: {SCHEDULED, PENDING, QUEUED},
-	# Due (run_at reached): queued, or Pending while its parent has not completed. Not pausable:
-	# a Scheduled job holds nothing yet (cancel it, or pause it once it is due and queued).
+	# Due (run_at reached): queued, or Pending while its parent has not completed; paused at once.
 	SCHEDULED: {QUEUED, PENDING, CANCELED, PAUSED},
 	PENDING: {QUEUED, CANCELED, PAUSED},
 	QUEUED: {RUNNING, PENDING, CANCELED, DEAD_LETTER, PAUSED},
 	RUNNING: {COMPLETED, FAILED, TIMED_OUT, CANCELED, DEAD_LETTER, PAUSED},
 	FAILED: {QUEUED, CANCELED, DEAD_LETTER, PAUSED},
 	TIMED_OUT: {QUEUED, CANCELED, DEAD_LETTER, PAUSED},
-	# Resumed: back to the queue, or to Pending while its parent or its organization's room waits.
+	# Resumed: back to the queue, to Pending while its parent or its organization's room waits, or
+	# to Scheduled while its run_at is still ahead.
 	PAUSED: {QUEUED, PENDING, CANCELED, SCHEDULED},
 	DEAD_LETTER: {QUEUED},
 	COMPLETED: set(),
