@@ -4,7 +4,7 @@ Fills a fresh database with N Background Jobs (default 1,000,000) and their Job 
 (about five each: hash-chained, as the engine writes them) over 100 organizations and 30 days,
 then times the engine's public API, the code the CLI and the REST API run: submit, list_jobs,
 status, history, metrics.collect, scheduler.tick and cleanup.purge. The purge runs while a real
-`worker` process keeps running jobs that a thread keeps submitting. The database is dropped at the
+`worker` process keeps running jobs that another process keeps submitting. The database is dropped at the
 end (unless --keep).
 
 The fill does not go through submit: rows are written as TSV files bucketed by name, sorted, and
@@ -20,6 +20,7 @@ import argparse
 import hashlib
 import json
 import math
+import multiprocessing
 import os
 import random
 import signal
@@ -27,7 +28,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -452,8 +452,23 @@ def worker_process(engine) -> subprocess.Popen:
 	)
 
 
+def submit_loop(url: str, queue_prefix: str, orgs: list[str], stop, submitted) -> None:
+	"""A job every 20 ms until `stop`, in a process of its own; `submitted` counts them."""
+	import_handler_modules([SAMPLES])
+	engine = build_engine(url, REDIS_URL, replace(Settings.from_env(), queue_prefix=queue_prefix))
+	n = 0
+	while not stop.is_set():
+		n += 1
+		engine.submit("noop", orgs[n % len(orgs)], {"n": 10**9 + n})
+		with submitted.get_lock():
+			submitted.value += 1
+		time.sleep(0.02)
+	engine.store.engine.dispose()
+
+
 def measure_purge(engine, url: str, filler: Filler, purge: int) -> tuple[list[float], dict]:
-	"""cleanup.purge of the `purge` oldest finished jobs while a worker runs jobs a thread submits.
+	"""cleanup.purge of the `purge` oldest finished jobs while a worker runs the jobs another process
+	submits.
 	Each batch is one transaction: its duration bounds how long it holds its row locks."""
 	ordered = sorted(filler.terminal_ended)
 	cutoff = ordered[min(purge, len(ordered)) - 1] + timedelta(microseconds=1)
@@ -468,24 +483,17 @@ def measure_purge(engine, url: str, filler: Filler, purge: int) -> tuple[list[fl
 			yield
 		batches.append((time.perf_counter() - started) * 1000)
 
-	submitter = build_engine(url, REDIS_URL, engine.settings)
-	stop = threading.Event()
-	submitted: list[str] = []
-
-	def submit_loop() -> None:
-		n = 0
-		while not stop.is_set():
-			n += 1
-			submitted.append(
-				submitter.submit("noop", filler.orgs[n % len(filler.orgs)], {"n": 10**9 + n})["job_id"]
-			)
-			time.sleep(0.02)
-
+	# The submitter is a process of its own, as a site's web requests are: a thread here would
+	# share this process's GIL with the purge and lengthen its batches by its own Python time.
+	spawn = multiprocessing.get_context("spawn")
+	stop, submitted = spawn.Event(), spawn.Value("i", 0)
+	submitter = spawn.Process(
+		target=submit_loop, args=(url, engine.settings.queue_prefix, filler.orgs, stop, submitted)
+	)
 	worker = worker_process(engine)
-	thread = threading.Thread(target=submit_loop, daemon=True)
 	try:
 		time.sleep(3)  # the worker starts
-		thread.start()
+		submitter.start()
 		time.sleep(2)
 		store.transaction = timed_transaction
 		started, wall = engine.now(), time.perf_counter()
@@ -495,14 +503,13 @@ def measure_purge(engine, url: str, filler: Filler, purge: int) -> tuple[list[fl
 	finally:
 		store.transaction = original
 		stop.set()
-		thread.join(10)
+		submitter.join(30)
 		os.killpg(worker.pid, signal.SIGTERM)
 		try:
 			worker.wait(30)
 		except subprocess.TimeoutExpired:
 			os.killpg(worker.pid, signal.SIGKILL)
 			worker.wait()
-		submitter.store.engine.dispose()
 	completed = store.count(
 		JOB,
 		[("status", "=", states.COMPLETED), ("completed_at", ">=", started), ("completed_at", "<=", ended)],
@@ -512,7 +519,7 @@ def measure_purge(engine, url: str, filler: Filler, purge: int) -> tuple[list[fl
 		"seconds": wall,
 		"batches": len(batches),
 		"completed_during": completed,
-		"submitted_during": len(submitted),
+		"submitted_during": submitted.value,
 	}
 	return batches, report
 

@@ -33,7 +33,7 @@ def purge(
 	Batches are sized by time: on a table larger than the database's cache a job costs several
 	page reads, so a fixed count could hold locks for seconds. Each batch's rows are read before
 	its transaction (bringing their pages into the cache), and each batch is sized from the last
-	one's time per job to hold its locks well within `lock_budget` (next_size)."""
+	one's time per job to hold its locks well within `lock_budget`, slow batches too (next_size)."""
 	days = engine.settings.purge_after_days if older_than_days is None else older_than_days
 	if not days >= 0:  # also refuses NaN
 		from .errors import ValidationError
@@ -77,8 +77,10 @@ def purge(
 	return deleted
 
 
-# A batch aims at this share of the budget: its time per job wanders from batch to batch.
-AIM = 0.6
+# A batch aims at this share of the budget: its time wanders from batch to batch, the slowest of
+# a thousand about three times the median on a table larger than the database's cache. Measured
+# against 0.2 and 0.6 on one fill: the same jobs per second as 0.6 within 7%, p99 41 ms against 69.
+AIM = 0.35
 
 
 def next_size(size: int, took: float, lock_budget: float, batch_size: int) -> int:
