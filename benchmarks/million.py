@@ -4,8 +4,8 @@ Fills a fresh database with N Background Jobs (default 1,000,000) and their Job 
 (about five each: hash-chained, as the engine writes them) over 100 organizations and 30 days,
 then times the engine's public API, the code the CLI and the REST API run: submit, list_jobs,
 status, history, metrics.collect, scheduler.tick and cleanup.purge. The purge runs while a real
-`worker` process keeps running jobs that another process keeps submitting. The database is dropped at the
-end (unless --keep).
+`worker` process keeps running jobs that another process keeps submitting. The database is dropped
+at the end (unless --keep).
 
 The fill does not go through submit: rows are written as TSV files bucketed by name, sorted, and
 bulk-loaded (LOAD DATA LOCAL INFILE on MariaDB, COPY on PostgreSQL) with the secondary indexes
@@ -455,8 +455,8 @@ def worker_process(engine) -> subprocess.Popen:
 
 
 def submit_loop(url: str, queue_prefix: str, orgs: list[str], stop, submitted) -> None:
-	"""A job every 20 ms until `stop`, in a process of its own; `submitted` counts them."""
-	import_handler_modules([SAMPLES])
+	"""A job every 20 ms until `stop`, in a process of its own; `submitted` counts them. (The
+	spawned process imports this module again, which imports the sample handlers.)"""
 	engine = build_engine(url, REDIS_URL, replace(Settings.from_env(), queue_prefix=queue_prefix))
 	n = 0
 	while not stop.is_set():
@@ -469,9 +469,9 @@ def submit_loop(url: str, queue_prefix: str, orgs: list[str], stop, submitted) -
 
 
 def measure_purge(engine, url: str, filler: Filler, purge: int) -> tuple[list[float], dict]:
-	"""cleanup.purge of the `purge` oldest finished jobs while a worker runs the jobs another process
-	submits.
-	Each batch is one transaction: its duration bounds how long it holds its row locks."""
+	"""cleanup.purge of the `purge` oldest finished jobs while a worker runs the jobs another
+	process submits. Each batch is one transaction: its duration bounds how long it holds its row
+	locks."""
 	ordered = sorted(filler.terminal_ended)
 	cutoff = ordered[min(purge, len(ordered)) - 1] + timedelta(microseconds=1)
 	store = engine.store

@@ -28,7 +28,8 @@ def purge(
 	"""Delete Completed, Canceled and Dead Letter jobs that ended before the cutoff, with their
 	log, step and item rows, one batch per transaction so a large purge never holds long locks.
 	Returns jobs deleted. Ended: completed_at, which every ending sets, read off the (status,
-	completed_at, ...) index; a job ended before Canceled set it (none) goes by its last change.
+	completed_at, ...) index; a job canceled before Canceled set completed_at (a row from before
+	2026-12-06) goes by its last change.
 
 	Batches are sized by time: on a table larger than the database's cache a job costs several
 	page reads, so a fixed count could hold locks for seconds. Each batch's rows are read before
